@@ -1,0 +1,387 @@
+import { timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { z } from 'zod';
+import { encodeFrameHeader, FrameDecoder } from './frame-codec.ts';
+import {
+  ControlMessage,
+  type Frame,
+  FrameFlag,
+  FrameType,
+  type FrameTypeCode,
+  Hello,
+  HelloAck,
+  PROTOCOL_NAME,
+  PROTOCOL_VERSION,
+  ResetPayload,
+  StreamOpen,
+  TunnelCode,
+} from './protocol.ts';
+import { TunnelClosedError, TunnelProtocolError, TunnelStreamError } from './tunnel-errors.ts';
+import { type FrameSink, TunnelStream } from './tunnel-stream.ts';
+
+export type TunnelRole = 'client' | 'server';
+
+export interface TunnelConnectionOptions {
+  /** Interval between pings; the connection is declared dead after three silent intervals. */
+  heartbeatMs?: number;
+}
+
+export type ControlHandler = (method: string, params: unknown) => Promise<unknown> | unknown;
+
+export interface TunnelConnectionEvents {
+  stream: [TunnelStream];
+  event: [string, unknown];
+  close: [TunnelClosedError | undefined];
+}
+
+const handshakeTimeoutMs = 10_000;
+
+function parseJson<T>(schema: z.ZodType<T>, payload: Buffer, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new TunnelProtocolError(`${what} is not valid JSON`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new TunnelProtocolError(`${what} is malformed: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+}
+
+function json(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
+}
+
+/**
+ * One end of a tunnel: frames in and out of a socket, the stream table, control requests,
+ * heartbeats. Create it with `TunnelConnection.connect` (CLI side) or `TunnelConnection.accept`
+ * (agent side); both resolve only after a successful handshake.
+ */
+export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> implements FrameSink {
+  readonly role: TunnelRole;
+  /** Who the peer says it is (client name for the agent, agent name for the CLI). */
+  peerName = '';
+  bytesIn = 0;
+  bytesOut = 0;
+  private readonly socket: Socket;
+  private readonly decoder = new FrameDecoder();
+  private readonly streams = new Map<number, TunnelStream>();
+  private nextStreamId: number;
+  private highestPeerStreamId = 0;
+  private readonly drainWaiters: Array<() => void> = [];
+  private controlHandler: ControlHandler | undefined;
+  private nextRequestId = 1;
+  private readonly pendingRequests = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private handshake: ((frame: Frame) => void) | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private lastHeard = Date.now();
+  private closedWith: TunnelClosedError | undefined;
+  private closed = false;
+
+  private constructor(socket: Socket, role: TunnelRole) {
+    super();
+    this.socket = socket;
+    this.role = role;
+    this.nextStreamId = role === 'client' ? 1 : 2;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    socket.on('drain', () => this.flushDrainWaiters());
+    socket.on('error', (error) => this.terminate(new TunnelClosedError(TunnelCode.closed, `tunnel socket failed: ${error.message}`)));
+    socket.on('close', () => this.terminate(this.closedWith ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel connection closed')));
+  }
+
+  /** CLI side: says hello with the token and waits for the agent's acknowledgement. */
+  static connect(socket: Socket, hello: { token: string; client: string }, options: TunnelConnectionOptions = {}): Promise<TunnelConnection> {
+    const connection = new TunnelConnection(socket, 'client');
+    return connection.runHandshake(options, () => {
+      connection.send(FrameType.hello, 0, 0, json({ protocol: PROTOCOL_NAME, version: PROTOCOL_VERSION, ...hello } satisfies Hello));
+    }, (frame) => {
+      if (frame.type !== FrameType.helloAck) throw new TunnelProtocolError(`expected the agent's hello, got frame type ${frame.type}`);
+      const ack = parseJson(HelloAck, frame.payload, 'hello acknowledgement');
+      if (ack.version !== PROTOCOL_VERSION) {
+        throw new TunnelClosedError(
+          TunnelCode.version,
+          `the agent speaks tunnel protocol v${ack.version} but this CLI speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
+        );
+      }
+      connection.peerName = ack.agent;
+    });
+  }
+
+  /** Agent side: waits for the client's hello and accepts it only with a valid token and version. */
+  static accept(socket: Socket, options: TunnelConnectionOptions & { tokens: readonly string[]; agent: string }): Promise<TunnelConnection> {
+    const connection = new TunnelConnection(socket, 'server');
+    return connection.runHandshake(options, () => {}, (frame) => {
+      if (frame.type !== FrameType.hello) throw new TunnelProtocolError(`expected a hello, got frame type ${frame.type}`);
+      const hello = parseJson(Hello, frame.payload, 'hello');
+      connection.peerName = hello.client;
+      if (hello.version !== PROTOCOL_VERSION) {
+        throw new TunnelClosedError(
+          TunnelCode.version,
+          `the CLI speaks tunnel protocol v${hello.version} but this agent speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
+        );
+      }
+      if (!options.tokens.some((token) => tokensEqual(token, hello.token))) {
+        throw new TunnelClosedError(TunnelCode.auth, 'the session token was not accepted: start the session again with `detour` so it fetches a fresh token');
+      }
+      connection.send(FrameType.helloAck, 0, 0, json({ protocol: PROTOCOL_NAME, version: PROTOCOL_VERSION, agent: options.agent } satisfies HelloAck));
+    });
+  }
+
+  private runHandshake(options: TunnelConnectionOptions, start: () => void, onFrame: (frame: Frame) => void): Promise<TunnelConnection> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.close(TunnelCode.timeout, 'no handshake within 10 s'), handshakeTimeoutMs);
+      const done = (error?: Error) => {
+        clearTimeout(timer);
+        this.handshake = undefined;
+        this.off('close', onClose);
+        if (error) reject(error);
+        else {
+          this.startHeartbeat(options.heartbeatMs ?? 5_000);
+          resolve(this);
+        }
+      };
+      const onClose = (error: TunnelClosedError | undefined) => done(error ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed during the handshake'));
+      this.on('close', onClose);
+      this.handshake = (frame) => {
+        try {
+          onFrame(frame);
+          done();
+        } catch (error) {
+          const failure = error as TunnelClosedError;
+          this.close(failure.code, failure.message);
+        }
+      };
+      start();
+    });
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Opens a stream to the peer; its metadata tells the peer what to do with it. */
+  openStream(open: StreamOpen): TunnelStream {
+    if (this.closed) throw this.closedWith ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel is closed');
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new TunnelStream(this, id, open);
+    this.streams.set(id, stream);
+    this.send(FrameType.open, 0, id, json(open));
+    return stream;
+  }
+
+  /** Answers the peer's control requests. */
+  onControl(handler: ControlHandler): void {
+    this.controlHandler = handler;
+  }
+
+  /** Sends a control request and resolves with the peer's result. */
+  request(method: string, params: unknown): Promise<unknown> {
+    if (this.closed) return Promise.reject(this.closedWith);
+    const id = this.nextRequestId++;
+    return new Promise((resolve, reject) => {
+      this.pendingRequests.set(id, { resolve, reject });
+      this.send(FrameType.control, 0, 0, json({ type: 'request', id, method, params }));
+    });
+  }
+
+  /** Sends a one-way event to the peer. */
+  notify(name: string, data: unknown): void {
+    if (!this.closed) this.send(FrameType.control, 0, 0, json({ type: 'event', name, data }));
+  }
+
+  /** Sends goaway with a reason and closes; every open stream fails with that reason. */
+  close(code: string = TunnelCode.closed, message = 'the tunnel was closed'): void {
+    if (this.closed) return;
+    this.closedWith = new TunnelClosedError(code, message);
+    this.send(FrameType.goaway, 0, 0, json({ code, message }));
+    this.socket.end();
+    // A peer that never reads must not keep the socket open forever.
+    setTimeout(() => this.socket.destroy(), 2_000).unref();
+    this.terminate(this.closedWith);
+  }
+
+  send(type: FrameTypeCode, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): boolean {
+    if (this.socket.destroyed || (this.closed && type !== FrameType.goaway)) return true;
+    const header = encodeFrameHeader(type, flags, stream, payload.length);
+    this.bytesOut += header.length + payload.length;
+    if (payload.length < 4096) return this.socket.write(payload.length ? Buffer.concat([header, payload]) : header);
+    this.socket.cork();
+    this.socket.write(header);
+    const flowing = this.socket.write(payload);
+    this.socket.uncork();
+    return flowing;
+  }
+
+  whenWritable(callback: () => void): void {
+    if (!this.socket.writableNeedDrain || this.closed) callback();
+    else this.drainWaiters.push(callback);
+  }
+
+  released(stream: TunnelStream): void {
+    this.streams.delete(stream.id);
+  }
+
+  violated(error: TunnelProtocolError): void {
+    this.close(error.code, error.message);
+  }
+
+  private flushDrainWaiters(): void {
+    for (const waiter of this.drainWaiters.splice(0)) waiter();
+  }
+
+  private startHeartbeat(intervalMs: number): void {
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastHeard > intervalMs * 3) {
+        this.close(TunnelCode.timeout, `no word from the peer for ${Math.round((Date.now() - this.lastHeard) / 1000)} s`);
+        return;
+      }
+      this.send(FrameType.ping, 0, 0, Buffer.alloc(8));
+    }, intervalMs);
+    this.heartbeat.unref();
+  }
+
+  private onBytes(chunk: Buffer): void {
+    if (this.closed) return;
+    this.bytesIn += chunk.length;
+    this.lastHeard = Date.now();
+    try {
+      for (const frame of this.decoder.push(chunk)) {
+        if (this.closed) return;
+        if (this.handshake) this.handshake(frame);
+        else this.dispatch(frame);
+      }
+    } catch (error) {
+      const failure = error instanceof TunnelProtocolError ? error : new TunnelProtocolError(String(error));
+      this.close(failure.code, failure.message);
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    if (frame.stream === 0) {
+      this.dispatchConnectionFrame(frame);
+      return;
+    }
+    if (frame.type === FrameType.open) {
+      this.acceptStream(frame);
+      return;
+    }
+    const stream = this.streams.get(frame.stream);
+    if (!stream) {
+      if (!this.isKnownStreamId(frame.stream)) throw new TunnelProtocolError(`frame type ${frame.type} for stream ${frame.stream}, which was never opened`);
+      return; // a late frame for a stream already finished here: harmless
+    }
+    const end = (frame.flags & FrameFlag.endStream) !== 0;
+    switch (frame.type) {
+      case FrameType.data:
+        stream.receiveData(frame.payload, end);
+        break;
+      case FrameType.headers:
+        stream.receiveHeaders(parseJson(z.unknown(), frame.payload, 'header block'), end);
+        break;
+      case FrameType.window:
+        if (frame.payload.length !== 4) throw new TunnelProtocolError('window frame without a 4-byte increment');
+        stream.receiveWindowUpdate(frame.payload.readUInt32BE(0));
+        break;
+      case FrameType.reset: {
+        const reset = parseJson(ResetPayload, frame.payload, 'reset');
+        stream.receiveReset(reset.code, reset.message);
+        break;
+      }
+      default:
+        throw new TunnelProtocolError(`frame type ${frame.type} is not valid on a stream`);
+    }
+  }
+
+  private isKnownStreamId(id: number): boolean {
+    const ours = (id % 2 === 1) === (this.role === 'client');
+    return ours ? id < this.nextStreamId : id <= this.highestPeerStreamId;
+  }
+
+  private acceptStream(frame: Frame): void {
+    const peersParity = this.role === 'client' ? 0 : 1;
+    if (frame.stream % 2 !== peersParity || frame.stream <= this.highestPeerStreamId) {
+      throw new TunnelProtocolError(`the peer opened stream ${frame.stream}, which is not a new id of its own`);
+    }
+    this.highestPeerStreamId = frame.stream;
+    const open = parseJson(StreamOpen, frame.payload, `open of stream ${frame.stream}`);
+    const stream = new TunnelStream(this, frame.stream, open);
+    this.streams.set(frame.stream, stream);
+    if (this.listenerCount('stream') === 0) stream.reset(TunnelCode.refused, `this end does not accept ${open.kind} streams`);
+    else this.emit('stream', stream);
+  }
+
+  private dispatchConnectionFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.ping:
+        if ((frame.flags & FrameFlag.ack) === 0) this.send(FrameType.ping, FrameFlag.ack, 0, frame.payload);
+        break;
+      case FrameType.goaway: {
+        const reason = parseJson(ResetPayload, frame.payload, 'goaway');
+        this.closedWith = new TunnelClosedError(reason.code, reason.message);
+        this.socket.end();
+        this.terminate(this.closedWith);
+        break;
+      }
+      case FrameType.control:
+        this.dispatchControl(parseJson(ControlMessage, frame.payload, 'control message'));
+        break;
+      default:
+        throw new TunnelProtocolError(`frame type ${frame.type} is not valid after the handshake`);
+    }
+  }
+
+  private dispatchControl(message: ControlMessage): void {
+    switch (message.type) {
+      case 'request':
+        this.answer(message.id, message.method, message.params);
+        break;
+      case 'response':
+        this.pendingRequests.get(message.id)?.resolve(message.result);
+        this.pendingRequests.delete(message.id);
+        break;
+      case 'error':
+        this.pendingRequests.get(message.id)?.reject(new TunnelStreamError(message.code, message.message));
+        this.pendingRequests.delete(message.id);
+        break;
+      case 'event':
+        this.emit('event', message.name, message.data);
+        break;
+    }
+  }
+
+  private async answer(id: number, method: string, params: unknown): Promise<void> {
+    try {
+      if (!this.controlHandler) throw new TunnelStreamError(TunnelCode.refused, `this end answers no control requests (${method})`);
+      const result = await this.controlHandler(method, params);
+      this.send(FrameType.control, 0, 0, json({ type: 'response', id, result: result ?? null }));
+    } catch (error) {
+      const failure = error as { code?: string; message?: string };
+      this.send(FrameType.control, 0, 0, json({ type: 'error', id, code: failure.code ?? 'DETOUR_CONTROL_FAILED', message: failure.message ?? String(error) }));
+    }
+  }
+
+  private terminate(reason: TunnelClosedError | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closedWith ??= reason;
+    clearInterval(this.heartbeat);
+    for (const stream of [...this.streams.values()]) stream.receiveReset(reason?.code ?? TunnelCode.closed, reason?.message ?? 'the tunnel closed');
+    for (const pending of this.pendingRequests.values()) pending.reject(reason ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed'));
+    this.pendingRequests.clear();
+    this.flushDrainWaiters();
+    this.emit('close', reason);
+  }
+}
+
+function tokensEqual(expected: string, presented: string): boolean {
+  const a = Buffer.from(expected);
+  const b = Buffer.from(presented);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,184 @@
+import { Duplex } from 'node:stream';
+import {
+  type FrameTypeCode,
+  FrameFlag,
+  FrameType,
+  INITIAL_STREAM_WINDOW,
+  MAX_DATA_CHUNK,
+  type StreamOpen,
+  TunnelCode,
+} from './protocol.ts';
+import { TunnelProtocolError, TunnelStreamError } from './tunnel-errors.ts';
+
+/** What a stream needs from its connection. */
+export interface FrameSink {
+  /** Queues a frame; returns false when the socket is congested (the caller should wait). */
+  send(type: FrameTypeCode, flags: number, stream: number, payload?: Buffer): boolean;
+  /** Runs `callback` once the socket has drained. */
+  whenWritable(callback: () => void): void;
+  /** The stream is finished and can be forgotten. */
+  released(stream: TunnelStream): void;
+  /** The peer broke the protocol on this stream; the connection must close. */
+  violated(error: TunnelProtocolError): void;
+}
+
+/** A JSON header block written in order with the stream's bytes (response head, trailers, ...). */
+class HeaderBlock {
+  readonly value: unknown;
+  constructor(value: unknown) {
+    this.value = value;
+  }
+}
+
+const emptyPayload = Buffer.alloc(0);
+/** Credit is returned in batches, not per frame, to keep WINDOW frames rare. */
+const creditBatch = INITIAL_STREAM_WINDOW / 4;
+
+/**
+ * One multiplexed stream. Writes are split into DATA frames within the send window the peer
+ * granted; the receive side grants credit back only as the reader consumes, so a slow reader
+ * throttles its own sender and never the other streams on the connection.
+ * `headers` events carry the JSON header blocks the peer sent; `writeHeaders` sends one in order.
+ */
+export class TunnelStream extends Duplex {
+  readonly id: number;
+  readonly open: StreamOpen;
+  private readonly sink: FrameSink;
+  private sendWindow = INITIAL_STREAM_WINDOW;
+  private receiveWindow = INITIAL_STREAM_WINDOW;
+  private pendingCredit = 0;
+  private resumeWrite: (() => void) | undefined;
+  private localEnded = false;
+  private remoteEnded = false;
+  private resetDone = false;
+
+  constructor(sink: FrameSink, id: number, open: StreamOpen) {
+    super({ writableObjectMode: true, allowHalfOpen: true });
+    this.sink = sink;
+    this.id = id;
+    this.open = open;
+  }
+
+  /** Sends a JSON header block after everything written so far. */
+  writeHeaders(value: unknown, callback?: (error?: Error | null) => void): boolean {
+    return this.write(new HeaderBlock(value), callback);
+  }
+
+  /** Sends a JSON header block and ends the stream (trailers, a DNS answer, ...). */
+  endWithHeaders(value: unknown): this {
+    return this.end(new HeaderBlock(value));
+  }
+
+  /** Aborts the stream on both ends with a code the peer sees (errno-like codes are kept). */
+  reset(code: string, message: string): void {
+    if (!this.resetDone && !(this.localEnded && this.remoteEnded)) {
+      this.resetDone = true;
+      this.sink.send(FrameType.reset, 0, this.id, Buffer.from(JSON.stringify({ code, message })));
+    }
+    this.destroy();
+  }
+
+  override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (chunk instanceof HeaderBlock) {
+      this.afterSend(this.sink.send(FrameType.headers, 0, this.id, Buffer.from(JSON.stringify(chunk.value))), callback);
+      return;
+    }
+    const data = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    this.sendData(data, 0, callback);
+  }
+
+  private sendData(data: Buffer, offset: number, callback: (error?: Error | null) => void): void {
+    let congested = false;
+    while (offset < data.length) {
+      if (this.sendWindow <= 0) {
+        this.resumeWrite = () => this.sendData(data, offset, callback);
+        return;
+      }
+      const size = Math.min(this.sendWindow, MAX_DATA_CHUNK, data.length - offset);
+      this.sendWindow -= size;
+      congested = !this.sink.send(FrameType.data, 0, this.id, data.subarray(offset, offset + size));
+      offset += size;
+    }
+    this.afterSend(!congested, callback);
+  }
+
+  private afterSend(flowing: boolean, callback: () => void): void {
+    if (flowing) callback();
+    else this.sink.whenWritable(callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.localEnded = true;
+    this.sink.send(FrameType.data, FrameFlag.endStream, this.id, emptyPayload);
+    callback();
+  }
+
+  override _read(): void {
+    this.grantCredit();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.resetDone && !(this.localEnded && this.remoteEnded)) {
+      this.resetDone = true;
+      const code = (error as { code?: string } | null)?.code ?? TunnelCode.cancel;
+      const message = error?.message ?? 'stream closed before it ended';
+      this.sink.send(FrameType.reset, 0, this.id, Buffer.from(JSON.stringify({ code, message })));
+    }
+    this.resumeWrite = undefined;
+    this.sink.released(this);
+    callback(error);
+  }
+
+  /** @internal the connection delivers the peer's frames here. */
+  receiveData(payload: Buffer, end: boolean): void {
+    if (this.remoteEnded) {
+      this.sink.violated(new TunnelProtocolError(`data on stream ${this.id} after its end`));
+      return;
+    }
+    this.receiveWindow -= payload.length;
+    if (this.receiveWindow < 0) {
+      this.sink.violated(new TunnelProtocolError(`stream ${this.id} overran its flow-control window`));
+      return;
+    }
+    if (payload.length > 0) {
+      this.pendingCredit += payload.length;
+      if (this.push(payload) && this.pendingCredit >= creditBatch) this.grantCredit();
+    }
+    if (end) this.receiveEnd();
+  }
+
+  /** @internal */
+  receiveHeaders(value: unknown, end: boolean): void {
+    this.emit('headers', value);
+    if (end) this.receiveEnd();
+  }
+
+  /** @internal */
+  receiveWindowUpdate(increment: number): void {
+    this.sendWindow += increment;
+    const resume = this.resumeWrite;
+    this.resumeWrite = undefined;
+    resume?.();
+  }
+
+  /** @internal */
+  receiveReset(code: string, message: string): void {
+    this.resetDone = true;
+    // A stream that already ended both ways has nothing to lose: no error for its owner to handle.
+    this.destroy(this.localEnded && this.remoteEnded ? null : new TunnelStreamError(code, message));
+  }
+
+  private receiveEnd(): void {
+    this.remoteEnded = true;
+    this.push(null);
+  }
+
+  private grantCredit(): void {
+    if (this.pendingCredit === 0 || this.remoteEnded || this.destroyed) return;
+    const credit = Buffer.allocUnsafe(4);
+    credit.writeUInt32BE(this.pendingCredit, 0);
+    this.receiveWindow += this.pendingCredit;
+    this.pendingCredit = 0;
+    this.sink.send(FrameType.window, 0, this.id, credit);
+  }
+}

@@ -1,10 +1,21 @@
-import { FRAME_HEADER_BYTES, type Frame, FrameType, type FrameTypeCode, MAX_FRAME_PAYLOAD } from './protocol.ts';
+import {
+  FRAME_HEADER_BYTES,
+  type Frame,
+  FrameType,
+  type FrameTypeCode,
+  MAX_FRAME_PAYLOAD,
+} from './protocol.ts';
 import { TunnelProtocolError } from './tunnel-errors.ts';
 
 const empty = Buffer.alloc(0);
 const knownTypes = new Set<number>(Object.values(FrameType));
 
-export function encodeFrameHeader(type: FrameTypeCode, flags: number, stream: number, length: number): Buffer {
+export function encodeFrameHeader(
+  type: FrameTypeCode,
+  flags: number,
+  stream: number,
+  length: number,
+): Buffer {
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
   header.writeUInt32BE(length, 0);
   header.writeUInt8(type, 4);

@@ -45,7 +45,8 @@ function parseJson<T>(schema: z.ZodType<T>, payload: Buffer, what: string): T {
     throw new TunnelProtocolError(`${what} is not valid JSON`);
   }
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new TunnelProtocolError(`${what} is malformed: ${parsed.error.issues[0]?.message}`);
+  if (!parsed.success)
+    throw new TunnelProtocolError(`${what} is malformed: ${parsed.error.issues[0]?.message}`);
   return parsed.data;
 }
 
@@ -72,7 +73,10 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   private readonly drainWaiters: Array<() => void> = [];
   private controlHandler: ControlHandler | undefined;
   private nextRequestId = 1;
-  private readonly pendingRequests = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pendingRequests = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
   private handshake: ((frame: Frame) => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private lastHeard = Date.now();
@@ -87,51 +91,98 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('drain', () => this.flushDrainWaiters());
-    socket.on('error', (error) => this.terminate(new TunnelClosedError(TunnelCode.closed, `tunnel socket failed: ${error.message}`)));
-    socket.on('close', () => this.terminate(this.closedWith ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel connection closed')));
+    socket.on('error', (error) =>
+      this.terminate(new TunnelClosedError(TunnelCode.closed, `tunnel socket failed: ${error.message}`)),
+    );
+    socket.on('close', () =>
+      this.terminate(
+        this.closedWith ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel connection closed'),
+      ),
+    );
   }
 
   /** CLI side: says hello with the token and waits for the agent's acknowledgement. */
-  static connect(socket: Socket, hello: { token: string; client: string }, options: TunnelConnectionOptions = {}): Promise<TunnelConnection> {
+  static connect(
+    socket: Socket,
+    hello: { token: string; client: string },
+    options: TunnelConnectionOptions = {},
+  ): Promise<TunnelConnection> {
     const connection = new TunnelConnection(socket, 'client');
-    return connection.runHandshake(options, () => {
-      connection.send(FrameType.hello, 0, 0, json({ protocol: PROTOCOL_NAME, version: PROTOCOL_VERSION, ...hello } satisfies Hello));
-    }, (frame) => {
-      if (frame.type !== FrameType.helloAck) throw new TunnelProtocolError(`expected the agent's hello, got frame type ${frame.type}`);
-      const ack = parseJson(HelloAck, frame.payload, 'hello acknowledgement');
-      if (ack.version !== PROTOCOL_VERSION) {
-        throw new TunnelClosedError(
-          TunnelCode.version,
-          `the agent speaks tunnel protocol v${ack.version} but this CLI speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
+    return connection.runHandshake(
+      options,
+      () => {
+        connection.send(
+          FrameType.hello,
+          0,
+          0,
+          json({ protocol: PROTOCOL_NAME, version: PROTOCOL_VERSION, ...hello } satisfies Hello),
         );
-      }
-      connection.peerName = ack.agent;
-    });
+      },
+      (frame) => {
+        if (frame.type !== FrameType.helloAck)
+          throw new TunnelProtocolError(`expected the agent's hello, got frame type ${frame.type}`);
+        const ack = parseJson(HelloAck, frame.payload, 'hello acknowledgement');
+        if (ack.version !== PROTOCOL_VERSION) {
+          throw new TunnelClosedError(
+            TunnelCode.version,
+            `the agent speaks tunnel protocol v${ack.version} but this CLI speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
+          );
+        }
+        connection.peerName = ack.agent;
+      },
+    );
   }
 
   /** Agent side: waits for the client's hello and accepts it only with a valid token and version. */
-  static accept(socket: Socket, options: TunnelConnectionOptions & { tokens: readonly string[]; agent: string }): Promise<TunnelConnection> {
+  static accept(
+    socket: Socket,
+    options: TunnelConnectionOptions & { tokens: readonly string[]; agent: string },
+  ): Promise<TunnelConnection> {
     const connection = new TunnelConnection(socket, 'server');
-    return connection.runHandshake(options, () => {}, (frame) => {
-      if (frame.type !== FrameType.hello) throw new TunnelProtocolError(`expected a hello, got frame type ${frame.type}`);
-      const hello = parseJson(Hello, frame.payload, 'hello');
-      connection.peerName = hello.client;
-      if (hello.version !== PROTOCOL_VERSION) {
-        throw new TunnelClosedError(
-          TunnelCode.version,
-          `the CLI speaks tunnel protocol v${hello.version} but this agent speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
+    return connection.runHandshake(
+      options,
+      () => {},
+      (frame) => {
+        if (frame.type !== FrameType.hello)
+          throw new TunnelProtocolError(`expected a hello, got frame type ${frame.type}`);
+        const hello = parseJson(Hello, frame.payload, 'hello');
+        connection.peerName = hello.client;
+        if (hello.version !== PROTOCOL_VERSION) {
+          throw new TunnelClosedError(
+            TunnelCode.version,
+            `the CLI speaks tunnel protocol v${hello.version} but this agent speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
+          );
+        }
+        if (!options.tokens.some((token) => tokensEqual(token, hello.token))) {
+          throw new TunnelClosedError(
+            TunnelCode.auth,
+            'the session token was not accepted: start the session again with `detour` so it fetches a fresh token',
+          );
+        }
+        connection.send(
+          FrameType.helloAck,
+          0,
+          0,
+          json({
+            protocol: PROTOCOL_NAME,
+            version: PROTOCOL_VERSION,
+            agent: options.agent,
+          } satisfies HelloAck),
         );
-      }
-      if (!options.tokens.some((token) => tokensEqual(token, hello.token))) {
-        throw new TunnelClosedError(TunnelCode.auth, 'the session token was not accepted: start the session again with `detour` so it fetches a fresh token');
-      }
-      connection.send(FrameType.helloAck, 0, 0, json({ protocol: PROTOCOL_NAME, version: PROTOCOL_VERSION, agent: options.agent } satisfies HelloAck));
-    });
+      },
+    );
   }
 
-  private runHandshake(options: TunnelConnectionOptions, start: () => void, onFrame: (frame: Frame) => void): Promise<TunnelConnection> {
+  private runHandshake(
+    options: TunnelConnectionOptions,
+    start: () => void,
+    onFrame: (frame: Frame) => void,
+  ): Promise<TunnelConnection> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.close(TunnelCode.timeout, 'no handshake within 10 s'), handshakeTimeoutMs);
+      const timer = setTimeout(
+        () => this.close(TunnelCode.timeout, 'no handshake within 10 s'),
+        handshakeTimeoutMs,
+      );
       const done = (error?: Error) => {
         clearTimeout(timer);
         this.handshake = undefined;
@@ -142,7 +193,8 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
           resolve(this);
         }
       };
-      const onClose = (error: TunnelClosedError | undefined) => done(error ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed during the handshake'));
+      const onClose = (error: TunnelClosedError | undefined) =>
+        done(error ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed during the handshake'));
       this.on('close', onClose);
       this.handshake = (frame) => {
         try {
@@ -167,7 +219,8 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
 
   /** Opens a stream to the peer; its metadata tells the peer what to do with it. */
   openStream(open: StreamOpen): TunnelStream {
-    if (this.closed) throw this.closedWith ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel is closed');
+    if (this.closed)
+      throw this.closedWith ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel is closed');
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const stream = new TunnelStream(this, id, open);
@@ -211,7 +264,8 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     if (this.socket.destroyed || (this.closed && type !== FrameType.goaway)) return true;
     const header = encodeFrameHeader(type, flags, stream, payload.length);
     this.bytesOut += header.length + payload.length;
-    if (payload.length < 4096) return this.socket.write(payload.length ? Buffer.concat([header, payload]) : header);
+    if (payload.length < 4096)
+      return this.socket.write(payload.length ? Buffer.concat([header, payload]) : header);
     this.socket.cork();
     this.socket.write(header);
     const flowing = this.socket.write(payload);
@@ -239,7 +293,10 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   private startHeartbeat(intervalMs: number): void {
     this.heartbeat = setInterval(() => {
       if (Date.now() - this.lastHeard > intervalMs * 3) {
-        this.close(TunnelCode.timeout, `no word from the peer for ${Math.round((Date.now() - this.lastHeard) / 1000)} s`);
+        this.close(
+          TunnelCode.timeout,
+          `no word from the peer for ${Math.round((Date.now() - this.lastHeard) / 1000)} s`,
+        );
         return;
       }
       this.send(FrameType.ping, 0, 0, Buffer.alloc(8));
@@ -254,7 +311,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     try {
       for (const frame of this.decoder.push(chunk)) {
         if (this.closed) return;
-        if (this.handshake) this.handshake(frame);
+        if (this.handshake && frame.type !== FrameType.goaway) this.handshake(frame);
         else this.dispatch(frame);
       }
     } catch (error) {
@@ -274,7 +331,10 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     }
     const stream = this.streams.get(frame.stream);
     if (!stream) {
-      if (!this.isKnownStreamId(frame.stream)) throw new TunnelProtocolError(`frame type ${frame.type} for stream ${frame.stream}, which was never opened`);
+      if (!this.isKnownStreamId(frame.stream))
+        throw new TunnelProtocolError(
+          `frame type ${frame.type} for stream ${frame.stream}, which was never opened`,
+        );
       return; // a late frame for a stream already finished here: harmless
     }
     const end = (frame.flags & FrameFlag.endStream) !== 0;
@@ -286,7 +346,8 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
         stream.receiveHeaders(parseJson(z.unknown(), frame.payload, 'header block'), end);
         break;
       case FrameType.window:
-        if (frame.payload.length !== 4) throw new TunnelProtocolError('window frame without a 4-byte increment');
+        if (frame.payload.length !== 4)
+          throw new TunnelProtocolError('window frame without a 4-byte increment');
         stream.receiveWindowUpdate(frame.payload.readUInt32BE(0));
         break;
       case FrameType.reset: {
@@ -307,13 +368,16 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   private acceptStream(frame: Frame): void {
     const peersParity = this.role === 'client' ? 0 : 1;
     if (frame.stream % 2 !== peersParity || frame.stream <= this.highestPeerStreamId) {
-      throw new TunnelProtocolError(`the peer opened stream ${frame.stream}, which is not a new id of its own`);
+      throw new TunnelProtocolError(
+        `the peer opened stream ${frame.stream}, which is not a new id of its own`,
+      );
     }
     this.highestPeerStreamId = frame.stream;
     const open = parseJson(StreamOpen, frame.payload, `open of stream ${frame.stream}`);
     const stream = new TunnelStream(this, frame.stream, open);
     this.streams.set(frame.stream, stream);
-    if (this.listenerCount('stream') === 0) stream.reset(TunnelCode.refused, `this end does not accept ${open.kind} streams`);
+    if (this.listenerCount('stream') === 0)
+      stream.reset(TunnelCode.refused, `this end does not accept ${open.kind} streams`);
     else this.emit('stream', stream);
   }
 
@@ -358,12 +422,23 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
 
   private async answer(id: number, method: string, params: unknown): Promise<void> {
     try {
-      if (!this.controlHandler) throw new TunnelStreamError(TunnelCode.refused, `this end answers no control requests (${method})`);
+      if (!this.controlHandler)
+        throw new TunnelStreamError(TunnelCode.refused, `this end answers no control requests (${method})`);
       const result = await this.controlHandler(method, params);
       this.send(FrameType.control, 0, 0, json({ type: 'response', id, result: result ?? null }));
     } catch (error) {
       const failure = error as { code?: string; message?: string };
-      this.send(FrameType.control, 0, 0, json({ type: 'error', id, code: failure.code ?? 'DETOUR_CONTROL_FAILED', message: failure.message ?? String(error) }));
+      this.send(
+        FrameType.control,
+        0,
+        0,
+        json({
+          type: 'error',
+          id,
+          code: failure.code ?? 'DETOUR_CONTROL_FAILED',
+          message: failure.message ?? String(error),
+        }),
+      );
     }
   }
 
@@ -372,8 +447,10 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     this.closed = true;
     this.closedWith ??= reason;
     clearInterval(this.heartbeat);
-    for (const stream of [...this.streams.values()]) stream.receiveReset(reason?.code ?? TunnelCode.closed, reason?.message ?? 'the tunnel closed');
-    for (const pending of this.pendingRequests.values()) pending.reject(reason ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed'));
+    for (const stream of [...this.streams.values()])
+      stream.receiveReset(reason?.code ?? TunnelCode.closed, reason?.message ?? 'the tunnel closed');
+    for (const pending of this.pendingRequests.values())
+      pending.reject(reason ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed'));
     this.pendingRequests.clear();
     this.flushDrainWaiters();
     this.emit('close', reason);

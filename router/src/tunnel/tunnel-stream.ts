@@ -1,8 +1,8 @@
 import { Duplex } from 'node:stream';
 import {
-  type FrameTypeCode,
   FrameFlag,
   FrameType,
+  type FrameTypeCode,
   INITIAL_STREAM_WINDOW,
   MAX_DATA_CHUNK,
   type StreamOpen,
@@ -80,7 +80,10 @@ export class TunnelStream extends Duplex {
 
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (chunk instanceof HeaderBlock) {
-      this.afterSend(this.sink.send(FrameType.headers, 0, this.id, Buffer.from(JSON.stringify(chunk.value))), callback);
+      this.afterSend(
+        this.sink.send(FrameType.headers, 0, this.id, Buffer.from(JSON.stringify(chunk.value))),
+        callback,
+      );
       return;
     }
     const data = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
@@ -165,7 +168,7 @@ export class TunnelStream extends Duplex {
   receiveReset(code: string, message: string): void {
     this.resetDone = true;
     // A stream that already ended both ways has nothing to lose: no error for its owner to handle.
-    this.destroy(this.localEnded && this.remoteEnded ? null : new TunnelStreamError(code, message));
+    this.destroy(this.localEnded && this.remoteEnded ? undefined : new TunnelStreamError(code, message));
   }
 
   private receiveEnd(): void {

@@ -76,7 +76,10 @@ describe('tunnel connection', () => {
         return (await collect(stream)).toString();
       }),
     );
-    assert.deepEqual(results, Array.from({ length: 1000 }, (_, i) => `stream ${i}`));
+    assert.deepEqual(
+      results,
+      Array.from({ length: 1000 }, (_, i) => `stream ${i}`),
+    );
     assert.equal(client.openStreams, 0);
     await close();
   });

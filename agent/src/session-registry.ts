@@ -1,16 +1,5 @@
-import type { RouteFilter } from '@detour/router/match/filter';
+import type { MatchableRequest, RequestMatcher, RouteFilter } from '@detour/router/match/index';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
-
-/** What a request looks like to a matcher: the agent evaluates filters on these fields only. */
-export interface MatchableRequest {
-  method: string;
-  path: string;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-export interface RequestMatcher {
-  matches(request: MatchableRequest): boolean;
-}
 
 /** A developer's session as the agent holds it: which requests are theirs and where to send them. */
 export interface AgentSession {

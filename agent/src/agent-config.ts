@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { InvalidInputError } from '@detour/router/errors';
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7700');
+
+/** The agent is configured by environment variables only: that is what a pod spec sets. */
+export const AgentConfig = z.object({
+  DETOUR_TUNNEL_LISTEN: hostPort
+    .default('127.0.0.1:7700')
+    .describe('Tunnel listener; keep it on loopback in a cluster so only port-forward reaches it.'),
+  DETOUR_INBOUND_LISTEN: hostPort
+    .default('0.0.0.0:8080')
+    .describe('HTTP/1.1 + h2c listener for mesh-routed requests.'),
+  DETOUR_ADMIN_LISTEN: hostPort.default('0.0.0.0:9090').describe('Health, readiness and Prometheus metrics.'),
+  DETOUR_UPSTREAM: hostPort
+    .optional()
+    .describe('Where requests that match no session go (no-mesh mode); without it they get a 404.'),
+  DETOUR_TOKEN_FILE: z.string().optional().describe('File with accepted session tokens, one per line.'),
+  DETOUR_TOKENS: z
+    .string()
+    .optional()
+    .describe('Accepted session tokens, comma-separated (tests; prefer DETOUR_TOKEN_FILE).'),
+  DETOUR_AGENT_NAME: z.string().default(hostname()),
+  DETOUR_HEARTBEAT_MS: z.coerce.number().int().min(50).default(5000),
+});
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface ResolvedAgentConfig {
+  tunnel: ListenAddress;
+  inbound: ListenAddress;
+  admin: ListenAddress;
+  upstream: ListenAddress | undefined;
+  tokens: string[];
+  agentName: string;
+  heartbeatMs: number;
+}
+
+export function parseHostPort(value: string): ListenAddress {
+  const at = value.lastIndexOf(':');
+  return { host: value.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(value.slice(at + 1)) };
+}
+
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedAgentConfig {
+  const parsed = AgentConfig.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue?.path[0]);
+    throw new InvalidInputError(
+      'DETOUR_AGENT_CONFIG',
+      `${key}=${JSON.stringify(env[key])} is invalid: ${issue?.message}`,
+    );
+  }
+  const config = parsed.data;
+  const tokenText = config.DETOUR_TOKEN_FILE
+    ? readFileSync(config.DETOUR_TOKEN_FILE, 'utf8').replaceAll('\n', ',')
+    : (config.DETOUR_TOKENS ?? '');
+  const tokens = tokenText
+    .split(',')
+    .map((token) => token.trim())
+    .filter(Boolean);
+  if (tokens.length === 0) {
+    throw new InvalidInputError(
+      'DETOUR_AGENT_CONFIG',
+      'the agent has no session token: set DETOUR_TOKEN_FILE (a mounted Secret) or DETOUR_TOKENS',
+    );
+  }
+  return {
+    tunnel: parseHostPort(config.DETOUR_TUNNEL_LISTEN),
+    inbound: parseHostPort(config.DETOUR_INBOUND_LISTEN),
+    admin: parseHostPort(config.DETOUR_ADMIN_LISTEN),
+    upstream: config.DETOUR_UPSTREAM ? parseHostPort(config.DETOUR_UPSTREAM) : undefined,
+    tokens,
+    agentName: config.DETOUR_AGENT_NAME,
+    heartbeatMs: config.DETOUR_HEARTBEAT_MS,
+  };
+}

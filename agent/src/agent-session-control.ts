@@ -1,0 +1,98 @@
+import { DetourError } from '@detour/router/errors';
+import { compileFilter, filtersOverlap, formatFilter, validateFilter } from '@detour/router/match/index';
+import type { TunnelConnection } from '@detour/router/tunnel/index';
+import { z } from 'zod';
+import type { AgentSession, SessionRegistry } from './session-registry.ts';
+
+export const RegisterSessionParams = z.object({
+  id: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a session id is 1-63 lower-case letters, digits and dashes'),
+  filter: z.unknown(),
+  allowMatchAll: z.boolean().default(false),
+  mode: z.enum(['steal', 'mirror']),
+  targetPort: z.number().int().min(1).max(65535),
+});
+export type RegisterSessionParams = z.input<typeof RegisterSessionParams>;
+
+export interface SessionSummary {
+  id: string;
+  filter: string;
+  mode: 'steal' | 'mirror';
+  targetPort: number;
+  holder: string;
+  since: string;
+}
+
+export function summarize(session: AgentSession): SessionSummary {
+  return {
+    id: session.id,
+    filter: formatFilter(session.filter),
+    mode: session.mode,
+    targetPort: session.targetPort,
+    holder: session.tunnel.peerName,
+    since: session.registeredAt.toISOString(),
+  };
+}
+
+/**
+ * The control requests a CLI sends over its tunnel: register and unregister sessions, list them.
+ * A filter another live session already holds on the same port is refused with who holds it.
+ */
+export function sessionControl(registry: SessionRegistry, tunnel: TunnelConnection) {
+  return (method: string, params: unknown): unknown => {
+    switch (method) {
+      case 'session.register': {
+        const parsed = RegisterSessionParams.safeParse(params);
+        if (!parsed.success)
+          throw new DetourError(
+            'DETOUR_INVALID_SESSION',
+            `invalid session: ${parsed.error.issues[0]?.message}`,
+          );
+        const { id, mode, targetPort, allowMatchAll } = parsed.data;
+        const filter = validateFilter(parsed.data.filter, 'filter', { allowMatchAll });
+        const holder = registry
+          .list()
+          .find(
+            (other) =>
+              other.id !== id &&
+              other.targetPort === targetPort &&
+              other.mode === mode &&
+              filtersOverlap(other.filter, filter),
+          );
+        if (holder) {
+          throw new DetourError(
+            'DETOUR_FILTER_HELD',
+            `the filter ${formatFilter(filter)} on port ${targetPort} is held by session ${holder.id} of ${holder.tunnel.peerName} since ${holder.registeredAt.toISOString()}: choose another header value`,
+          );
+        }
+        const session: AgentSession = {
+          id,
+          filter,
+          matcher: compileFilter(filter),
+          mode,
+          targetPort,
+          tunnel,
+          registeredAt: new Date(),
+        };
+        registry.register(session);
+        return summarize(session);
+      }
+      case 'session.unregister': {
+        const { id } = z.object({ id: z.string() }).parse(params);
+        const session = registry
+          .list()
+          .find((candidate) => candidate.id === id && candidate.tunnel === tunnel);
+        if (session) registry.unregister(id);
+        return { removed: Boolean(session) };
+      }
+      case 'session.list':
+        return registry.list().map(summarize);
+      default:
+        throw new DetourError(
+          'DETOUR_UNKNOWN_METHOD',
+          `the agent does not know the control request ${method}: use a CLI of the same release`,
+        );
+    }
+  };
+}

@@ -1,0 +1,67 @@
+import net from 'node:net';
+import type { EgressDialer } from '@detour/router/egress/dialer';
+import { serveEgressStream } from '@detour/router/egress/serve-egress-stream';
+import { TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
+import { sessionControl, summarize } from './agent-session-control.ts';
+import type { Log } from './log.ts';
+import type { SessionRegistry } from './session-registry.ts';
+
+export interface TunnelListenerOptions {
+  host: string;
+  port: number;
+  tokens: readonly string[];
+  agentName: string;
+  registry: SessionRegistry;
+  dialer: EgressDialer;
+  log: Log;
+  heartbeatMs?: number;
+}
+
+/**
+ * Accepts CLI tunnels. In a cluster it binds 127.0.0.1 so only `kubectl port-forward` reaches it;
+ * each connection must present a token. A misbehaving connection is closed alone: every other
+ * session keeps being served.
+ */
+export async function startTunnelListener(
+  options: TunnelListenerOptions,
+): Promise<{ server: net.Server; tunnels: Set<TunnelConnection> }> {
+  const { registry, log } = options;
+  const tunnels = new Set<TunnelConnection>();
+  const server = net.createServer((socket) => {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.on('error', () => {});
+    TunnelConnection.accept(socket, {
+      tokens: options.tokens,
+      agent: options.agentName,
+      heartbeatMs: options.heartbeatMs,
+    })
+      .then((tunnel) => {
+        tunnels.add(tunnel);
+        log.info('tunnel.open', { peer, client: tunnel.peerName });
+        tunnel.onControl(sessionControl(registry, tunnel));
+        tunnel.on('stream', (stream) => {
+          if (stream.open.kind === 'http')
+            stream.reset(TunnelCode.refused, 'the agent does not accept http streams from a CLI');
+          else void serveEgressStream(stream, options.dialer);
+        });
+        tunnel.on('close', (reason) => {
+          tunnels.delete(tunnel);
+          const dropped = registry.dropTunnel(tunnel).map(summarize);
+          log.info('tunnel.closed', {
+            peer,
+            client: tunnel.peerName,
+            reason: reason?.message,
+            droppedSessions: dropped,
+          });
+        });
+      })
+      .catch((error: Error & { code?: string }) =>
+        log.warn('tunnel.refused', { peer, code: error.code, reason: error.message }),
+      );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  return { server, tunnels };
+}

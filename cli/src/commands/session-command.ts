@@ -1,0 +1,72 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { InvalidInputError } from '@detour/router/errors';
+import { parseSessionOptions } from '../options.ts';
+import { createReporter, type Reporter } from '../reporter.ts';
+import { LocalSession } from '../session/local-session.ts';
+import { sessionProcessEnv } from '../session/process-env.ts';
+
+/** Starts a session, runs `body`, and always ends the session, whatever way `body` ends. */
+async function withSession(
+  argv: readonly string[],
+  body: (
+    session: LocalSession,
+    env: Record<string, string>,
+    rest: string[],
+    reporter: Reporter,
+  ) => Promise<number>,
+): Promise<number> {
+  const { options, rest } = parseSessionOptions(argv);
+  const reporter = createReporter(options.json);
+  const session = new LocalSession(options, reporter);
+  await session.start();
+  const routingHeaders = [...new Set([...Object.keys(session.filter.headers ?? {}), 'baggage'])];
+  const env = sessionProcessEnv({
+    proxy: session.proxyAddress,
+    routingHeaders,
+    egressInclude: options.egressInclude,
+    egressExclude: options.egressExclude,
+  });
+  try {
+    return await body(session, env, rest, reporter);
+  } finally {
+    await session.stop();
+  }
+}
+
+/** `detour exec [flags] -- cmd args...`: the session lives as long as the command. */
+export function execCommand(argv: readonly string[]): Promise<number> {
+  return withSession(argv, async (_session, env, rest, reporter) => {
+    const [command, ...args] = rest;
+    if (!command)
+      throw new InvalidInputError(
+        'DETOUR_NO_COMMAND',
+        'detour exec needs a command after --, e.g. `detour exec --header x-dev=me --port 8080 -- npm start`',
+      );
+    reporter.step('process.start', `running ${[command, ...args].join(' ')}`);
+    const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on('SIGINT', forward).on('SIGTERM', forward);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    process.off('SIGINT', forward).off('SIGTERM', forward);
+    reporter.step('process.exit', `${command} exited with ${signal ?? code}`, { exitCode: code, signal });
+    return code ?? 1;
+  });
+}
+
+/** `detour up [flags]`: the session lives until Ctrl-C; the env for an IDE launch is printed. */
+export function upCommand(argv: readonly string[]): Promise<number> {
+  return withSession(argv, async (session, env, _rest, reporter) => {
+    reporter.step(
+      'session.env',
+      `launch your process with this environment (Ctrl-C ends session ${session.id}):\n${Object.entries(env)
+        .map(([key, value]) => `${key}=${value}`)
+        .join('\n')}`,
+      { env },
+    );
+    const ended = Promise.withResolvers<void>();
+    process.once('SIGINT', ended.resolve).once('SIGTERM', ended.resolve);
+    await ended.promise;
+    return 0;
+  });
+}

@@ -1,0 +1,101 @@
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DetourError } from '@detour/router/errors';
+import { TunnelConnection, type TunnelStream } from '@detour/router/tunnel/index';
+
+export interface AgentTunnelOptions {
+  host: string;
+  port: number;
+  token: string;
+  client: string;
+  heartbeatMs?: number;
+  /** Called after every (re)connection, before the tunnel counts as up: re-registers sessions. */
+  onConnected: (tunnel: TunnelConnection) => Promise<void>;
+  onStream: (stream: TunnelStream) => void;
+}
+
+interface AgentTunnelEvents {
+  lost: [Error];
+  restored: [number];
+}
+
+function dial(host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/**
+ * The CLI's tunnel to the agent, kept up: when it drops (agent restarted, port-forward broken,
+ * laptop asleep) it reconnects with backoff and runs `onConnected` again, so the session comes back.
+ */
+export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
+  #current: TunnelConnection | undefined;
+  #stopped = false;
+  readonly #options: AgentTunnelOptions;
+
+  constructor(options: AgentTunnelOptions) {
+    super();
+    this.#options = options;
+  }
+
+  get current(): TunnelConnection | undefined {
+    return this.#current && !this.#current.isClosed ? this.#current : undefined;
+  }
+
+  /** First connection: fails fast with a clear error, since nothing works without it. */
+  async start(): Promise<TunnelConnection> {
+    const { host, port } = this.#options;
+    try {
+      return await this.#connect();
+    } catch (error) {
+      const cause = error as Error & { code?: string };
+      if (cause instanceof DetourError) throw cause;
+      throw new DetourError(
+        'DETOUR_AGENT_UNREACHABLE',
+        `cannot reach the detour agent at ${host}:${port} (${cause.code ?? cause.message}): check that the agent runs and the address or port-forward is right`,
+        { cause },
+      );
+    }
+  }
+
+  async #connect(): Promise<TunnelConnection> {
+    const { host, port, token, client, heartbeatMs } = this.#options;
+    const tunnel = await TunnelConnection.connect(await dial(host, port), { token, client }, { heartbeatMs });
+    tunnel.on('stream', this.#options.onStream);
+    await this.#options.onConnected(tunnel);
+    this.#current = tunnel;
+    tunnel.once('close', (reason) => {
+      if (this.#stopped) return;
+      this.emit('lost', reason ?? new Error('the tunnel closed'));
+      void this.#reconnect();
+    });
+    return tunnel;
+  }
+
+  async #reconnect(): Promise<void> {
+    let delayMs = 100;
+    for (let attempt = 1; !this.#stopped; attempt++) {
+      await sleep(delayMs);
+      if (this.#stopped) return;
+      try {
+        await this.#connect();
+        this.emit('restored', attempt);
+        return;
+      } catch {
+        delayMs = Math.min(delayMs * 2, 5_000);
+      }
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#current?.close();
+  }
+}

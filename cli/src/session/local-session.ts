@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
+import { InvalidInputError } from '@detour/router/errors';
+import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
+import {
+  filterFromExpressions,
+  formatFilter,
+  parseHeaderExpression,
+  type RouteFilter,
+  validateFilter,
+} from '@detour/router/match/index';
+import { TunnelCode, type TunnelStream } from '@detour/router/tunnel/index';
+import { EgressPolicy } from '../egress/egress-policy.ts';
+import { EgressProxy } from '../egress/egress-proxy.ts';
+import { EgressRouter } from '../egress/egress-router.ts';
+import type { SessionOptions } from '../options.ts';
+import type { Reporter } from '../reporter.ts';
+import { AgentTunnel } from './agent-tunnel.ts';
+
+export interface PortMapping {
+  target: number;
+  local: number;
+}
+
+export function parsePortMapping(value: string): PortMapping {
+  const [target, local = target] = value.split(':');
+  const mapping = { target: Number(target), local: Number(local) };
+  for (const port of [mapping.target, mapping.local]) {
+    if (!(port >= 1 && port <= 65535))
+      throw new InvalidInputError('DETOUR_BAD_OPTION', `--port ${value}: ${port} is not a port (1-65535)`);
+  }
+  return mapping;
+}
+
+export function filterFromOptions(options: SessionOptions): RouteFilter {
+  const expressions = [
+    ...options.header.map((expr) => parseHeaderExpression(expr)),
+    ...options.withoutHeader.map((expr) => parseHeaderExpression(expr, { negate: true })),
+  ];
+  if (expressions.length === 0 && !options.stealAll) {
+    throw new InvalidInputError(
+      'DETOUR_NO_FILTER',
+      'no filter given: pass --header x-dev=<your-name> to receive only your requests, or --steal-all to take every request of the target',
+    );
+  }
+  return validateFilter(filterFromExpressions(expressions), 'filter', { allowMatchAll: options.stealAll });
+}
+
+/**
+ * A developer's session on this machine: the tunnel to the agent, the session registered there,
+ * inbound requests served to the local app, and the loopback egress proxy for the app's calls.
+ */
+export class LocalSession {
+  readonly id: string;
+  readonly filter: RouteFilter;
+  readonly ports: PortMapping;
+  readonly #options: SessionOptions;
+  readonly #reporter: Reporter;
+  readonly #tunnel: AgentTunnel;
+  readonly #proxy: EgressProxy;
+  readonly #forwarder: LocalAppForwarder;
+  #proxyAddress: { host: string; port: number } | undefined;
+
+  constructor(options: SessionOptions, reporter: Reporter) {
+    this.#options = options;
+    this.#reporter = reporter;
+    this.filter = filterFromOptions(options);
+    this.ports = parsePortMapping(options.port);
+    this.id =
+      options.session ??
+      `${userInfo()
+        .username.toLowerCase()
+        .replace(/[^a-z0-9-]/g, '')}-${randomBytes(3).toString('hex')}`.replace(/^-/, 'dev-');
+    const [host = '', port = ''] = options.agent.split(':');
+    this.#forwarder = new LocalAppForwarder({ localPort: () => this.ports.local });
+    this.#tunnel = new AgentTunnel({
+      host,
+      port: Number(port),
+      token: options.token,
+      client: `${userInfo().username}@${hostname()}`,
+      onConnected: async (tunnel) => {
+        await tunnel.request('session.register', {
+          id: this.id,
+          filter: this.filter,
+          allowMatchAll: options.stealAll,
+          mode: options.mirror ? 'mirror' : 'steal',
+          targetPort: this.ports.target,
+        });
+      },
+      onStream: (stream) => this.#serve(stream),
+    });
+    this.#tunnel.on('lost', (reason) =>
+      reporter.warn('tunnel.lost', `lost the tunnel to the agent (${reason.message}); reconnecting`),
+    );
+    this.#tunnel.on('restored', (attempts) =>
+      reporter.step(
+        'tunnel.restored',
+        `tunnel restored after ${attempts} attempt(s); session ${this.id} is back`,
+        { attempts },
+      ),
+    );
+    const policy = new EgressPolicy({ include: options.egressInclude, exclude: options.egressExclude });
+    this.#proxy = new EgressProxy({
+      router: new EgressRouter({
+        policy,
+        remote: new TunnelDialer(() => this.#tunnel.current),
+        local: new DirectDialer(),
+      }),
+    });
+  }
+
+  #serve(stream: TunnelStream): void {
+    if (stream.open.kind !== 'http') {
+      stream.reset(TunnelCode.refused, `the CLI does not accept ${stream.open.kind} streams`);
+      return;
+    }
+    this.#forwarder.serve(stream);
+  }
+
+  get proxyAddress(): { host: string; port: number } {
+    if (!this.#proxyAddress) throw new Error('the session has not started');
+    return this.#proxyAddress;
+  }
+
+  async start(): Promise<void> {
+    const mode = this.#options.mirror ? 'mirror' : 'steal';
+    this.#reporter.step('tunnel.connecting', `connecting to the agent at ${this.#options.agent}`);
+    const tunnel = await this.#tunnel.start();
+    this.#proxyAddress = await this.#proxy.listen();
+    this.#reporter.step(
+      'session.ready',
+      `session ${this.id} ready: ${mode} ${formatFilter(this.filter) || 'all requests'} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`,
+      {
+        session: this.id,
+        mode,
+        filter: this.filter,
+        targetPort: this.ports.target,
+        localPort: this.ports.local,
+        proxy: this.#proxyAddress,
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    const tunnel = this.#tunnel.current;
+    if (tunnel) await tunnel.request('session.unregister', { id: this.id }).catch(() => {});
+    this.#tunnel.stop();
+    this.#forwarder.close();
+    await this.#proxy.close();
+    this.#reporter.step('session.ended', `session ${this.id} ended`, { session: this.id });
+  }
+}

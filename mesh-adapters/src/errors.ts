@@ -1,0 +1,71 @@
+/**
+ * The errors the mesh adapters raise on purpose. Each names the object, the field and the fix, so
+ * the CLI can print it as is; planners raise them before any write, so the cluster stays unchanged.
+ */
+import { DetourError, InvalidInputError } from '@detour/router/errors';
+import { describeRef, type ObjectRef } from './k8s-object.ts';
+
+/** A field of the session intent (a flag or config key) is invalid. */
+export class InvalidIntentError extends InvalidInputError {
+  readonly field: string;
+  constructor(field: string, problem: string, fix: string) {
+    super('invalid-intent', `${field}: ${problem}. ${fix}`);
+    this.field = field;
+  }
+}
+
+/** An object in the cluster that an adapter cannot safely edit (or that forbids the mode asked for). */
+export class UneditableObjectError extends DetourError {
+  readonly object: ObjectRef;
+  readonly field: string;
+  constructor(object: ObjectRef, field: string, problem: string, fix: string) {
+    super('uneditable-object', `${describeRef(object)}, field ${field}: ${problem}. Fix: ${fix}`);
+    this.object = object;
+    this.field = field;
+  }
+}
+
+/** Nothing in the cluster serves the target host (no Service, no route). */
+export class UnknownTargetError extends InvalidInputError {
+  readonly host: string;
+  constructor(host: string, detail: string, fix: string) {
+    super('unknown-target', `no Service serves ${host}: ${detail}. ${fix}`);
+    this.host = host;
+  }
+}
+
+/** The mode asked for cannot be expressed by this adapter (e.g. withoutHeaders in Gateway API). */
+export class UnsupportedByAdapterError extends InvalidInputError {
+  readonly adapter: string;
+  readonly field: string;
+  constructor(adapter: string, field: string, problem: string, fix: string) {
+    super('unsupported-by-adapter', `${field}: ${problem} with --mesh ${adapter}. ${fix}`);
+    this.adapter = adapter;
+    this.field = field;
+  }
+}
+
+/** Another live session already routes the same filter on the same host and port. */
+export class FilterHeldError extends DetourError {
+  readonly holder: string;
+  readonly since: string;
+  readonly sessionId: string;
+  constructor(params: {
+    host: string;
+    port: number;
+    what: string;
+    holder: string;
+    since: string;
+    sessionId: string;
+  }) {
+    super(
+      'filter-held',
+      `${params.what} on ${params.host}:${params.port} is already routed by session ${params.sessionId} ` +
+        `of ${params.holder} since ${params.since}. Pick another header value (--header x-dev=<you>), ` +
+        `or wait until that session ends (its Lease expires if its owner is gone; then \`detour clean\`).`,
+    );
+    this.holder = params.holder;
+    this.since = params.since;
+    this.sessionId = params.sessionId;
+  }
+}

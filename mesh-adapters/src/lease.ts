@@ -1,0 +1,193 @@
+/**
+ * One coordination.k8s.io/v1 Lease per session: who holds it, what it routes, since when, and
+ * until when it counts as alive (renewTime + leaseDurationSeconds). It is what `detour status`
+ * lists, what conflict detection reads, and what the janitor trusts: a route whose Lease is gone
+ * or expired belongs to nobody and is reverted.
+ */
+import { formatFilter } from '@detour/router/match/filter-expression';
+import { filtersOverlap } from '@detour/router/match/filter-key';
+import { canonicalJson } from './canonical.ts';
+import { FilterHeldError } from './errors.ts';
+import type { KubeObject } from './k8s-object.ts';
+import { isKind } from './k8s-object.ts';
+import type { RouteFilter, SessionIntent, SessionMode } from './session-intent.ts';
+import { routeName, sessionFilter } from './session-intent.ts';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL } from './session-records.ts';
+
+export interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+export type Lease = KubeObject<LeaseSpec>;
+
+export const LEASE_ANNOTATIONS = {
+  holder: 'detour.dev/holder',
+  /** `host:port` */
+  target: 'detour.dev/target',
+  /** canonical JSON of the RouteFilter; absent for steal-all */
+  filter: 'detour.dev/filter',
+  mode: 'detour.dev/mode',
+  /** the adapter that placed the routes (istio, istio-envoyfilter, gateway-api, service) */
+  adapter: 'detour.dev/adapter',
+} as const;
+
+/** Default: the CLI renews every 10 s; three missed renewals and the session is presumed dead. */
+export const DEFAULT_LEASE_SECONDS = 30;
+
+/** Kubernetes MicroTime: RFC 3339 with exactly six fractional digits. */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+export function leaseName(sessionId: string): string {
+  return routeName(sessionId);
+}
+
+export function buildLease(
+  intent: SessionIntent,
+  now: Date,
+  options: { durationSeconds?: number; adapter?: string } = {},
+): Lease {
+  const filter = sessionFilter(intent.mode);
+  const annotations: Record<string, string> = {
+    [LEASE_ANNOTATIONS.holder]: intent.holder,
+    [LEASE_ANNOTATIONS.target]: `${intent.target.host}:${intent.target.port}`,
+    [LEASE_ANNOTATIONS.mode]: intent.mode.kind,
+  };
+  if (filter !== undefined) annotations[LEASE_ANNOTATIONS.filter] = canonicalJson(filter);
+  if (options.adapter !== undefined) annotations[LEASE_ANNOTATIONS.adapter] = options.adapter;
+  const time = microTime(now);
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: {
+      name: intent.lease.name,
+      namespace: intent.lease.namespace,
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [SESSION_LABEL]: intent.sessionId },
+      annotations,
+    },
+    spec: {
+      holderIdentity: intent.holder,
+      leaseDurationSeconds: options.durationSeconds ?? DEFAULT_LEASE_SECONDS,
+      acquireTime: time,
+      renewTime: time,
+      leaseTransitions: 0,
+    },
+  };
+}
+
+/** The Lease with renewTime moved to now (what the CLI writes while the tunnel lives). */
+export function renewLease(lease: Lease, now: Date): Lease {
+  const renewed = structuredClone(lease);
+  renewed.spec = { ...renewed.spec, renewTime: microTime(now) };
+  return renewed;
+}
+
+/** When the Lease stops counting as alive, or undefined when it says nothing usable. */
+export function expiresAt(lease: Lease): Date | undefined {
+  const last = lease.spec?.renewTime ?? lease.spec?.acquireTime ?? lease.metadata.creationTimestamp;
+  const seconds = lease.spec?.leaseDurationSeconds;
+  if (last === undefined || seconds === undefined) return undefined;
+  const t = Date.parse(last);
+  return Number.isNaN(t) ? undefined : new Date(t + seconds * 1000);
+}
+
+/**
+ * Expired when renewTime + duration (+ grace, for clock skew between machines) is before `now`.
+ * A Lease with no time or duration at all cannot prove it is alive: expired.
+ */
+export function isExpired(lease: Lease, now: Date, graceSeconds = 0): boolean {
+  const at = expiresAt(lease);
+  return at === undefined || at.getTime() + graceSeconds * 1000 < now.getTime();
+}
+
+export function leasesOf(objects: readonly KubeObject[]): Lease[] {
+  return objects.filter((o) => isKind(o, 'coordination.k8s.io', 'Lease')) as Lease[];
+}
+
+export function isDetourLease(lease: Lease): boolean {
+  return (
+    lease.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE &&
+    lease.metadata.labels?.[SESSION_LABEL] !== undefined
+  );
+}
+
+export interface LeaseSummary {
+  sessionId: string;
+  holder: string;
+  since: string;
+  host: string;
+  port: number;
+  mode: SessionMode['kind'];
+  filter?: RouteFilter;
+}
+
+export function summarizeLease(lease: Lease): LeaseSummary | undefined {
+  const a = lease.metadata.annotations ?? {};
+  const sessionId = lease.metadata.labels?.[SESSION_LABEL];
+  const target = a[LEASE_ANNOTATIONS.target];
+  if (sessionId === undefined || target === undefined) return undefined;
+  const colon = target.lastIndexOf(':');
+  const summary: LeaseSummary = {
+    sessionId,
+    holder: a[LEASE_ANNOTATIONS.holder] ?? lease.spec?.holderIdentity ?? 'unknown',
+    since: lease.spec?.acquireTime ?? lease.metadata.creationTimestamp ?? 'unknown',
+    host: target.slice(0, colon),
+    port: Number(target.slice(colon + 1)),
+    mode: (a[LEASE_ANNOTATIONS.mode] ?? 'steal') as SessionMode['kind'],
+  };
+  const filter = a[LEASE_ANNOTATIONS.filter];
+  if (filter !== undefined) {
+    try {
+      summary.filter = JSON.parse(filter) as RouteFilter;
+    } catch {
+      // An unreadable filter is treated as "takes everything" below: refusing is the safe side.
+    }
+  }
+  return summary;
+}
+
+/**
+ * What of `mine` another session already holds, or undefined. Two routes collide when one request
+ * could match both (the router's conservative `filtersOverlap`: different exact values of one
+ * header are disjoint; different headers are not, since a request may carry both), or when either
+ * takes everything (steal-all).
+ */
+export function overlap(mine: RouteFilter | undefined, theirs: RouteFilter | undefined): string | undefined {
+  if (theirs === undefined) return 'every request (their session is steal-all)';
+  if (mine === undefined) return `requests matching ${formatFilter(theirs)} (steal-all takes every request)`;
+  return filtersOverlap(mine, theirs)
+    ? `${formatFilter(mine)} (overlaps ${formatFilter(theirs)})`
+    : undefined;
+}
+
+/** Throws FilterHeldError when a live session of someone else routes an overlapping filter on the same host:port. */
+export function checkFilterConflict(
+  leases: readonly Lease[],
+  intent: SessionIntent,
+  now: Date,
+  graceSeconds = 0,
+): void {
+  const mine = sessionFilter(intent.mode);
+  for (const lease of leases) {
+    if (!isDetourLease(lease) || isExpired(lease, now, graceSeconds)) continue;
+    const other = summarizeLease(lease);
+    if (other === undefined || other.sessionId === intent.sessionId) continue;
+    if (other.host !== intent.target.host || other.port !== intent.target.port) continue;
+    const what = overlap(mine, other.mode === 'steal-all' ? undefined : (other.filter ?? undefined));
+    if (what !== undefined) {
+      throw new FilterHeldError({
+        host: intent.target.host,
+        port: intent.target.port,
+        what,
+        holder: other.holder,
+        since: other.since,
+        sessionId: other.sessionId,
+      });
+    }
+  }
+}

@@ -36,11 +36,13 @@ export function summarize(session: AgentSession): SessionSummary {
 }
 
 /**
- * The control requests a CLI sends over its tunnel: register and unregister sessions, list them.
- * A filter another live session already holds on the same port is refused with who holds it.
+ * Serves the control requests a CLI sends over its tunnel: register and unregister sessions, list
+ * them. A filter another live session already holds on the same port is refused with who holds it.
+ * When the tunnel closes its sessions are dropped and reported to `onDropped`.
  */
-export function sessionControl(registry: SessionRegistry, tunnel: TunnelConnection) {
-  return (method: string, params: unknown): unknown => {
+export function serveSessionControl(registry: SessionRegistry, tunnel: TunnelConnection, onDropped: (sessions: SessionSummary[]) => void = () => {}): void {
+  tunnel.on('close', () => onDropped(registry.dropTunnel(tunnel).map(summarize)));
+  tunnel.onControl((method: string, params: unknown): unknown => {
     switch (method) {
       case 'session.register': {
         const parsed = RegisterSessionParams.safeParse(params);
@@ -94,5 +96,5 @@ export function sessionControl(registry: SessionRegistry, tunnel: TunnelConnecti
           `the agent does not know the control request ${method}: use a CLI of the same release`,
         );
     }
-  };
+  });
 }

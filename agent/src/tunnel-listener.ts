@@ -2,7 +2,7 @@ import net from 'node:net';
 import type { EgressDialer } from '@detour/router/egress/dialer';
 import { serveEgressStream } from '@detour/router/egress/serve-egress-stream';
 import { TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
-import { sessionControl, summarize } from './agent-session-control.ts';
+import { serveSessionControl } from './agent-session-control.ts';
 import type { Log } from './log.ts';
 import type { SessionRegistry } from './session-registry.ts';
 
@@ -38,22 +38,15 @@ export async function startTunnelListener(
       .then((tunnel) => {
         tunnels.add(tunnel);
         log.info('tunnel.open', { peer, client: tunnel.peerName });
-        tunnel.onControl(sessionControl(registry, tunnel));
+        serveSessionControl(registry, tunnel, (droppedSessions) =>
+          log.info('tunnel.closed', { peer, client: tunnel.peerName, reason: tunnel.closeReason?.message, droppedSessions }),
+        );
         tunnel.on('stream', (stream) => {
           if (stream.open.kind === 'http')
             stream.reset(TunnelCode.refused, 'the agent does not accept http streams from a CLI');
           else void serveEgressStream(stream, options.dialer);
         });
-        tunnel.on('close', (reason) => {
-          tunnels.delete(tunnel);
-          const dropped = registry.dropTunnel(tunnel).map(summarize);
-          log.info('tunnel.closed', {
-            peer,
-            client: tunnel.peerName,
-            reason: reason?.message,
-            droppedSessions: dropped,
-          });
-        });
+        tunnel.on('close', () => tunnels.delete(tunnel));
       })
       .catch((error: Error & { code?: string }) =>
         log.warn('tunnel.refused', { peer, code: error.code, reason: error.message }),

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { TunnelConnection, type TunnelConnectionOptions } from '@detour/router/tunnel/index';
 
-/** A real loopback TCP connection with a tunnel handshake done on both ends. */
+/** A real loopback TCP connection with a tunnel handshake done on both ends: for tests of every package. */
 export async function tunnelPair(options: TunnelConnectionOptions = {}): Promise<{
   client: TunnelConnection;
   server: TunnelConnection;

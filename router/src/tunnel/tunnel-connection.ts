@@ -213,6 +213,11 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     return this.streams.size;
   }
 
+  /** Why the tunnel closed, once it has. */
+  get closeReason(): TunnelClosedError | undefined {
+    return this.closed ? this.closedWith : undefined;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

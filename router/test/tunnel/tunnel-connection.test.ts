@@ -13,7 +13,7 @@ import {
   TunnelConnection,
   type TunnelStream,
 } from '@detour/router/tunnel/index';
-import { tunnelPair } from './tunnel-pair.ts';
+import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
 
 const connectOpen = { kind: 'connect', host: 'payments', port: 80 } as const;
 

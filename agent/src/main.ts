@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { TunnelCode } from '@detour/router/tunnel/index';
+import { loadAgentConfig } from './agent-config.ts';
+import { AdminListener } from './inbound/admin-listener.ts';
+import { InboundListener } from './inbound/inbound-listener.ts';
+import { jsonLog } from './log.ts';
+import { SessionRegistry } from './session-registry.ts';
+import { startTunnelListener } from './tunnel-listener.ts';
+
+/** The agent process: tunnel listener, inbound listener and admin listener around one session table. */
+async function main(): Promise<void> {
+  const log = jsonLog();
+  const config = loadAgentConfig();
+  const registry = new SessionRegistry();
+  const inbound = await InboundListener.listen({ registry, ...config.inbound, upstream: config.upstream });
+  const tunnel = await startTunnelListener({
+    ...config.tunnel,
+    tokens: config.tokens,
+    agentName: config.agentName,
+    registry,
+    dialer: new DirectDialer(),
+    log,
+    heartbeatMs: config.heartbeatMs,
+  });
+  const admin = await AdminListener.listen({ metrics: inbound.metrics, readiness: () => true, ...config.admin });
+  log.info('agent.ready', {
+    tunnel: `${config.tunnel.host}:${config.tunnel.port}`,
+    inbound: `${config.inbound.host}:${inbound.port}`,
+    admin: `${config.admin.host}:${admin.port}`,
+    upstream: config.upstream ? `${config.upstream.host}:${config.upstream.port}` : null,
+  });
+
+  const shutdown = async (signal: string) => {
+    log.info('agent.stopping', { signal, sessions: registry.list().length });
+    for (const connection of tunnel.tunnels) connection.close(TunnelCode.closed, 'the agent is shutting down');
+    tunnel.server.close();
+    await Promise.all([inbound.close(), admin.close()]);
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((error: Error & { code?: string }) => {
+  jsonLog().warn('agent.failed', { code: error.code ?? 'DETOUR_INTERNAL', reason: error.message });
+  process.exit(2);
+});

@@ -1,0 +1,77 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type http from 'node:http';
+import http2 from 'node:http2';
+import type { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import type { RoutingContext } from './routing-context.ts';
+
+/**
+ * Adds the routing headers to outbound calls that go remote (into the mesh), never replacing a
+ * header the app set: http/https through `http.client.request.created`, undici (npm and the copy
+ * behind the built-in fetch publish on the same channel) through `undici:request:create`, and
+ * http2 (and so grpc-js) by wrapping `session.request` of sessions from `http2.connect`.
+ */
+export function injectRoutingHeaders(policy: EgressPolicy, routing: RoutingContext): void {
+  const toAdd = (host: string | undefined) =>
+    host && policy.decide(host) === 'remote' ? routing.outboundHeaders() : {};
+
+  diagnosticsChannel.subscribe('http.client.request.created', (message) => {
+    const request = (message as { request: http.ClientRequest }).request;
+    // Headers given as an array are already serialized here; those requests are left as they are.
+    if (request.headersSent || (request as unknown as { _header?: string })._header) return;
+    for (const [name, value] of Object.entries(toAdd(request.host))) {
+      if (!request.hasHeader(name)) request.setHeader(name, value);
+    }
+  });
+
+  diagnosticsChannel.subscribe('undici:request:create', (message) => {
+    const request = (message as { request: UndiciRequest }).request;
+    let host: string | undefined;
+    try {
+      host = new URL(request.origin).hostname.replace(/^\[|\]$/g, '');
+    } catch {}
+    const present = existingUndiciHeaders(request.headers);
+    for (const [name, value] of Object.entries(toAdd(host))) {
+      if (!present.has(name)) request.addHeader(name, value);
+    }
+  });
+
+  const connect = http2.connect;
+  http2.connect = function detourHttp2Connect(this: unknown, ...args: unknown[]) {
+    const session = Reflect.apply(connect, this, args) as http2.ClientHttp2Session;
+    const authority = args[0];
+    let host: string | undefined;
+    try {
+      host = (authority instanceof URL ? authority : new URL(String(authority))).hostname.replace(
+        /^\[|\]$/g,
+        '',
+      );
+    } catch {}
+    const request = session.request;
+    session.request = function detourRequest(this: http2.ClientHttp2Session, headers, ...rest) {
+      const extra = toAdd(host);
+      if (Object.keys(extra).length === 0) return Reflect.apply(request, this, [headers, ...rest]);
+      const merged: http2.OutgoingHttpHeaders = { ...(headers as http2.OutgoingHttpHeaders) };
+      const present = new Set(Object.keys(merged).map((name) => name.toLowerCase()));
+      for (const [name, value] of Object.entries(extra)) if (!present.has(name)) merged[name] = value;
+      return Reflect.apply(request, this, [merged, ...rest]);
+    } as typeof session.request;
+    return session;
+  } as typeof http2.connect;
+}
+
+interface UndiciRequest {
+  origin: string;
+  headers: string[] | string;
+  addHeader(name: string, value: string): unknown;
+}
+
+function existingUndiciHeaders(headers: string[] | string): Set<string> {
+  if (typeof headers === 'string') {
+    return new Set(
+      headers.split('\r\n').map((line) => line.slice(0, line.indexOf(':')).trim().toLowerCase()),
+    );
+  }
+  const names = new Set<string>();
+  for (let i = 0; i < headers.length; i += 2) names.add(String(headers[i]).toLowerCase());
+  return names;
+}

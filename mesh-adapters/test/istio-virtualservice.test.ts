@@ -6,7 +6,7 @@ import {
   CREATED_DEFAULT_ROUTE,
   createIstioVirtualServiceAdapter,
 } from '../src/istio-virtualservice/adapter.ts';
-import type { HTTPRoute, VirtualService } from '../src/istio-virtualservice/types.ts';
+import type { DestinationRule, HTTPRoute, VirtualService } from '../src/istio-virtualservice/types.ts';
 import type { KubeObject } from '../src/k8s-object.ts';
 import type { SessionIntent } from '../src/session-intent.ts';
 import { SESSIONS_ANNOTATION } from '../src/session-records.ts';
@@ -279,14 +279,10 @@ describe('istio VirtualService adapter: the route', () => {
     });
     cluster.applyPlan(adapter.plan(cluster.list(), a));
     cluster.applyPlan(adapter.plan(cluster.list(), b));
-    const subsetsNow = () =>
-      (
-        (
-          cluster.list().find((o) => o.kind === 'DestinationRule')?.spec as {
-            subsets: Array<{ name: string }>;
-          }
-        ).subsets ?? []
-      ).map((s) => s.name);
+    const subsetsNow = () => {
+      const dr = cluster.list().find((o) => o.kind === 'DestinationRule') as DestinationRule | undefined;
+      return (dr?.spec?.subsets ?? []).map((s) => s.name);
+    };
     assert.deepEqual(subsetsNow(), ['v1', 'feature-x']);
     cluster.applyPlan(adapter.planRevert(cluster.list(), 'dev-a'));
     assert.deepEqual(subsetsNow(), ['v1', 'feature-x'], 'still used by dev-b');

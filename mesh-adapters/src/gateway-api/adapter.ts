@@ -10,6 +10,7 @@
  */
 import type { ListQuery, MeshAdapter, ObservedObjects } from '../adapter.ts';
 import { inNamespace, QUERIES } from '../adapter.ts';
+import { canonicalJson } from '../canonical.ts';
 import { UnsupportedByAdapterError } from '../errors.ts';
 import { parseServiceHost } from '../hosts.ts';
 import type { KubeObject } from '../k8s-object.ts';
@@ -161,7 +162,7 @@ export function filterToGatewayMatch(filter: RouteFilter | undefined): HTTPRoute
 function conjoin(a: HTTPRouteMatch, b: HTTPRouteMatch): HTTPRouteMatch | undefined {
   const out: HTTPRouteMatch = structuredClone(a);
   if (b.path !== undefined) {
-    if (out.path !== undefined && JSON.stringify(out.path) !== JSON.stringify(b.path)) return undefined;
+    if (out.path !== undefined && canonicalJson(out.path) !== canonicalJson(b.path)) return undefined;
     out.path = structuredClone(b.path);
   }
   if (b.method !== undefined) {
@@ -172,7 +173,7 @@ function conjoin(a: HTTPRouteMatch, b: HTTPRouteMatch): HTTPRouteMatch | undefin
   for (const h of b.headers ?? []) {
     const same = headers.find((x) => x.name.toLowerCase() === h.name.toLowerCase());
     if (same !== undefined) {
-      if (JSON.stringify(same) !== JSON.stringify(h)) return undefined;
+      if (canonicalJson(same) !== canonicalJson(h)) return undefined;
       continue;
     }
     headers.push(structuredClone(h));
@@ -188,7 +189,7 @@ function uniqueMatches(matches: Array<HTTPRouteMatch | undefined>): HTTPRouteMat
   const out: HTTPRouteMatch[] = [];
   for (const m of matches) {
     if (m === undefined) continue;
-    const key = JSON.stringify(m);
+    const key = canonicalJson(m);
     if (seen.has(key)) continue;
     seen.add(key);
     out.push(m);

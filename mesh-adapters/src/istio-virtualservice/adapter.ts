@@ -6,6 +6,7 @@
  */
 import type { ListQuery, MeshAdapter, ObservedObjects } from '../adapter.ts';
 import { inNamespace, QUERIES } from '../adapter.ts';
+import { canonicalJson } from '../canonical.ts';
 import { UneditableObjectError } from '../errors.ts';
 import { gitOpsOwner } from '../gitops.ts';
 import { parseServiceHost } from '../hosts.ts';
@@ -181,7 +182,7 @@ function checkEditable(vs: VirtualService, intent: SessionIntent, options: Istio
 function checkMirrorable(vs: VirtualService, http: readonly HTTPRoute[], port: number): void {
   const base = defaultRouteFor(http, port);
   if (base?.delegate !== undefined) {
-    const index = (vs.spec?.http ?? []).findIndex((r) => JSON.stringify(r) === JSON.stringify(base));
+    const index = (vs.spec?.http ?? []).findIndex((r) => canonicalJson(r) === canonicalJson(base));
     throw new UneditableObjectError(
       refOf(vs),
       `spec.http[${index}].delegate`,

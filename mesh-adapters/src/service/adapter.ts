@@ -9,6 +9,7 @@
  */
 import type { ListQuery, MeshAdapter, ObservedObjects } from '../adapter.ts';
 import { inNamespace, QUERIES } from '../adapter.ts';
+import { canonicalJson } from '../canonical.ts';
 import { InvalidIntentError, UneditableObjectError, UnknownTargetError } from '../errors.ts';
 import { parseServiceHost } from '../hosts.ts';
 import type { KubeObject } from '../k8s-object.ts';
@@ -258,7 +259,7 @@ export function planServiceSelectorRevert(observed: ObservedObjects, sessionId: 
     const writtenPorts = (annotation.written?.ports ?? []) as ServicePort[];
     // What detour wants now: the original (last session) or the original with the remaining sessions' ports.
     const wantedPorts = last ? originalPorts : portsFor(originalPorts, annotation);
-    const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
     spec.ports = (spec.ports ?? []).map((p) => {
       const written = writtenPorts.find((w) => portKey(w) === portKey(p));
       const wanted = wantedPorts.find((w) => portKey(w) === portKey(p));

@@ -1,0 +1,50 @@
+// npm run cluster:up | cluster:down [--purge] | cluster:status | cluster:kubeconfig [--developer]
+
+import { DetourError } from '@detour/router/errors';
+import { clusterDown, clusterStatus, clusterUp, kubeconfigPath } from './cluster.ts';
+
+const [command, ...flags] = process.argv.slice(2);
+// `npm run cluster:kubeconfig --developer` (without `--`) reaches us as npm_config_developer.
+const flag = (name: string): boolean =>
+  flags.includes(`--${name}`) || process.env[`npm_config_${name}`] === 'true';
+
+async function main(): Promise<number> {
+  switch (command) {
+    case 'up':
+      await clusterUp({ build: !flag('no-build') });
+      return 0;
+    case 'down':
+      await clusterDown({ purge: flag('purge') });
+      return 0;
+    case 'status': {
+      let allUp = true;
+      for (const c of clusterStatus()) {
+        if (c.pid === undefined) allUp = false;
+        const memory = c.pid === undefined ? '' : `  rss ${c.rssMiB} MiB, peak ${c.peakMiB} MiB`;
+        console.log(
+          `${c.name.padEnd(24)} ${c.pid === undefined ? 'stopped' : `running pid ${c.pid}`}${memory}`,
+        );
+      }
+      return allUp ? 0 : 3;
+    }
+    case 'kubeconfig':
+      console.log(kubeconfigPath(flag('developer') ? 'developer' : 'admin'));
+      return 0;
+    default:
+      console.error(
+        'usage: node tests/cluster/cli.ts up [--no-build] | down [--purge] | status | kubeconfig [--developer]',
+      );
+      return 2;
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof DetourError) console.error(`${error.code}: ${error.message}`);
+    else console.error(error);
+    process.exitCode = 1;
+  },
+);

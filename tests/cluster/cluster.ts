@@ -1,0 +1,446 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ClusterError } from './errors.ts';
+import { writeKubeconfig } from './kubeconfig.ts';
+import {
+  type Binary,
+  binaryPath,
+  buildScript,
+  crdFiles,
+  etcdDataDir,
+  kubeconfigDir,
+  logDir,
+  pidDir,
+  pkiDir,
+  repoRoot,
+  stateDir,
+  tier1Binaries,
+} from './paths.ts';
+import { type CertRequest, ensurePki } from './pki.ts';
+import { memoryMiB, type ProcessSpec, runningPid, startProcess, stopProcess } from './processes.ts';
+import { versions } from './versions.ts';
+import { waitFor } from './wait.ts';
+
+/** Loopback ports of the local cluster: chosen away from the defaults of a real cluster on this host. */
+export const ports = {
+  etcdClient: 23790,
+  etcdPeer: 23800,
+  apiserver: 16443,
+  controllerManager: 10257,
+} as const;
+/** Service range inside 198.18.0.0/15 (the project's own test range); pods will get 198.18.0.0/16. */
+export const serviceCidr = '198.19.0.0/20';
+export const podCidr = '198.18.0.0/16';
+export const apiserverUrl = `https://127.0.0.1:${ports.apiserver}`;
+
+export type Identity = 'admin' | 'developer';
+
+export interface ClusterOptions {
+  /** Progress lines (default: console.log). */
+  log?: (line: string) => void;
+  /** Build missing binaries with scripts/cluster-build.sh (default true); false fails instead. */
+  build?: boolean;
+}
+
+const certs: CertRequest[] = [
+  {
+    name: 'apiserver',
+    commonName: 'kube-apiserver',
+    usage: 'server',
+    altNames: [
+      'IP:127.0.0.1',
+      'IP:198.19.0.1',
+      'DNS:localhost',
+      'DNS:kubernetes',
+      'DNS:kubernetes.default',
+      'DNS:kubernetes.default.svc',
+      'DNS:kubernetes.default.svc.cluster.local',
+    ],
+  },
+  { name: 'admin', commonName: 'detour-admin', organization: 'system:masters', usage: 'client' },
+  // The developer identity belongs to no group: all it may do comes from manifests/rbac.
+  { name: 'developer', commonName: 'detour-dev', usage: 'client' },
+  { name: 'controller-manager', commonName: 'system:kube-controller-manager', usage: 'client' },
+  // The apiserver's identity towards aggregated apiservers; also what makes it publish the
+  // requestheader CA that kube-controller-manager's delegated authentication insists on reading.
+  { name: 'front-proxy-client', commonName: 'front-proxy-client', usage: 'client' },
+];
+
+/** Path of the kubeconfig for an identity (exists once clusterUp has run). */
+export function kubeconfigPath(who: Identity): string {
+  return join(kubeconfigDir, `${who}.yaml`);
+}
+
+/** A client-node KubeConfig for an identity. */
+export function kubeConfig(who: Identity): KubeConfig {
+  const path = kubeconfigPath(who);
+  if (!existsSync(path)) {
+    throw new ClusterError(
+      'CLUSTER_NOT_RUNNING',
+      `no kubeconfig at ${path}: start the cluster with npm run cluster:up`,
+    );
+  }
+  const config = new KubeConfig();
+  config.loadFromFile(path);
+  return config;
+}
+
+function spec(name: Binary, args: string[]): ProcessSpec {
+  return { name, binary: binaryPath(name), args };
+}
+
+function pki(file: string): string {
+  return join(pkiDir, file);
+}
+
+function etcdSpec(): ProcessSpec {
+  const client = `http://127.0.0.1:${ports.etcdClient}`;
+  const peer = `http://127.0.0.1:${ports.etcdPeer}`;
+  // Plain HTTP on loopback only: nothing but the apiserver on this machine talks to it.
+  return spec('etcd', [
+    '--name=detour-local',
+    `--data-dir=${etcdDataDir}`,
+    `--listen-client-urls=${client}`,
+    `--advertise-client-urls=${client}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=detour-local=${peer}`,
+    '--listen-metrics-urls=',
+    '--log-level=warn',
+  ]);
+}
+
+function apiserverSpec(): ProcessSpec {
+  return spec('kube-apiserver', [
+    `--etcd-servers=http://127.0.0.1:${ports.etcdClient}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${ports.apiserver}`,
+    '--authorization-mode=RBAC',
+    '--anonymous-auth=false',
+    `--client-ca-file=${pki('ca.crt')}`,
+    `--tls-cert-file=${pki('apiserver.crt')}`,
+    `--tls-private-key-file=${pki('apiserver.key')}`,
+    `--service-account-key-file=${pki('sa.pub')}`,
+    `--service-account-signing-key-file=${pki('sa.key')}`,
+    '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+    `--service-cluster-ip-range=${serviceCidr}`,
+    // Endpoints may not hold loopback addresses, and the apiserver only listens on loopback:
+    // nothing reconciles the `kubernetes` Service's endpoints in tier 1.
+    '--endpoint-reconciler-type=none',
+    `--requestheader-client-ca-file=${pki('ca.crt')}`,
+    '--requestheader-allowed-names=front-proxy-client',
+    '--requestheader-username-headers=X-Remote-User',
+    '--requestheader-group-headers=X-Remote-Group',
+    '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+    `--proxy-client-cert-file=${pki('front-proxy-client.crt')}`,
+    `--proxy-client-key-file=${pki('front-proxy-client.key')}`,
+    '--allow-privileged=true',
+    '--profiling=false',
+    '--v=0',
+  ]);
+}
+
+function controllerManagerSpec(): ProcessSpec {
+  const kubeconfig = join(kubeconfigDir, 'controller-manager.yaml');
+  return spec('kube-controller-manager', [
+    `--kubeconfig=${kubeconfig}`,
+    `--authentication-kubeconfig=${kubeconfig}`,
+    `--authorization-kubeconfig=${kubeconfig}`,
+    '--bind-address=127.0.0.1',
+    `--secure-port=${ports.controllerManager}`,
+    '--leader-elect=false',
+    '--use-service-account-credentials=true',
+    `--service-account-private-key-file=${pki('sa.key')}`,
+    `--root-ca-file=${pki('ca.crt')}`,
+    `--cluster-signing-cert-file=${pki('ca.crt')}`,
+    `--cluster-signing-key-file=${pki('ca.key')}`,
+    `--service-cluster-ip-range=${serviceCidr}`,
+    `--cluster-cidr=${podCidr}`,
+    '--allocate-node-cidrs=true',
+    '--profiling=false',
+    '--v=0',
+  ]);
+}
+
+/** Start order; stop runs it backwards. */
+function components(): ProcessSpec[] {
+  return [etcdSpec(), apiserverSpec(), controllerManagerSpec()];
+}
+
+function get(url: string, tlsClient: boolean): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const options = tlsClient
+      ? {
+          ca: readFileSync(pki('ca.crt')),
+          cert: readFileSync(pki('admin.crt')),
+          key: readFileSync(pki('admin.key')),
+        }
+      : // The controller-manager serves a self-signed certificate of its own; this is a loopback health probe.
+        { rejectUnauthorized: false };
+    const send = url.startsWith('https:') ? request : httpRequest;
+    const req = send(url, { ...options, timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer in 2 s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function lastLogLines(name: string, count = 15): string {
+  try {
+    return readFileSync(join(logDir, `${name}.log`), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(-count)
+      .join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Waits for an HTTP health endpoint to answer 200, failing early (with its log) if the process died. */
+async function waitHealthy(
+  component: ProcessSpec,
+  url: string,
+  tlsClient: boolean,
+  timeoutMs: number,
+): Promise<void> {
+  await waitFor(
+    `${component.name} at ${url}`,
+    async () => {
+      if (runningPid(pidDir, component) === undefined) {
+        throw new ClusterError(
+          'CLUSTER_START_FAILED',
+          `${component.name} exited; last lines of ${join(logDir, `${component.name}.log`)}:\n${lastLogLines(component.name)}`,
+        );
+      }
+      const res = await get(url, tlsClient);
+      return res.status === 200;
+    },
+    { timeoutMs },
+  ).catch((error: unknown) => {
+    if (error instanceof ClusterError && error.code === 'CLUSTER_TIMEOUT') {
+      throw new ClusterError('CLUSTER_START_FAILED', `${error.message}\n${lastLogLines(component.name)}`);
+    }
+    throw error;
+  });
+}
+
+/** Names of tier-1 binaries that have not been built yet. */
+export function missingBinaries(): Binary[] {
+  return tier1Binaries.filter((name) => !existsSync(binaryPath(name)));
+}
+
+/** Throws CLUSTER_BINARIES_MISSING (naming `npm run cluster:up`) unless every tier-1 binary is built. */
+export function requireBinaries(): void {
+  const missing = missingBinaries();
+  if (missing.length > 0) {
+    throw new ClusterError(
+      'CLUSTER_BINARIES_MISSING',
+      `cluster binaries not built: ${missing.map(binaryPath).join(', ')}. ` +
+        'Run `npm run cluster:up` once (builds them from Go modules, ~20 min cold on 2 cores).',
+    );
+  }
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the cluster's own kubectl as an identity. Never throws on a non-zero exit: check `code`. */
+export function kubectl(who: Identity, args: string[], input?: string): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      binaryPath('kubectl'),
+      [`--kubeconfig=${kubeconfigPath(who)}`, ...args],
+      { maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') return reject(error);
+        resolve({ code: error ? (error.code as unknown as number) : 0, stdout, stderr });
+      },
+    );
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+async function kubectlOk(who: Identity, args: string[]): Promise<string> {
+  const result = await kubectl(who, args);
+  if (result.code !== 0) {
+    throw new ClusterError('CLUSTER_COMMAND_FAILED', `kubectl ${args.join(' ')} failed:\n${result.stderr}`);
+  }
+  return result.stdout;
+}
+
+function runBuild(log: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const relay = (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) if (line.trim()) log(`  ${line}`);
+    };
+    child.stdout.on('data', relay);
+    child.stderr.on('data', relay);
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new ClusterError('CLUSTER_START_FAILED', `scripts/cluster-build.sh exited with ${code}`)),
+    );
+  });
+}
+
+async function step<T>(log: (line: string) => void, name: string, run: () => Promise<T> | T): Promise<T> {
+  const started = performance.now();
+  log(`- ${name} ...`);
+  const result = await run();
+  log(`  ${name}: ${((performance.now() - started) / 1000).toFixed(1)}s`);
+  return result;
+}
+
+export interface UpResult {
+  /** Components this call started (empty when everything already ran). */
+  started: string[];
+  seconds: number;
+}
+
+/**
+ * Brings the tier-1 cluster up: builds missing binaries, creates certificates and kubeconfigs, starts
+ * etcd, kube-apiserver and kube-controller-manager, installs the Istio and Gateway API CRDs and the
+ * developer RBAC. Idempotent: running components are left alone.
+ */
+export async function clusterUp(options: ClusterOptions = {}): Promise<UpResult> {
+  const log = options.log ?? console.log;
+  const t0 = performance.now();
+  const started: string[] = [];
+
+  const missing = missingBinaries();
+  const crdsMissing = crdFiles().some((file) => !existsSync(file));
+  if (missing.length > 0 || crdsMissing) {
+    if (options.build === false) requireBinaries();
+    await step(log, `build ${[...missing, ...(crdsMissing ? ['crds'] : [])].join(', ')}`, () =>
+      runBuild(log),
+    );
+  }
+
+  await step(log, 'certificates and kubeconfigs', () => {
+    ensurePki(pkiDir, certs);
+    writeKubeconfig(kubeconfigPath('admin'), apiserverUrl, pkiDir, 'detour-admin', 'admin');
+    writeKubeconfig(kubeconfigPath('developer'), apiserverUrl, pkiDir, 'detour-dev', 'developer');
+    writeKubeconfig(
+      join(kubeconfigDir, 'controller-manager.yaml'),
+      apiserverUrl,
+      pkiDir,
+      'system:kube-controller-manager',
+      'controller-manager',
+    );
+  });
+
+  const [etcd, apiserver, controllerManager] = components() as [ProcessSpec, ProcessSpec, ProcessSpec];
+  const health: Array<[ProcessSpec, string, boolean, number]> = [
+    [etcd, `http://127.0.0.1:${ports.etcdClient}/health`, false, 30_000],
+    [apiserver, `${apiserverUrl}/readyz`, true, 120_000],
+    [controllerManager, `https://127.0.0.1:${ports.controllerManager}/healthz`, false, 60_000],
+  ];
+  for (const [component, url, tlsClient, timeoutMs] of health) {
+    await step(log, `start ${component.name}`, async () => {
+      const { pid, started: fresh } = startProcess(pidDir, logDir, component);
+      if (fresh) started.push(component.name);
+      log(
+        `  ${component.name} pid ${pid}${fresh ? '' : ' (already running)'}, log ${join(logDir, `${component.name}.log`)}`,
+      );
+      await waitHealthy(component, url, tlsClient, timeoutMs);
+    });
+  }
+
+  await step(log, 'CRDs (Istio, Gateway API) and RBAC', async () => {
+    for (const file of crdFiles()) {
+      await kubectlOk('admin', ['apply', '--server-side', '--force-conflicts', '-f', file]);
+    }
+    await kubectlOk('admin', ['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
+    await kubectlOk('admin', [
+      'apply',
+      '--server-side',
+      '--force-conflicts',
+      '-f',
+      join(repoRoot, 'manifests', 'rbac'),
+      '-f',
+      join(import.meta.dirname, 'manifests'),
+    ]);
+  });
+
+  const seconds = (performance.now() - t0) / 1000;
+  log(`cluster up in ${seconds.toFixed(1)}s (kubernetes v${versions.kubernetes}, etcd v${versions.etcd})`);
+  log(`  admin:     export KUBECONFIG=${kubeconfigPath('admin')}`);
+  log(`  developer: export KUBECONFIG=${kubeconfigPath('developer')}`);
+  return { started, seconds };
+}
+
+export interface DownOptions {
+  log?: (line: string) => void;
+  /** Also delete etcd's data, certificates and kubeconfigs (the whole state dir). */
+  purge?: boolean;
+}
+
+/** Stops every component this cluster started (by pid file), last started first. */
+export async function clusterDown(options: DownOptions = {}): Promise<string[]> {
+  const log = options.log ?? console.log;
+  const stopped: string[] = [];
+  for (const component of components().reverse()) {
+    const pid = await stopProcess(pidDir, component);
+    if (pid !== undefined) {
+      stopped.push(component.name);
+      log(`stopped ${component.name} (pid ${pid})`);
+    }
+  }
+  if (stopped.length === 0) log('cluster: nothing was running');
+  if (options.purge) {
+    rmSync(stateDir, { recursive: true, force: true });
+    log(`removed ${stateDir}`);
+  }
+  return stopped;
+}
+
+export interface ComponentStatus {
+  name: string;
+  pid?: number;
+  rssMiB?: number;
+  peakMiB?: number;
+}
+
+export function clusterStatus(): ComponentStatus[] {
+  return components().map((component) => {
+    const pid = runningPid(pidDir, component);
+    if (pid === undefined) return { name: component.name };
+    const memory = memoryMiB(pid);
+    return { name: component.name, pid, rssMiB: memory?.rss, peakMiB: memory?.peak };
+  });
+}
+
+export function clusterRunning(): boolean {
+  return clusterStatus().every((component) => component.pid !== undefined);
+}
+
+/**
+ * For test suites: requires built binaries (fails loudly naming `npm run cluster:up` otherwise),
+ * starts the cluster if it is not running, and returns a function that stops it again only if this
+ * call started it.
+ */
+export async function useCluster(log: (line: string) => void = () => {}): Promise<() => Promise<void>> {
+  requireBinaries();
+  const { started } = await clusterUp({ log, build: false });
+  return async () => {
+    if (started.length > 0) await clusterDown({ log });
+  };
+}

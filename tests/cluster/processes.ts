@@ -1,0 +1,93 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Cluster components run as detached processes (they outlive `npm run cluster:up`), each tracked by
+ * a pid file. A pid is only trusted while /proc/<pid>/cmdline still names the same binary, so a
+ * recycled pid is never signalled.
+ */
+export interface ProcessSpec {
+  name: string;
+  binary: string;
+  args: string[];
+}
+
+function pidFile(pidDir: string, name: string): string {
+  return join(pidDir, `${name}.pid`);
+}
+
+function isAliveAs(pid: number, binary: string): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 3 (after the parenthesised command) is the state; a zombie has exited.
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
+    const argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+    return argv0 === binary;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of the running component, or undefined (a stale pid file is removed). */
+export function runningPid(pidDir: string, spec: Pick<ProcessSpec, 'name' | 'binary'>): number | undefined {
+  const file = pidFile(pidDir, spec.name);
+  if (!existsSync(file)) return undefined;
+  const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+  if (Number.isInteger(pid) && isAliveAs(pid, spec.binary)) return pid;
+  rmSync(file, { force: true });
+  return undefined;
+}
+
+/** Starts the component unless it already runs; output goes to <logDir>/<name>.log. */
+export function startProcess(
+  pidDir: string,
+  logDir: string,
+  spec: ProcessSpec,
+): { pid: number; started: boolean } {
+  const existing = runningPid(pidDir, spec);
+  if (existing !== undefined) return { pid: existing, started: false };
+  mkdirSync(pidDir, { recursive: true });
+  mkdirSync(logDir, { recursive: true });
+  const log = openSync(join(logDir, `${spec.name}.log`), 'a');
+  const child = spawn(spec.binary, spec.args, { detached: true, stdio: ['ignore', log, log] });
+  closeSync(log);
+  if (child.pid === undefined) throw new Error(`could not start ${spec.binary}`);
+  child.unref();
+  writeFileSync(pidFile(pidDir, spec.name), `${child.pid}\n`);
+  return { pid: child.pid, started: true };
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`. Resolves once the process is gone. */
+export async function stopProcess(
+  pidDir: string,
+  spec: Pick<ProcessSpec, 'name' | 'binary'>,
+  graceMs = 10_000,
+): Promise<number | undefined> {
+  const pid = runningPid(pidDir, spec);
+  if (pid === undefined) return undefined;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (isAliveAs(pid, spec.binary)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      await sleep(200);
+      break;
+    }
+    await sleep(100);
+  }
+  rmSync(pidFile(pidDir, spec.name), { force: true });
+  return pid;
+}
+
+/** Peak and current resident memory of a process, in MiB (from /proc/<pid>/status). */
+export function memoryMiB(pid: number): { rss: number; peak: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    return { rss: Math.round(kib('VmRSS') / 1024), peak: Math.round(kib('VmHWM') / 1024) };
+  } catch {
+    return undefined;
+  }
+}

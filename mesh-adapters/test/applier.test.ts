@@ -55,7 +55,9 @@ describe('applier', () => {
     const [vs] = cluster.list();
     const client = memoryClient(cluster, {
       beforeWrite: () =>
-        cluster.edit(refOf(vs as KubeObject), (o) => o.metadata.labels && (o.metadata.labels.tick = 'x')),
+        cluster.edit(refOf(vs as KubeObject), (o) => {
+          o.metadata.labels = { ...o.metadata.labels, tick: 'x' };
+        }),
     });
     await assert.rejects(
       applySession(client, istio, intent(), { ...fast, maxAttempts: 4 }),

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import type { AddressInfo } from 'node:net';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { TunnelCode } from '@detour/router/tunnel/index';
 import { loadAgentConfig } from './agent-config.ts';
@@ -23,9 +24,13 @@ async function main(): Promise<void> {
     log,
     heartbeatMs: config.heartbeatMs,
   });
-  const admin = await AdminListener.listen({ metrics: inbound.metrics, readiness: () => true, ...config.admin });
+  const admin = await AdminListener.listen({
+    metrics: inbound.metrics,
+    readiness: () => true,
+    ...config.admin,
+  });
   log.info('agent.ready', {
-    tunnel: `${config.tunnel.host}:${config.tunnel.port}`,
+    tunnel: `${config.tunnel.host}:${(tunnel.server.address() as AddressInfo).port}`,
     inbound: `${config.inbound.host}:${inbound.port}`,
     admin: `${config.admin.host}:${admin.port}`,
     upstream: config.upstream ? `${config.upstream.host}:${config.upstream.port}` : null,
@@ -33,7 +38,8 @@ async function main(): Promise<void> {
 
   const shutdown = async (signal: string) => {
     log.info('agent.stopping', { signal, sessions: registry.list().length });
-    for (const connection of tunnel.tunnels) connection.close(TunnelCode.closed, 'the agent is shutting down');
+    for (const connection of tunnel.tunnels)
+      connection.close(TunnelCode.closed, 'the agent is shutting down');
     tunnel.server.close();
     await Promise.all([inbound.close(), admin.close()]);
     process.exit(0);

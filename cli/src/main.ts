@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { DetourError } from '@detour/router/errors';
-import { execCommand, upCommand } from './commands/session-command.ts';
 import { optionsHelp, sessionOptionsJsonSchema } from './options.ts';
 import { createReporter } from './reporter.ts';
 
@@ -9,6 +8,8 @@ const usage = `detour — run one service of a Kubernetes + Istio system on this
 Commands:
   detour exec [flags] -- <command...>   start a session, run the command in it, end the session with it
   detour up [flags]                     start a session for an IDE launch; Ctrl-C ends it
+  detour env [--session ID] [--format dotenv|json|intellij|vscode|shell]
+                                        print the environment of a running \`detour up\` for an IDE launch
   detour schema                         print the JSON schema of detour.yaml
   detour help                           this text
 
@@ -19,10 +20,13 @@ ${optionsHelp()}
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    // Commands load their modules on demand: `detour env` runs in an IDE's launch path.
     case 'exec':
-      return execCommand(rest);
+      return (await import('./commands/session-command.ts')).execCommand(rest);
     case 'up':
-      return upCommand(rest);
+      return (await import('./commands/session-command.ts')).upCommand(rest);
+    case 'env':
+      return (await import('./commands/env-command.ts')).envCommand(rest);
     case 'schema':
       process.stdout.write(`${JSON.stringify(sessionOptionsJsonSchema(), null, 2)}\n`);
       return 0;

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { InvalidInputError } from '@detour/router/errors';
+import { formatFilter } from '@detour/router/match/index';
 import { parseSessionOptions } from '../options.ts';
 import { createReporter, type Reporter } from '../reporter.ts';
 import { LocalSession } from '../session/local-session.ts';
 import { sessionProcessEnv } from '../session/process-env.ts';
+import { publishSession } from '../session/session-state.ts';
 
 /** Starts a session, runs `body`, and always ends the session, whatever way `body` ends. */
 async function withSession(
@@ -57,16 +59,26 @@ export function execCommand(argv: readonly string[]): Promise<number> {
 /** `detour up [flags]`: the session lives until Ctrl-C; the env for an IDE launch is printed. */
 export function upCommand(argv: readonly string[]): Promise<number> {
   return withSession(argv, async (session, env, _rest, reporter) => {
-    reporter.step(
-      'session.env',
-      `launch your process with this environment (Ctrl-C ends session ${session.id}):\n${Object.entries(env)
-        .map(([key, value]) => `${key}=${value}`)
-        .join('\n')}`,
-      { env },
-    );
-    const ended = Promise.withResolvers<void>();
-    process.once('SIGINT', ended.resolve).once('SIGTERM', ended.resolve);
-    await ended.promise;
-    return 0;
+    const unpublish = publishSession({
+      id: session.id,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      agent: session.agentAddress,
+      filter: formatFilter(session.filter),
+      env,
+    });
+    try {
+      reporter.step(
+        'session.env',
+        `session ${session.id} is up; launch your process with \`detour env --format dotenv|json|intellij|vscode|shell\` (Ctrl-C ends the session)`,
+        { env },
+      );
+      const ended = Promise.withResolvers<void>();
+      process.once('SIGINT', ended.resolve).once('SIGTERM', ended.resolve);
+      await ended.promise;
+      return 0;
+    } finally {
+      unpublish();
+    }
   });
 }

@@ -119,6 +119,10 @@ export class LocalSession {
     this.#forwarder.serve(stream);
   }
 
+  get agentAddress(): string {
+    return this.#options.agent;
+  }
+
   get proxyAddress(): { host: string; port: number } {
     if (!this.#proxyAddress) throw new Error('the session has not started');
     return this.#proxyAddress;

@@ -1,0 +1,649 @@
+/**
+ * detour benchmarks (issue 2, item 8): `npm run bench` [-- --seconds 10 --runs 3 --cases 1,2,3,4].
+ * Every case runs side by side with its reference in one run, on one backend and one load
+ * generator, alternating subject and reference run by run so drift hits both alike. Writes
+ * tests/bench/results.json and prints a table. Every process is started and stopped by pid
+ * (lib/processes.ts); all traffic stays on 127.0.0.1; every loop is bounded.
+ *
+ * CPU layout on this 2-core machine (cases 1 and 2): the proxy under test on CPU 1; the load
+ * generator, the backend and the CLI on CPU 0. Cases 3 and 4 are not pinned (see notes).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { envoyArgs, envoyBinary, writeBackendBootstrap, writeProxyBootstrap } from './lib/envoy.ts';
+import { runFixedRate } from './lib/h2load.ts';
+import {
+  freePort,
+  memoryOf,
+  type Started,
+  sleep,
+  start,
+  stop,
+  stopAll,
+  waitExit,
+  waitForOutput,
+  waitForPort,
+} from './lib/processes.ts';
+import { makeRecord, type ResultRecord, round, table } from './lib/results.ts';
+import { runWrk, type WrkResult } from './lib/wrk.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    runs: { type: 'string', default: '3' },
+    cases: { type: 'string', default: '1,2,3,4' },
+    bytes: { type: 'string', default: String(1 << 30) },
+    connections: { type: 'string', default: '1000' },
+    out: { type: 'string', default: fileURLToPath(new URL('results.json', import.meta.url)) },
+  },
+});
+const seconds = Number(flags.seconds);
+const runs = Number(flags.runs);
+const cases = new Set(flags.cases.split(','));
+const bulkBytes = Number(flags.bytes);
+const heldConnections = Number(flags.connections);
+if (!(seconds > 0 && seconds <= 120 && runs >= 1 && runs <= 10))
+  throw new Error('--seconds must be 1..120 and --runs 1..10');
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const node = process.execPath;
+const peer = fileURLToPath(new URL('egress-peer.ts', import.meta.url));
+const token = 'bench-token';
+const PROXY_CPU = 1;
+const LOAD_CPU = 0;
+
+function requireTool(tool: string, install: string): void {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`${tool} is missing: install it with \`${install}\``);
+  }
+}
+
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+}
+
+function machine() {
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  let envoyVersion = 'unknown';
+  try {
+    envoyVersion =
+      /version: (\S+)/.exec(execFileSync(envoyBinary(), ['--version'], { encoding: 'utf8' }))?.[1] ??
+      envoyVersion;
+  } catch {}
+  return {
+    cpu,
+    cores: os.cpus().length,
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    kernel: os.release(),
+    node: process.version,
+    envoy: envoyVersion,
+    wrk: execFileSync('sh', ['-c', 'wrk --version 2>&1 | head -1 || true'], { encoding: 'utf8' }).trim(),
+    h2load: execFileSync('sh', ['-c', 'h2load --version 2>&1 | head -1 || true'], {
+      encoding: 'utf8',
+    }).trim(),
+  };
+}
+
+interface Ports {
+  backend: number;
+  backendAdmin: number;
+  envoy: number;
+  envoyAdmin: number;
+  httpProxy: number;
+  tunnel: number;
+  inbound: number;
+  admin: number;
+  sink: number;
+  hold: number;
+}
+
+async function allocatePorts(): Promise<Ports> {
+  const names: (keyof Ports)[] = [
+    'backend',
+    'backendAdmin',
+    'envoy',
+    'envoyAdmin',
+    'httpProxy',
+    'tunnel',
+    'inbound',
+    'admin',
+    'sink',
+    'hold',
+  ];
+  const ports = {} as Ports;
+  const seen = new Set<number>();
+  for (const name of names) {
+    let port = await freePort();
+    for (let i = 0; i < 20 && seen.has(port); i++) port = await freePort();
+    seen.add(port);
+    ports[name] = port;
+  }
+  return ports;
+}
+
+function startAgent(ports: Ports, suffix = ''): Started {
+  return start(`agent${suffix}`, node, ['agent/src/main.ts'], {
+    cwd: root,
+    cpu: PROXY_CPU,
+    env: {
+      DETOUR_TUNNEL_LISTEN: `127.0.0.1:${ports.tunnel}`,
+      DETOUR_INBOUND_LISTEN: `127.0.0.1:${ports.inbound}`,
+      DETOUR_ADMIN_LISTEN: `127.0.0.1:${ports.admin}`,
+      DETOUR_UPSTREAM: `127.0.0.1:${ports.backend}`,
+      DETOUR_TOKENS: token,
+    },
+  });
+}
+
+/** CLI flags for a session on the bench agent; the local app is the backend. */
+function sessionArgs(ports: Ports, header: string): string[] {
+  return [
+    '--agent',
+    `127.0.0.1:${ports.tunnel}`,
+    '--token',
+    token,
+    '--header',
+    header,
+    '--port',
+    `8080:${ports.backend}`,
+    // Loopback destinations stay local by default; the benchmark sink is on loopback, so it is
+    // included explicitly to make its connections leave from the agent, through the tunnel.
+    '--egress-include',
+    '127.0.0.1',
+    '--json',
+  ];
+}
+
+function bench(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** The BENCHJSON line a helper printed, parsed. */
+function benchJson<T>(p: Started): T {
+  const line = p
+    .output()
+    .split('\n')
+    .find((l) => l.startsWith('BENCHJSON '));
+  if (!line) throw new Error(`${p.name} printed no result:\n${p.output().slice(-3000)}`);
+  return JSON.parse(line.slice('BENCHJSON '.length)) as T;
+}
+
+async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void> {
+  const url = (port: number) => `http://127.0.0.1:${port}/`;
+  const subjects = [
+    { name: 'agent', port: ports.inbound },
+    { name: 'envoy', port: ports.envoy },
+    { name: 'http-proxy', port: ports.httpProxy },
+  ];
+  const variants = [
+    { name: 'no routing header', header: undefined },
+    { name: 'x-dev: dev-b (another value)', header: 'x-dev: dev-b' },
+  ];
+  bench(`case 1: warming up each proxy for 2 s`);
+  for (const s of subjects)
+    await runWrk({ url: url(s.port), connections: 64, seconds: 2, header: undefined, cpu: LOAD_CPU });
+  const results = new Map<string, WrkResult[]>();
+  for (let run = 0; run < runs; run++) {
+    for (const v of variants) {
+      // Rotate the order each run so no subject always follows the same neighbour.
+      for (let k = 0; k < subjects.length; k++) {
+        const s = subjects[(k + run) % subjects.length] as (typeof subjects)[number];
+        const r = await runWrk({
+          url: url(s.port),
+          connections: 64,
+          seconds,
+          header: v.header,
+          cpu: LOAD_CPU,
+        });
+        if (r.errors > 0)
+          throw new Error(`case 1: ${s.name} (${v.name}) had ${r.errors} errors in ${r.requests} requests`);
+        const key = `${s.name}|${v.name}`;
+        results.set(key, [...(results.get(key) ?? []), r]);
+        bench(
+          `  run ${run + 1}/${runs} ${s.name.padEnd(10)} ${v.name.padEnd(28)} ${r.rps.toFixed(0)} req/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  (load ${loadAverage()})`,
+        );
+      }
+    }
+  }
+  const notes = `wrk 1 thread, 64 keep-alive connections, ${seconds} s per run, on CPU ${LOAD_CPU} with the Envoy backend (direct_response 200 "ok"); proxy under test alone on CPU ${PROXY_CPU}; Envoy --concurrency 1; agent with one steal session x-dev=dev-a registered, requests take the pass-through path`;
+  for (const v of variants) {
+    const get = (s: string, f: (r: WrkResult) => number) => (results.get(`${s}|${v.name}`) ?? []).map(f);
+    const c = `1 proxying (${v.name})`;
+    records.push(
+      makeRecord({
+        case: c,
+        subject: 'agent',
+        reference: 'envoy',
+        metric: 'requests/s',
+        unit: 'req/s',
+        subjectSamples: get('agent', (r) => r.rps),
+        referenceSamples: get('envoy', (r) => r.rps),
+        goal: { on: 'ratio', op: '>=', target: 0.5, text: '>= 0.5x envoy' },
+        notes,
+      }),
+      makeRecord({
+        case: c,
+        subject: 'agent',
+        reference: 'http-proxy',
+        metric: 'requests/s',
+        unit: 'req/s',
+        subjectSamples: get('agent', (r) => r.rps),
+        referenceSamples: get('http-proxy', (r) => r.rps),
+        goal: { on: 'ratio', op: '>=', target: 3, text: '>= 3x http-proxy' },
+        notes,
+      }),
+      makeRecord({
+        case: c,
+        subject: 'agent',
+        reference: 'envoy',
+        metric: 'p99 latency',
+        unit: 'ms',
+        subjectSamples: get('agent', (r) => r.p99Ms),
+        referenceSamples: get('envoy', (r) => r.p99Ms),
+        goal: { on: 'ratio', op: '<=', target: 2, text: '<= 2x envoy' },
+        notes,
+      }),
+      makeRecord({
+        case: c,
+        subject: 'agent',
+        reference: 'envoy',
+        metric: 'p50 latency',
+        unit: 'ms',
+        subjectSamples: get('agent', (r) => r.p50Ms),
+        referenceSamples: get('envoy', (r) => r.p50Ms),
+        goal: null,
+        notes: 'for information',
+      }),
+      makeRecord({
+        case: c,
+        subject: 'http-proxy',
+        reference: 'envoy',
+        metric: 'p99 latency',
+        unit: 'ms',
+        subjectSamples: get('http-proxy', (r) => r.p99Ms),
+        referenceSamples: get('envoy', (r) => r.p99Ms),
+        goal: null,
+        notes: 'for information',
+      }),
+    );
+  }
+}
+
+async function caseSteal(ports: Ports, records: ResultRecord[]): Promise<void> {
+  const rate = 1000;
+  const clients = 20;
+  const subjects = [
+    { name: 'steal path', port: ports.inbound, header: 'x-dev: dev-a' },
+    { name: 'direct', port: ports.backend, header: 'x-dev: dev-a' },
+  ];
+  bench(`case 2: warming up the steal path for 2 s`);
+  await runFixedRate({
+    url: `http://127.0.0.1:${ports.inbound}/`,
+    rate,
+    seconds: 2,
+    clients,
+    header: 'x-dev: dev-a',
+    cpu: LOAD_CPU,
+  });
+  const samples = new Map<string, Awaited<ReturnType<typeof runFixedRate>>[]>();
+  for (let run = 0; run < runs; run++) {
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(k + run) % subjects.length] as (typeof subjects)[number];
+      const r = await runFixedRate({
+        url: `http://127.0.0.1:${s.port}/`,
+        rate,
+        seconds,
+        clients,
+        header: s.header,
+        cpu: LOAD_CPU,
+      });
+      if (r.errors > 0) throw new Error(`case 2: ${s.name} had ${r.errors} errors`);
+      samples.set(s.name, [...(samples.get(s.name) ?? []), r]);
+      bench(
+        `  run ${run + 1}/${runs} ${s.name.padEnd(10)} ${r.achievedRps.toFixed(0)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  p99.9 ${r.p999Ms.toFixed(3)} ms  (load ${loadAverage()})`,
+      );
+    }
+  }
+  const get = (name: string, f: (r: Awaited<ReturnType<typeof runFixedRate>>) => number) =>
+    (samples.get(name) ?? []).map(f);
+  const notes = `h2load --h1, ${clients} connections at ${rate / clients} req/s each = ${rate} req/s, ${seconds} s per run, on CPU ${LOAD_CPU}; steal path = agent inbound (CPU ${PROXY_CPU}) -> tunnel -> CLI (CPU ${LOAD_CPU}) -> local app; local app = the Envoy backend; latency = send to end of response per request (h2load --log-file)`;
+  const c = '2 steal path at 1,000 req/s';
+  records.push(
+    makeRecord({
+      case: c,
+      subject: 'steal path',
+      reference: 'direct',
+      metric: 'p50 latency',
+      unit: 'ms',
+      subjectSamples: get('steal path', (r) => r.p50Ms),
+      referenceSamples: get('direct', (r) => r.p50Ms),
+      goal: { on: 'added', op: '<=', target: 1, text: '<= +1 ms' },
+      notes,
+    }),
+    makeRecord({
+      case: c,
+      subject: 'steal path',
+      reference: 'direct',
+      metric: 'p99 latency',
+      unit: 'ms',
+      subjectSamples: get('steal path', (r) => r.p99Ms),
+      referenceSamples: get('direct', (r) => r.p99Ms),
+      goal: { on: 'added', op: '<=', target: 5, text: '<= +5 ms' },
+      notes,
+    }),
+    makeRecord({
+      case: c,
+      subject: 'steal path',
+      reference: 'direct',
+      metric: 'p99.9 latency',
+      unit: 'ms',
+      subjectSamples: get('steal path', (r) => r.p999Ms),
+      referenceSamples: get('direct', (r) => r.p999Ms),
+      goal: null,
+      notes: 'for information',
+    }),
+    makeRecord({
+      case: c,
+      subject: 'steal path',
+      reference: 'direct',
+      metric: 'achieved rate',
+      unit: 'req/s',
+      subjectSamples: get('steal path', (r) => r.achievedRps),
+      referenceSamples: get('direct', (r) => r.achievedRps),
+      goal: null,
+      notes: 'the generator kept the fixed rate if both are ~1000',
+    }),
+  );
+}
+
+interface SendResult {
+  bytes: number;
+  seconds: number;
+  gbps: number;
+  complete: boolean;
+}
+
+async function caseBulkEgress(ports: Ports, records: ResultRecord[]): Promise<void> {
+  const sink = start('sink', node, [peer, 'sink', String(ports.sink)], { cwd: root });
+  await waitForPort(ports.sink, sink);
+  const tunnelled: number[] = [];
+  const direct: number[] = [];
+  const timeoutMs = 120_000;
+  for (let run = 0; run < runs; run++) {
+    for (const via of run % 2 ? ['direct', 'proxy'] : ['proxy', 'direct']) {
+      const sendArgs = [peer, 'send', '127.0.0.1', String(ports.sink), String(bulkBytes), via];
+      const p =
+        via === 'direct'
+          ? start('send-direct', node, sendArgs, { cwd: root })
+          : // `detour exec` starts a session and runs the sender with HTTP_PROXY set; NODE_OPTIONS (the
+            // Node layer) is dropped so the sender speaks to the proxy exactly as written.
+            start(
+              'detour-exec-send',
+              node,
+              [
+                'cli/src/main.ts',
+                'exec',
+                ...sessionArgs(ports, 'x-dev=bench-egress'),
+                '--',
+                'env',
+                '-u',
+                'NODE_OPTIONS',
+                node,
+                ...sendArgs,
+              ],
+              { cwd: root },
+            );
+      const code = await waitExit(p, timeoutMs);
+      if (code !== 0) throw new Error(`case 3: ${p.name} exited with ${code}:\n${p.output().slice(-3000)}`);
+      const r = benchJson<SendResult>(p);
+      if (!r.complete) throw new Error(`case 3: ${p.name} delivered ${r.bytes} of ${bulkBytes} bytes`);
+      (via === 'direct' ? direct : tunnelled).push(r.gbps);
+      bench(
+        `  run ${run + 1}/${runs} ${via === 'direct' ? 'direct' : 'through tunnel'}: ${r.gbps.toFixed(2)} Gbit/s (${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.seconds.toFixed(2)} s)  (load ${loadAverage()})`,
+      );
+    }
+  }
+  await stop(sink);
+  const notes = `${(bulkBytes / 2 ** 30).toFixed(2)} GiB one TCP connection; tunnel = sender -> CLI HTTP CONNECT proxy (from the session's HTTP_PROXY) -> tunnel -> agent -> sink; direct = sender -> sink; not pinned (sender, CLI, agent and sink share the 2 cores)`;
+  const c = '3 bulk egress';
+  records.push(
+    makeRecord({
+      case: c,
+      subject: 'through tunnel',
+      reference: 'direct loopback',
+      metric: 'throughput',
+      unit: 'Gbit/s',
+      subjectSamples: tunnelled,
+      referenceSamples: direct,
+      goal: { on: 'ratio', op: '>=', target: 0.4, text: '>= 0.4x direct' },
+      notes,
+    }),
+    makeRecord({
+      case: c,
+      subject: 'through tunnel',
+      reference: null,
+      metric: 'throughput',
+      unit: 'Gbit/s',
+      subjectSamples: tunnelled,
+      referenceSamples: null,
+      goal: { on: 'value', op: '>=', target: 1, text: '>= 1 Gbit/s' },
+      notes,
+    }),
+  );
+}
+
+async function agentOpenStreams(adminPort: number): Promise<number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('detour_tunnel_open_streams'));
+    return Number(line?.split(/\s+/).pop() ?? Number.NaN);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function caseMemory(ports: Ports, records: ResultRecord[]): Promise<void> {
+  const holder = start('hold', node, [peer, 'hold', String(ports.hold)], { cwd: root });
+  await waitForPort(ports.hold, holder);
+  const idle: number[] = [];
+  const loaded: number[] = [];
+  const peak: number[] = [];
+  let streams = Number.NaN;
+  for (let run = 0; run < runs; run++) {
+    // A fresh agent per run, so the figure is what 1,000 connections cost and not what case 1 left.
+    const mem = { ...ports, tunnel: await freePort(), inbound: await freePort(), admin: await freePort() };
+    const agent = startAgent(mem, '-memory');
+    await waitForPort(mem.admin, agent);
+    await sleep(500);
+    const before = await memoryOf(agent.pid);
+    const opener = start(
+      'detour-exec-open',
+      node,
+      [
+        'cli/src/main.ts',
+        'exec',
+        ...sessionArgs(mem, 'x-dev=bench-memory'),
+        '--',
+        'env',
+        '-u',
+        'NODE_OPTIONS',
+        node,
+        peer,
+        'open',
+        '127.0.0.1',
+        String(ports.hold),
+        String(heldConnections),
+        '120',
+      ],
+      { cwd: root },
+    );
+    await waitForOutput(opener, (t) => t.includes('BENCHJSON'), 120_000);
+    const ready = benchJson<{ open: number; pid: number }>(opener);
+    await sleep(1000);
+    const during = await memoryOf(agent.pid);
+    streams = await agentOpenStreams(mem.admin);
+    bench(
+      `  run ${run + 1}/${runs}: agent RSS idle ${before.rssMiB.toFixed(1)} MiB, with ${ready.open} connections ${during.rssMiB.toFixed(1)} MiB (peak ${during.hwmMiB.toFixed(1)} MiB), agent open streams ${streams}`,
+    );
+    idle.push(before.rssMiB);
+    loaded.push(during.rssMiB);
+    peak.push(during.hwmMiB);
+    // The opener is the grandchild (detour exec runs it); it printed its pid so it is ended by pid.
+    try {
+      process.kill(ready.pid, 'SIGTERM');
+    } catch {}
+    await waitExit(opener, 10_000);
+    await stop(agent);
+  }
+  await stop(holder);
+  // What any Node process costs before loading detour, for context: a bare `node` and one that
+  // runs a TypeScript file (type stripping loads its own module).
+  const bare = start('node-bare', node, ['-e', 'setTimeout(() => {}, 10000)']);
+  const tsFile = join(mkdtempSync(join(os.tmpdir(), 'detour-bench-ts-')), 'idle.ts');
+  writeFileSync(tsFile, 'const idle: number = 10_000;\nsetTimeout(() => {}, idle);\n');
+  const bareTs = start('node-bare-ts', node, [tsFile]);
+  await sleep(1500);
+  const bareRss = (await memoryOf(bare.pid)).rssMiB;
+  const bareTsRss = (await memoryOf(bareTs.pid)).rssMiB;
+  await stop(bare);
+  await stop(bareTs);
+  rmSync(tsFile, { force: true });
+  const notes = `for scale: an idle bare node ${bareRss.toFixed(1)} MiB, an idle node running a .ts file ${bareTsRss.toFixed(1)} MiB; ${heldConnections} egress connections held open through \`detour exec\` (HTTP CONNECT) -> tunnel -> agent -> loopback echo server, each checked with a round-trip; RSS from /proc/<pid>/status; fresh agent per run; agent open tunnel streams at measurement: ${streams}`;
+  const c = `4 agent memory, ${heldConnections} tunnelled connections`;
+  records.push(
+    makeRecord({
+      case: c,
+      subject: 'agent VmRSS',
+      reference: 'agent VmRSS idle',
+      metric: 'resident memory',
+      unit: 'MiB',
+      subjectSamples: loaded,
+      referenceSamples: idle,
+      goal: { on: 'value', op: '<=', target: 100e6 / 2 ** 20, text: '<= 100 MB (95.4 MiB)' },
+      notes,
+    }),
+    makeRecord({
+      case: c,
+      subject: 'agent VmHWM',
+      reference: null,
+      metric: 'peak resident memory',
+      unit: 'MiB',
+      subjectSamples: peak,
+      referenceSamples: null,
+      goal: { on: 'value', op: '<=', target: 100e6 / 2 ** 20, text: '<= 100 MB (95.4 MiB)' },
+      notes,
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  requireTool('wrk', 'apt-get install wrk');
+  requireTool('h2load', 'apt-get install nghttp2-client');
+  requireTool('taskset', 'apt-get install util-linux');
+  const envoy = envoyBinary();
+  const startedAt = new Date().toISOString();
+  const loadBefore = loadAverage();
+  bench(
+    `detour bench: ${runs} runs x ${seconds} s, cases ${[...cases].join(',')}; load average ${loadBefore}`,
+  );
+  const ports = await allocatePorts();
+  const dir = mkdtempSync(join(os.tmpdir(), 'detour-bench-'));
+  const records: ResultRecord[] = [];
+  const write = (status: string) =>
+    writeFileSync(
+      flags.out,
+      `${JSON.stringify(
+        records.map((r) => ({
+          ...r,
+          run: { startedAt, status, loadBefore, loadAfter: loadAverage(), machine: info },
+        })),
+        null,
+        2,
+      )}\n`,
+    );
+  const info = machine();
+  try {
+    writeBackendBootstrap(join(dir, 'backend.yaml'), ports.backend, ports.backendAdmin);
+    writeProxyBootstrap(join(dir, 'envoy.yaml'), ports.envoy, ports.envoyAdmin, ports.backend, ports.backend);
+    const backend = start('backend-envoy', envoy, envoyArgs(join(dir, 'backend.yaml')), { cpu: LOAD_CPU });
+    await waitForPort(ports.backend, backend);
+    if (cases.has('1') || cases.has('2') || cases.has('3')) {
+      const agent = startAgent(ports);
+      await waitForPort(ports.inbound, agent);
+      // One steal session x-dev=dev-a for the whole run: case 1 evaluates it on every request,
+      // case 2 goes through it.
+      const cli = start('detour-up', node, ['cli/src/main.ts', 'up', ...sessionArgs(ports, 'x-dev=dev-a')], {
+        cwd: root,
+        cpu: LOAD_CPU,
+      });
+      await waitForOutput(cli, (t) => t.includes('"session.ready"'), 20_000);
+      if (cases.has('1')) {
+        const envoyProxy = start('envoy-proxy', envoy, envoyArgs(join(dir, 'envoy.yaml')), {
+          cpu: PROXY_CPU,
+        });
+        const httpProxy = start(
+          'http-proxy',
+          node,
+          [
+            fileURLToPath(new URL('http-proxy-server.ts', import.meta.url)),
+            String(ports.httpProxy),
+            String(ports.backend),
+            String(ports.backend),
+          ],
+          { cwd: root, cpu: PROXY_CPU },
+        );
+        await waitForPort(ports.envoy, envoyProxy);
+        await waitForPort(ports.httpProxy, httpProxy);
+        await caseProxying(ports, records);
+        write('partial');
+        await stop(envoyProxy);
+        await stop(httpProxy);
+      }
+      if (cases.has('2')) {
+        await caseSteal(ports, records);
+        write('partial');
+      }
+      if (cases.has('3')) {
+        await caseBulkEgress(ports, records);
+        write('partial');
+      }
+      await stop(cli);
+      await stop(agent);
+    }
+    if (cases.has('4')) {
+      await caseMemory(ports, records);
+    }
+    write('complete');
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  bench('');
+  bench(table(records));
+  bench('');
+  bench(
+    `machine: ${info.cpu}, ${info.cores} cores; node ${info.node}; envoy ${info.envoy}; load average before ${loadBefore}, after ${loadAverage()}`,
+  );
+  const missed = records.filter((r) => r.met === false);
+  bench(
+    missed.length
+      ? `goals missed: ${missed.map((r) => `${r.case} ${r.metric} vs ${r.reference ?? 'target'}`).join('; ')}`
+      : 'all goals met',
+  );
+  bench(`results: ${flags.out}`);
+}
+
+main().catch(async (error: Error) => {
+  process.stderr.write(`bench failed: ${error.stack ?? error.message}\n`);
+  await stopAll();
+  process.exit(1);
+});

@@ -48,7 +48,10 @@ export function injectRoutingHeaders(policy: EgressPolicy, routing: RoutingConte
     } catch {}
     const request = session.request;
     session.request = function detourRequest(this: http2.ClientHttp2Session, headers, ...rest) {
-      const extra = toAdd(host);
+      // grpc-js starts requests from its own callbacks, outside the caller's context: its calls
+      // get their metadata in patchGrpcJs instead.
+      const contentType = String((headers as http2.OutgoingHttpHeaders | undefined)?.['content-type'] ?? '');
+      const extra = contentType.startsWith('application/grpc') ? {} : toAdd(host);
       if (Object.keys(extra).length === 0) return Reflect.apply(request, this, [headers, ...rest]);
       const merged: http2.OutgoingHttpHeaders = { ...(headers as http2.OutgoingHttpHeaders) };
       const present = new Set(Object.keys(merged).map((name) => name.toLowerCase()));
@@ -57,6 +60,59 @@ export function injectRoutingHeaders(policy: EgressPolicy, routing: RoutingConte
     } as typeof session.request;
     return session;
   } as typeof http2.connect;
+
+  patchGrpcJs(toAdd);
+}
+
+const patched = Symbol.for('detour.layer.patched');
+
+interface GrpcMetadata {
+  get(key: string): unknown[];
+  set(key: string, value: string): void;
+  clone(): GrpcMetadata;
+}
+type Prototype = Record<string | symbol, unknown>;
+
+/**
+ * grpc-js: every Client call method first normalizes its arguments through
+ * `checkOptionalUnaryResponseArguments` (unary, client streaming) or `checkMetadataAndOptions`
+ * (server streaming, bidi), synchronously in the caller's context; the metadata they return gets
+ * the headers (on a copy: apps reuse Metadata objects). The Client class is found, in whichever
+ * copy of grpc-js the app loads, through the `module.require` tracing channel, which hands over
+ * each required module's exports.
+ */
+function patchGrpcJs(toAdd: (host: string | undefined) => Record<string, string>): void {
+  diagnosticsChannel.subscribe('tracing:module.require:end', (message) => {
+    const exports = (message as { result?: Record<string, { prototype?: Prototype } | undefined> }).result;
+    const client = exports?.Client?.prototype;
+    if (!client || typeof client.checkMetadataAndOptions !== 'function' || client[patched]) return;
+    client[patched] = true;
+    for (const method of ['checkOptionalUnaryResponseArguments', 'checkMetadataAndOptions']) {
+      const original = client[method] as (...args: unknown[]) => { metadata: GrpcMetadata };
+      client[method] = function (this: { getChannel(): { getTarget(): string } }, ...args: unknown[]) {
+        const checked = original.apply(this, args);
+        const extra = Object.entries(toAdd(hostOfGrpcTarget(this.getChannel().getTarget())));
+        const missing = extra.filter(([name]) => checked.metadata.get(name).length === 0);
+        if (missing.length > 0) {
+          checked.metadata = checked.metadata.clone();
+          for (const [name, value] of missing) checked.metadata.set(name, value);
+        }
+        return checked;
+      };
+    }
+  });
+}
+
+/** `dns:///payments:50051`, `dns:payments:50051`, `ipv4:10.0.0.1:50051`, `payments:50051` → the host. */
+function hostOfGrpcTarget(target: string): string | undefined {
+  let rest = target.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/, '');
+  if (/^[a-z][a-z0-9+.-]*:/i.test(rest) && !/^[^:]+:\d+$/.test(rest)) return undefined; // unix:, xds:, ...
+  rest = rest.split(',')[0] ?? '';
+  const bracketed = /^\[([^\]]+)\]/.exec(rest);
+  if (bracketed) return bracketed[1];
+  return rest.includes(':') && rest.indexOf(':') === rest.lastIndexOf(':')
+    ? rest.slice(0, rest.indexOf(':'))
+    : rest;
 }
 
 interface UndiciRequest {

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { injectRoutingHeaders } from './inject-headers.ts';
+import { patchChildProcess } from './patch-child-process.ts';
 import { patchDns } from './patch-dns.ts';
 import { patchNet } from './patch-net.ts';
 import { ProxyClient } from './proxy-client.ts';
@@ -35,6 +36,7 @@ export function install(env: NodeJS.ProcessEnv = process.env): LayerState {
   const client = new ProxyClient(settings, unpatchedConnect);
   patchNet(settings.policy, client, unpatchedConnect);
   patchDns(settings.policy, client);
+  patchChildProcess(env);
   if (settings.routingHeaders.length > 0 || Object.keys(settings.defaultHeaders).length > 0) {
     const routing = new RoutingContext(settings.routingHeaders, settings.defaultHeaders);
     routing.captureInboundRequests();

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,7 @@ const clusterNames = ['payments', 'payments.staging.svc.cluster.local'];
 export interface FakeCluster {
   proxy: EgressProxy;
   /** Connections each service accepted. */
-  accepted: Record<'http' | 'https' | 'grpc' | 'tcp' | 'database', number>;
+  accepted: Record<'http' | 'https' | 'http2' | 'grpc' | 'tcp' | 'database', number>;
   caFile: string;
   databasePort: number;
   env: Record<string, string>;
@@ -68,7 +69,7 @@ export async function startFakeCluster(): Promise<FakeCluster> {
       cause: err,
     });
   }
-  const accepted = { http: 0, https: 0, grpc: 0, tcp: 0, database: 0 };
+  const accepted = { http: 0, https: 0, http2: 0, grpc: 0, tcp: 0, database: 0 };
   const echo = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const servername = (req.socket as { servername?: string | false }).servername;
     res.setHeader('content-type', 'application/json');
@@ -78,6 +79,11 @@ export async function startFakeCluster(): Promise<FakeCluster> {
   const httpsServer = https
     .createServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, echo)
     .on('secureConnection', () => accepted.https++);
+  const http2Server = http2.createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ headers: req.headers, url: req.url }));
+  });
+  http2Server.on('session', () => accepted.http2++);
   const tcpServer = net.createServer({ allowHalfOpen: true }, (socket) => {
     accepted.tcp++;
     let got = '';
@@ -117,8 +123,8 @@ export async function startFakeCluster(): Promise<FakeCluster> {
       err ? reject(err) : resolve(port),
     ),
   );
-  const [httpPort, httpsPort, tcpPort, databasePort] = await Promise.all(
-    [httpServer, httpsServer, tcpServer, databaseServer].map(listen),
+  const [httpPort, httpsPort, tcpPort, databasePort, http2Port] = await Promise.all(
+    [httpServer, httpsServer, tcpServer, databaseServer, http2Server].map(listen),
   );
   const at = (port: number | undefined) => ({ host: '127.0.0.1', port: port ?? 0 });
   const remote = new HostsDialer(
@@ -129,6 +135,7 @@ export async function startFakeCluster(): Promise<FakeCluster> {
         [`${clusterAddress}:443`]: at(httpsPort),
         [`${clusterAddress}:50051`]: at(grpcPort),
         [`${clusterAddress}:7000`]: at(tcpPort),
+        [`${clusterAddress}:8080`]: at(http2Port),
       },
     },
     new DirectDialer(),
@@ -145,7 +152,7 @@ export async function startFakeCluster(): Promise<FakeCluster> {
     async close() {
       await proxy.close();
       grpcServer.forceShutdown();
-      for (const server of [httpServer, httpsServer, tcpServer, databaseServer]) {
+      for (const server of [httpServer, httpsServer, tcpServer, databaseServer, http2Server]) {
         (server as http.Server).closeAllConnections?.();
         server.close();
       }
@@ -163,6 +170,8 @@ export interface RunningApp {
     headers?: Record<string, string>,
     appHeader?: string,
   ): Promise<Record<string, unknown>>;
+  /** The same, with the inbound request arriving over HTTP/2 at the app's h2c server. */
+  insideH2(kind: string, headers?: Record<string, string>): Promise<Record<string, unknown>>;
   /** A call made outside any request. */
   outside(kind: string): Promise<Record<string, unknown>>;
   stop(): void;
@@ -180,16 +189,20 @@ export async function startApp(env: Record<string, string>): Promise<RunningApp>
   });
   const waiting = new Map<number, (value: Record<string, unknown>) => void>();
   let nextId = 0;
+  let h2Port = 0;
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`app exited with ${code} before listening`)));
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       const message = JSON.parse(line) as {
         listening?: number;
+        h2?: number;
         id?: number;
         value?: Record<string, unknown>;
       };
-      if (message.listening) resolve(message.listening);
-      else if (message.id !== undefined) waiting.get(message.id)?.(message.value ?? {});
+      if (message.listening) {
+        h2Port = message.h2 ?? 0;
+        resolve(message.listening);
+      } else if (message.id !== undefined) waiting.get(message.id)?.(message.value ?? {});
     });
   });
   return {
@@ -198,6 +211,22 @@ export async function startApp(env: Record<string, string>): Promise<RunningApp>
       const query = new URLSearchParams({ kind, ...(appHeader ? { appHeader } : {}) });
       const res = await fetch(`http://127.0.0.1:${port}/call?${query}`, { headers });
       return (await res.json()) as Record<string, unknown>;
+    },
+    insideH2(kind, headers = {}) {
+      return new Promise((resolve, reject) => {
+        const session = http2.connect(`http://127.0.0.1:${h2Port}`);
+        session.on('error', reject);
+        const stream = session.request({ ':path': `/call?kind=${encodeURIComponent(kind)}`, ...headers });
+        let body = '';
+        stream.setEncoding('utf8').on('data', (chunk) => {
+          body += chunk;
+        });
+        stream.on('end', () => {
+          session.close();
+          resolve(JSON.parse(body) as Record<string, unknown>);
+        });
+        stream.on('error', reject);
+      });
     },
     outside(kind) {
       const id = nextId++;

@@ -62,6 +62,34 @@ describe('the layer in a real node app, against a stand-in cluster', () => {
     assert.equal(outside.metadata?.['x-dev'], undefined, JSON.stringify(outside));
   });
 
+  test('http2 client: reaches the cluster by name, carries x-dev, keeps an app-set one', async () => {
+    const result = (await app.inside('http2', { 'x-dev': 'dev-a' })) as { headers: Record<string, string> };
+    assert.equal(result.headers?.['x-dev'], 'dev-a', JSON.stringify(result));
+    assert.equal(result.headers?.[':authority'], 'payments:8080');
+    const own = (await app.inside('http2', { 'x-dev': 'dev-a' }, 'app-own')) as {
+      headers: Record<string, string>;
+    };
+    assert.equal(own.headers?.['x-dev'], 'app-own');
+  });
+
+  test('an inbound HTTP/2 request is captured too (the app serves h2c)', async () => {
+    for (const kind of ['http', 'fetch', 'grpc', 'http2']) {
+      const result = await app.insideH2(kind, { 'x-dev': 'dev-h2' });
+      const headers = (result.headers ?? result.metadata) as Record<string, string> | undefined;
+      assert.equal(headers?.['x-dev'], 'dev-h2', `${kind}: ${JSON.stringify(result)}`);
+    }
+  });
+
+  test('concurrent requests with different x-dev values each propagate their own', async () => {
+    const pick = (r: Record<string, unknown>) =>
+      ((r.headers ?? r.metadata) as Record<string, string> | undefined)?.['x-dev'];
+    for (const kind of [...httpKinds, 'grpc']) {
+      const values = ['dev-a', 'dev-b', 'dev-c', 'dev-d'];
+      const results = await Promise.all(values.map((value) => app.inside(kind, { 'x-dev': value })));
+      assert.deepEqual(results.map(pick), values, kind);
+    }
+  });
+
   test('net.connect by cluster name goes through the proxy, with half-close honoured', async () => {
     const before = cluster.proxy.stats.layerForward;
     const result = await app.inside('net');
@@ -90,6 +118,13 @@ describe('the layer in a real node app, against a stand-in cluster', () => {
     const viaLookup = (await app.outside('unknown-lookup')) as { error: { code: string; message: string } };
     assert.equal(viaLookup.error?.code, 'ENOTFOUND');
     assert.match(viaLookup.error.message, /ENOTFOUND nope/);
+  });
+
+  test('a child node inherits the layer, also when started with a cleaned env', async () => {
+    for (const kind of ['child', 'child-clean-env']) {
+      const result = (await app.outside(kind)) as { headers: Record<string, string> };
+      assert.match(result.headers?.host ?? '', /^payments/, `${kind}: ${JSON.stringify(result)}`);
+    }
   });
 
   test('a worker thread inherits the layer', async () => {

@@ -87,13 +87,14 @@ async function serveForward(
   }
   const oneShot = net.createServer({ allowHalfOpen: true });
   const accepted = new Promise<net.Socket | undefined>((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), ctx.forwardTimeoutMs);
+    // Unreferenced: an unclaimed port never keeps the CLI alive; it gives up after the timeout.
+    const timer = setTimeout(() => resolve(undefined), ctx.forwardTimeoutMs).unref();
     oneShot.once('connection', (socket) => {
       clearTimeout(timer);
       resolve(socket);
     });
-    control.once('close', () => setTimeout(() => resolve(undefined), ctx.forwardTimeoutMs).unref());
   });
+  oneShot.unref();
   await new Promise<void>((resolve) => oneShot.listen(0, '127.0.0.1', resolve));
   const { port: boundPort } = oneShot.address() as net.AddressInfo;
   control.end(reply(Reply.succeeded, '127.0.0.1', boundPort));

@@ -1,0 +1,88 @@
+/**
+ * The agent dies under a running CLI (pod restarted, port-forward broken): the CLI says it lost
+ * the tunnel, reconnects when the agent is back, re-registers the session, and requests flow again.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { inbound, ports, Rig, supportDir } from '../support/detour.ts';
+import { addresses } from '../support/netns.ts';
+import type { ManagedProcess } from '../support/processes.ts';
+import { waitFor } from '../support/wait.ts';
+
+describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
+  let rig: Rig;
+  let cli: ManagedProcess;
+
+  const answerFor = async (dev?: string) => {
+    const result = await rig.curl('cluster', ['-sS', ...inbound('/who', dev)], 5_000);
+    return result.code === 0 ? (JSON.parse(result.stdout).app as string) : `curl exit ${result.code}`;
+  };
+
+  before(async () => {
+    rig = new Rig('rc');
+    await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
+    await rig.startAgent();
+    cli = await rig.startSession({
+      name: 'dev-a',
+      headers: ['x-dev=dev-a'],
+      port: `${ports.inbound}:${ports.localApp}`,
+      command: [
+        process.execPath,
+        `${supportDir}apps/http-app.ts`,
+        '--name',
+        'local',
+        '--port',
+        String(ports.localApp),
+      ],
+    });
+    await waitFor({ what: 'the local app to answer through the session', timeoutMs: 10_000 }, async () =>
+      (await answerFor('dev-a')) === 'local' ? true : undefined,
+    );
+  });
+
+  after(async () => {
+    await rig?.close();
+  });
+
+  for (const [how, signal] of [
+    ['killed (SIGKILL)', 'SIGKILL'],
+    ['stopped (SIGTERM)', 'SIGTERM'],
+  ] as const) {
+    test(`agent ${how} and started again: the CLI reports the loss, reconnects, the session is back`, async () => {
+      const mark = cli.stdout.length;
+      const agent = rig.agent;
+      assert.ok(agent);
+      agent.signal(signal);
+      await agent.exited;
+
+      const lost = await cli.waitForLine(
+        'stdout',
+        (l) => l.event === 'tunnel.lost',
+        'tunnel.lost',
+        10_000,
+        mark,
+      );
+      assert.equal((lost as Record<string, unknown>).level, 'warn');
+      assert.match(
+        String((lost as Record<string, unknown>).message),
+        /lost the tunnel to the agent.*reconnecting/,
+      );
+      assert.equal(cli.status, undefined, 'the CLI keeps running while the agent is away');
+
+      await rig.startAgent();
+      const restored = await cli.waitForLine(
+        'stdout',
+        (l) => l.event === 'tunnel.restored',
+        'tunnel.restored',
+        15_000,
+        mark,
+      );
+      assert.match(String((restored as Record<string, unknown>).message), /session dev-a is back/);
+      await waitFor(
+        { what: 'x-dev: dev-a to reach the local app again', timeoutMs: 10_000, detail: () => cli.tail() },
+        async () => ((await answerFor('dev-a')) === 'local' ? true : undefined),
+      );
+      assert.equal(await answerFor(), 'remote');
+    });
+  }
+});

@@ -194,9 +194,12 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
   const results = new Map<string, WrkResult[]>();
   for (let run = 0; run < runs; run++) {
     for (const v of variants) {
-      // Rotate the order each run so no subject always follows the same neighbour.
-      for (let k = 0; k < subjects.length; k++) {
-        const s = subjects[(k + run) % subjects.length] as (typeof subjects)[number];
+      // Rotate the order each run so no subject always follows the same neighbour. The backend
+      // alone (no proxy) runs once per run: it shows the generator's core is not the bottleneck.
+      const list =
+        v.header === undefined ? [...subjects, { name: 'backend alone', port: ports.backend }] : subjects;
+      for (let k = 0; k < list.length; k++) {
+        const s = list[(k + run) % list.length] as (typeof list)[number];
         const r = await runWrk({
           url: url(s.port),
           connections: 64,
@@ -263,6 +266,22 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
         goal: null,
         notes: 'for information',
       }),
+      ...(v.header === undefined
+        ? [
+            makeRecord({
+              case: c,
+              subject: 'backend alone',
+              reference: 'envoy',
+              metric: 'requests/s',
+              unit: 'req/s',
+              subjectSamples: get('backend alone', (r) => r.rps),
+              referenceSamples: get('envoy', (r) => r.rps),
+              goal: null,
+              notes:
+                'for information: wrk straight to the backend, same core; far above every proxy means the proxy core is the bottleneck',
+            }),
+          ]
+        : []),
       makeRecord({
         case: c,
         subject: 'http-proxy',
@@ -636,7 +655,7 @@ async function main(): Promise<void> {
   const missed = records.filter((r) => r.met === false);
   bench(
     missed.length
-      ? `goals missed: ${missed.map((r) => `${r.case} ${r.metric} vs ${r.reference ?? 'target'}`).join('; ')}`
+      ? `goals missed:\n${missed.map((r) => `  ${r.case}: ${r.subject} ${r.metric} ${r.value} ${r.unit}${r.ratio === null ? '' : ` (${r.ratio}x ${r.reference})`}, goal ${r.goal}`).join('\n')}`
       : 'all goals met',
   );
   bench(`results: ${flags.out}`);

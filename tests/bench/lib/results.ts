@@ -18,6 +18,8 @@ export interface ResultRecord {
   value: number;
   referenceValue: number | null;
   ratio: number | null;
+  /** value - referenceValue (what the steal path adds, for latency). */
+  difference: number | null;
   /** How many runs the medians are taken over. */
   runs: number;
   /** Min and max over the runs, and (max - min) / median, for the subject and the reference. */
@@ -83,6 +85,7 @@ export function makeRecord(input: {
     value: round(value),
     referenceValue: referenceValue === null ? null : round(referenceValue),
     ratio: ratio === null ? null : round(ratio),
+    difference: referenceValue === null ? null : round(value - referenceValue),
     runs: input.subjectSamples.length,
     spread: {
       subject: spreadOf(input.subjectSamples),
@@ -126,6 +129,7 @@ export function table(records: ResultRecord[]): string {
     fmt(r.value),
     fmt(r.referenceValue),
     r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`,
+    r.difference === null ? '-' : `${r.difference >= 0 ? '+' : ''}${fmt(r.difference)}`,
     `±${(r.spread.subject.relative * 50).toFixed(0)}%/${r.spread.reference ? `±${(r.spread.reference.relative * 50).toFixed(0)}%` : '-'}`,
     r.goal ?? '-',
     r.met === null ? '-' : r.met ? 'MET' : 'MISSED',

@@ -249,7 +249,7 @@ export function requireBinaries(): void {
     throw new ClusterError(
       'CLUSTER_BINARIES_MISSING',
       `cluster binaries not built: ${missing.map(binaryPath).join(', ')}. ` +
-        'Run `npm run cluster:up` once (builds them from Go modules, ~20 min cold on 2 cores).',
+        'Run `npm run cluster:up` once (builds them from Go modules, 5 to 15 min the first time on 2 cores).',
     );
   }
 }

@@ -6,6 +6,7 @@
  */
 import { DetourError } from '@detour/router/errors';
 import type { ListQuery, MeshAdapter, ObservedObjects } from './adapter.ts';
+import { PermissionDeniedError } from './errors.ts';
 import { WriteConflictError } from './in-memory-cluster.ts';
 import type { DeadSession } from './janitor-plan.ts';
 import { planJanitor } from './janitor-plan.ts';
@@ -171,13 +172,24 @@ export async function runJanitor(
   const queries = janitorQueries(adapters);
   const dead = new Map<string, DeadSession>();
   let leases: KubeObject[] = [];
+  const skipped = new Set<string>();
   const result = await reconcile(
     client,
     'janitor',
     async () => {
-      const objects = await observe(client, queries);
+      // Clean up what this identity may see: a kind it may not list (403) is skipped with a
+      // warning rather than stopping the cleanup of everything else.
+      const lists = await Promise.all(
+        queries.map((q) =>
+          client.list(q).catch((error: unknown) => {
+            if (!(error instanceof PermissionDeniedError)) throw error;
+            skipped.add(error.message);
+            return [] as KubeObject[];
+          }),
+        ),
+      );
       leases = await client.list(LEASES);
-      return objects;
+      return lists.flat();
     },
     (objects) => {
       const input: Parameters<typeof planJanitor>[0] = { objects, leases, now: now(), adapters };
@@ -188,5 +200,5 @@ export async function runJanitor(
     },
     options,
   );
-  return { ...result, dead: [...dead.values()] };
+  return { ...result, warnings: [...result.warnings, ...skipped], dead: [...dead.values()] };
 }

@@ -69,3 +69,21 @@ export class FilterHeldError extends DetourError {
     this.sessionId = params.sessionId;
   }
 }
+
+/** The apiserver said no (403): names the verb, the resource and the fix. */
+export class PermissionDeniedError extends DetourError {
+  readonly verb: string;
+  readonly resource: string;
+  readonly namespace: string | undefined;
+  constructor(verb: string, group: string, resource: string, namespace: string | undefined, detail = '') {
+    super(
+      'permission-denied',
+      `not allowed to ${verb} ${resource}${group ? `.${group}` : ''}${namespace ? ` in namespace ${namespace}` : ' (all namespaces)'}` +
+        `${detail ? ` (${detail})` : ''}. Ask an admin to bind the ClusterRole detour-developer ` +
+        '(manifests/rbac/detour-developer.yaml) to you, or a Role with that rule for this namespace.',
+    );
+    this.verb = verb;
+    this.resource = resource;
+    this.namespace = namespace;
+  }
+}

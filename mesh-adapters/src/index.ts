@@ -12,13 +12,35 @@ import {
 import { createServiceAdapter } from './service/adapter.ts';
 
 export type { ListQuery, MeshAdapter, MeshKind, ObservedObjects } from './adapter.ts';
+export {
+  ApplyGaveUpError,
+  type ApplyOptions,
+  type ApplyResult,
+  applySession,
+  applyWrite,
+  type ClusterClient,
+  janitorQueries,
+  observe,
+  reconcile,
+  revertSession,
+  runJanitor,
+} from './applier.ts';
 export * from './canonical.ts';
 export * from './detect.ts';
 export * from './errors.ts';
 export { InMemoryCluster, simulate, WriteConflictError } from './in-memory-cluster.ts';
 export * from './janitor-plan.ts';
 export * from './k8s-object.ts';
+export {
+  KubeApiError,
+  type KubeClientOptions,
+  kubeClient,
+  RESOURCES,
+  type ResourceAttributes,
+} from './kube-client.ts';
 export * from './lease.ts';
+export { memoryClient } from './memory-client.ts';
+export { type AccessReviewer, preflight, requiredPermissions } from './permissions.ts';
 export * from './plan.ts';
 export * from './session-intent.ts';
 export {

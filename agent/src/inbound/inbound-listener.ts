@@ -1,0 +1,384 @@
+/**
+ * The agent's inbound listener: the port the mesh routes a session's requests to (and, without a
+ * mesh, every request of the service). One port speaks HTTP/1.1 and h2c with prior knowledge: the
+ * first bytes of a connection are compared with the HTTP/2 preface and the socket is handed to
+ * the matching server. Each request goes to the first session whose filter matches it, else to
+ * the upstream when one is configured, else gets a 404 that says what the sessions match on.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  type ForwardOutcome,
+  type ForwardReport,
+  forwardHttp1,
+  forwardHttp2,
+  forwardUpgrade,
+  serializeHead,
+} from '@detour/router/http/forward-to-tunnel';
+import { H2cSessionPool } from '@detour/router/http/h2c-session-pool';
+import { headerPairsFromRaw, isGrpc } from '@detour/router/http/header-pairs';
+import { errorCode, errorMessage } from '@detour/router/http/http-errors';
+import { Http2ResponseWriter } from '@detour/router/http/response-writer';
+import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstream-request';
+import type { MatchableRequest } from '@detour/router/match/index';
+import { formatFilter } from '@detour/router/match/index';
+import { parseHostPort } from '../agent-config.ts';
+import type { SessionRegistry } from '../session-registry.ts';
+import { Http1Passthrough } from './http1-passthrough.ts';
+import { InboundMetrics } from './inbound-metrics.ts';
+import { MetricsRegistry } from './metrics.ts';
+
+const h2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+export interface InboundListenerOptions {
+  registry: SessionRegistry;
+  /** Default 0.0.0.0: the pod's sidecar (or, without a mesh, the Service) connects from outside. */
+  host?: string;
+  /** Default 0 (any free port; read `port` after `listen`). */
+  port?: number;
+  /** `host:port` (or its parts) that receives requests no session matches (no-mesh mode). */
+  upstream?: string | { host: string; port: number };
+  /** Where the listener registers its metrics; a fresh registry when omitted. */
+  metrics?: MetricsRegistry;
+}
+
+/** Header values for matching, joined the way Envoy does (see `compileFilter`), computed on demand. */
+class Http1Matchable implements MatchableRequest {
+  readonly method: string;
+  readonly path: string;
+  private readonly req: IncomingMessage;
+  constructor(req: IncomingMessage) {
+    this.req = req;
+    this.method = req.method ?? 'GET';
+    this.path = req.url ?? '/';
+  }
+  get headers(): Record<string, string[] | undefined> {
+    return this.req.headersDistinct;
+  }
+}
+
+class Http2Matchable implements MatchableRequest {
+  readonly method: string;
+  readonly path: string;
+  private readonly raw: readonly string[];
+  private distinct: Record<string, string[]> | undefined;
+  constructor(headers: IncomingHttpHeaders, raw: readonly string[]) {
+    this.method = (headers[':method'] as string | undefined) ?? 'GET';
+    this.path = (headers[':path'] as string | undefined) ?? '/';
+    this.raw = raw;
+  }
+  get headers(): Record<string, string[]> {
+    if (!this.distinct) {
+      const distinct: Record<string, string[]> = {};
+      for (let i = 0; i < this.raw.length; i += 2) {
+        const name = this.raw[i] as string;
+        if (name.charCodeAt(0) === 58) continue;
+        const value = this.raw[i + 1] as string;
+        const values = distinct[name];
+        if (values) values.push(value);
+        else distinct[name] = [value];
+      }
+      this.distinct = distinct;
+    }
+    return this.distinct;
+  }
+}
+
+export class InboundListener {
+  readonly metrics: MetricsRegistry;
+  readonly stats: InboundMetrics;
+  private readonly registry: SessionRegistry;
+  private readonly server: net.Server;
+  private readonly http1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly upstream: UpstreamTarget | undefined;
+  private readonly passthrough: Http1Passthrough | undefined;
+  private readonly report: ForwardReport;
+  private closing = false;
+
+  private constructor(options: InboundListenerOptions) {
+    this.registry = options.registry;
+    this.metrics = options.metrics ?? new MetricsRegistry();
+    this.stats = new InboundMetrics(this.metrics, this.registry, () => this.sockets);
+    const stats = this.stats;
+    this.report = (outcome: ForwardOutcome) => {
+      stats.requests[outcome].inc();
+      if (outcome === 'tunnel_failed') stats.errors.tunnel.inc();
+    };
+    if (options.upstream) {
+      const { host, port } =
+        typeof options.upstream === 'string' ? parseHostPort(options.upstream) : options.upstream;
+      this.upstream = {
+        host,
+        port,
+        agent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
+        h2: new H2cSessionPool(),
+      };
+      this.passthrough = new Http1Passthrough(host, port, {
+        upstreamFailed: () => stats.errors.upstream.inc(),
+      });
+    }
+    this.http1 = http.createServer({
+      noDelay: true,
+      keepAliveTimeout: 65_000,
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+    });
+    this.http1.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.onUpgrade(req, socket, head),
+    );
+    this.http1.on('clientError', (error: Error, socket: Duplex) => {
+      stats.errors.client.inc();
+      if (socket.writable && !(socket as Socket).destroyed)
+        socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+      else socket.destroy(error);
+    });
+    this.h2 = http2.createServer({ settings: { enablePush: false } });
+    this.h2.on(
+      'stream',
+      (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        this.onStream(stream, headers, raw),
+    );
+    this.h2.on('sessionError', () => stats.errors.client.inc());
+    this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+  }
+
+  static async listen(options: InboundListenerOptions): Promise<InboundListener> {
+    const listener = new InboundListener(options);
+    await new Promise<void>((resolve, reject) => {
+      listener.server.once('error', reject);
+      listener.server.listen(options.port ?? 0, options.host ?? '0.0.0.0', () => {
+        listener.server.off('error', reject);
+        resolve();
+      });
+    });
+    return listener;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get listening(): boolean {
+    return this.server.listening && !this.closing;
+  }
+
+  /** Stops accepting, closes every inbound connection and the upstream pools. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    this.upstream?.agent.destroy();
+    this.upstream?.h2?.close();
+    await Promise.all([closed, this.passthrough?.close()]);
+  }
+
+  private onConnection(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.stats.closedBytesReceived += socket.bytesRead;
+      this.stats.closedBytesSent += socket.bytesWritten;
+    });
+    socket.on('error', () => {});
+    this.sniff(socket, Buffer.alloc(0));
+  }
+
+  /** Reads until the first bytes tell HTTP/2's preface from an HTTP/1.1 request line. */
+  private sniff(socket: Socket, seen: Buffer): void {
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause();
+      const bytes = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const compared = Math.min(bytes.length, h2Preface.length);
+      const prefixOfPreface = bytes.subarray(0, compared).equals(h2Preface.subarray(0, compared));
+      if (prefixOfPreface && bytes.length < h2Preface.length) {
+        socket.resume();
+        this.sniff(socket, bytes);
+        return;
+      }
+      socket.unshift(bytes);
+      if (prefixOfPreface) {
+        // The HTTP/2 session reads what the socket buffered itself; resuming would lose it.
+        this.stats.connections.h2c.inc();
+        this.h2.emit('connection', socket);
+      } else {
+        // The HTTP/1.1 parser gets the buffered bytes as 'data' once the socket flows again.
+        this.stats.connections.http1.inc();
+        this.http1.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const session = this.registry.match(new Http1Matchable(req));
+    if (session) {
+      forwardHttp1(req, res, session, this.report);
+      return;
+    }
+    if (this.passthrough) {
+      this.stats.requests.passthrough.inc();
+      this.passthrough.forward(req, res);
+      return;
+    }
+    this.stats.requests.no_session.inc();
+    const text = this.noSessionText(req.method ?? 'GET', req.url ?? '/', (name) => req.headersDistinct[name]);
+    req.resume();
+    res.writeHead(404, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'x-detour-error': 'DETOUR_NO_SESSION',
+    });
+    res.end(text);
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[]): void {
+    const matchable = new Http2Matchable(headers, raw);
+    const session = this.registry.match(matchable);
+    if (session) {
+      forwardHttp2(stream, headers, raw, session, this.report);
+      return;
+    }
+    stream.on('error', () => {});
+    if (this.upstream) {
+      this.stats.requests.passthrough.inc();
+      const writer = new Http2ResponseWriter(stream, isGrpc(headers['content-type']));
+      const upstream = this.upstream;
+      const exchange = requestUpstream(
+        upstream,
+        {
+          method: matchable.method,
+          path: matchable.path,
+          authority: (headers[':authority'] as string | undefined) ?? '',
+          headers: headerPairsFromRaw(raw, { drop: dropForwarded }),
+          httpVersion: '2',
+        },
+        stream,
+        writer,
+        (error, headSent) => {
+          this.stats.errors.upstream.inc();
+          const code = errorCode(error, 'UPSTREAM_ERROR');
+          return {
+            status: headSent ? 500 : 502,
+            text: `detour: the upstream ${upstream.host}:${upstream.port} failed (${code}): ${errorMessage(error)}`,
+            code,
+          };
+        },
+      );
+      stream.on('close', () => {
+        if (!stream.writableFinished || stream.rstCode !== 0) exchange.abort();
+      });
+      return;
+    }
+    this.stats.requests.no_session.inc();
+    const text = this.noSessionText(matchable.method, matchable.path, (name) => matchable.headers[name]);
+    stream.resume();
+    stream.respond({
+      ':status': 404,
+      'content-type': 'text/plain; charset=utf-8',
+      'x-detour-error': 'DETOUR_NO_SESSION',
+    });
+    stream.end(text);
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const session = this.registry.match(new Http1Matchable(req));
+    if (session) {
+      forwardUpgrade(req, socket, head, session, this.report);
+      return;
+    }
+    socket.on('error', () => {});
+    if (this.upstream) {
+      this.stats.requests.passthrough.inc();
+      this.proxyUpgrade(req, socket, head, this.upstream);
+      return;
+    }
+    this.stats.requests.no_session.inc();
+    const text = this.noSessionText(req.method ?? 'GET', req.url ?? '/', (name) => req.headersDistinct[name]);
+    socket.end(
+      `HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+    );
+  }
+
+  /** An upgrade no session claims goes to the upstream as is; raw bytes both ways after its 101. */
+  private proxyUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, upstream: UpstreamTarget): void {
+    const headers: string[] = [];
+    for (const [name, value] of headerPairsFromRaw(req.rawHeaders, {
+      keepUpgrade: true,
+      drop: dropForwarded,
+    }))
+      headers.push(name, value);
+    const upstreamReq = http.request({
+      host: upstream.host,
+      port: upstream.port,
+      method: req.method,
+      path: req.url,
+      headers,
+      agent: false,
+    });
+    const fail = (error: Error) => {
+      this.stats.errors.upstream.inc();
+      if (socket.destroyed) return;
+      const text = `detour: the upstream ${upstream.host}:${upstream.port} failed (${errorCode(error, 'UPSTREAM_ERROR')}): ${error.message}\n`;
+      socket.end(
+        `HTTP/1.1 502 Bad Gateway\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+    };
+    upstreamReq.on('error', fail);
+    socket.on('close', () => upstreamReq.destroy());
+    upstreamReq.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
+      socket.write(
+        serializeHead(res.statusCode ?? 101, headerPairsFromRaw(res.rawHeaders, { keepUpgrade: true }), true),
+      );
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      upstreamSocket.on('error', () => socket.destroy());
+      socket.on('close', () => upstreamSocket.destroy());
+      upstreamSocket.on('close', () => socket.destroy());
+      upstreamSocket.pipe(socket);
+      socket.pipe(upstreamSocket);
+    });
+    upstreamReq.on('response', (res: IncomingMessage) => {
+      socket.write(serializeHead(res.statusCode ?? 502, headerPairsFromRaw(res.rawHeaders), false));
+      res.pipe(socket);
+      res.on('error', () => socket.destroy());
+    });
+    upstreamReq.end();
+  }
+
+  /** 404 text: which sessions this agent holds, what they match on, and what this request carried. */
+  private noSessionText(
+    method: string,
+    path: string,
+    header: (name: string) => string[] | undefined,
+  ): string {
+    const sessions = this.registry.list();
+    const lines = [
+      `detour: no session on this agent matches ${method} ${path}, and no upstream is configured for other requests.`,
+    ];
+    if (sessions.length === 0) lines.push('No session is registered: start one with `detour`.');
+    else {
+      lines.push('Sessions and the requests they take:');
+      const names = new Set<string>();
+      for (const session of sessions) {
+        lines.push(
+          `  ${session.id}: ${formatFilter(session.filter) || '(every request)'}${session.tunnel.isClosed ? ' (tunnel closed)' : ''}`,
+        );
+        for (const name of Object.keys(session.filter.headers ?? {})) names.add(name);
+        for (const name of Object.keys(session.filter.withoutHeaders ?? {})) names.add(name);
+      }
+      if (names.size > 0) {
+        lines.push('This request carried:');
+        for (const name of names) lines.push(`  ${name}: ${header(name)?.join(',') ?? '(absent)'}`);
+      }
+    }
+    return `${lines.join('\n')}\n`;
+  }
+}
+
+/** Fields that concern only the hop to the agent. */
+const dropForwarded = new Set(['expect']);

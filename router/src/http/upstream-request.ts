@@ -1,0 +1,229 @@
+/**
+ * Sends one request to an HTTP server (the developer's local app on the CLI side, the agent's
+ * pass-through upstream) and relays the response into a `ResponseWriter`, streaming both ways.
+ * A request that arrived over HTTP/2 goes out over h2c (gRPC needs it), unless the server only
+ * speaks HTTP/1.1; every other request goes out over HTTP/1.1 on a keep-alive agent.
+ */
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import { type ClientHttp2Session, type ClientHttp2Stream, constants as h2 } from 'node:http2';
+import type { Readable } from 'node:stream';
+import type { HeaderPairs } from '../tunnel/protocol.ts';
+import type { H2cSessionPool } from './h2c-session-pool.ts';
+import {
+  flattenPairs,
+  headerPairsFromRaw,
+  headerValue,
+  isGrpc,
+  pairsFromHttp2,
+  pairsToHttp2,
+} from './header-pairs.ts';
+import type { ResponseWriter } from './response-writer.ts';
+
+export interface UpstreamRequest {
+  method: string;
+  path: string;
+  authority: string;
+  /** Without hop-by-hop fields (see `headerPairsFromRaw`). */
+  headers: HeaderPairs;
+  httpVersion: '1.1' | '2';
+}
+
+export interface UpstreamTarget {
+  host: string;
+  port: number;
+  /** Keep-alive agent for HTTP/1.1. */
+  agent: http.Agent;
+  /** h2c sessions for requests that arrived over HTTP/2; without it everything goes over HTTP/1.1. */
+  h2?: H2cSessionPool;
+}
+
+/**
+ * Decides what the writer says when the exchange fails: `headSent` false means nothing reached the
+ * client yet (the upstream is down, or closed before answering).
+ */
+export type UpstreamFailure = (
+  error: Error,
+  headSent: boolean,
+) => { status: number; text: string; code: string };
+
+/** One request in flight; `abort` cancels it when the client (or the tunnel) goes away. */
+export class UpstreamExchange {
+  private readonly target: UpstreamTarget;
+  private readonly request: UpstreamRequest;
+  private readonly body: Readable;
+  private readonly writer: ResponseWriter;
+  private readonly describe: UpstreamFailure;
+  private h1: ClientRequest | undefined;
+  private h2: ClientHttp2Stream | undefined;
+  private source: Readable | undefined;
+  private trailers: HeaderPairs | undefined;
+  private done = false;
+
+  constructor(
+    target: UpstreamTarget,
+    request: UpstreamRequest,
+    body: Readable,
+    writer: ResponseWriter,
+    describe: UpstreamFailure,
+  ) {
+    this.target = target;
+    this.request = request;
+    this.body = body;
+    this.writer = writer;
+    this.describe = describe;
+  }
+
+  start(): this {
+    if (this.request.httpVersion === '2' && this.target.h2) {
+      this.target.h2.acquire(this.target.host, this.target.port).then(
+        (session) => {
+          if (this.done) return;
+          if (session) this.viaHttp2(session);
+          else this.viaHttp1();
+        },
+        (error: Error) => this.fail(error),
+      );
+    } else this.viaHttp1();
+    return this;
+  }
+
+  /** The client went away: cancel the upstream request. */
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.body.unpipe();
+    this.source?.unpipe();
+    this.h1?.destroy();
+    if (this.h2 && !this.h2.closed) this.h2.close(h2.NGHTTP2_CANCEL);
+  }
+
+  private viaHttp1(): void {
+    const { request, target } = this;
+    const headers = flattenPairs(request.headers);
+    // An array of raw headers is sent as given: Host must be in it.
+    if (headerValue(request.headers, 'host') === undefined)
+      headers.push('host', request.authority || `${target.host}:${target.port}`);
+    const req = http.request({
+      host: target.host,
+      port: target.port,
+      method: request.method,
+      path: request.path,
+      headers,
+      agent: target.agent,
+    });
+    this.h1 = req;
+    req.on('response', (res: IncomingMessage) => this.onHttp1Response(res));
+    req.on('error', (error) => this.fail(error));
+    this.body.pipe(req);
+  }
+
+  private onHttp1Response(res: IncomingMessage): void {
+    if (this.done) {
+      res.resume();
+      return;
+    }
+    try {
+      this.writer.writeHead(res.statusCode ?? 502, headerPairsFromRaw(res.rawHeaders));
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    this.source = res;
+    res.pipe(this.writer.body, { end: false });
+    res.on('end', () => {
+      if (this.done) return;
+      this.done = true;
+      this.writer.end(res.rawTrailers.length > 0 ? headerPairsFromRaw(res.rawTrailers) : undefined);
+    });
+    res.on('error', (error) => this.fail(error));
+  }
+
+  private viaHttp2(session: ClientHttp2Session): void {
+    const { request } = this;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(
+        pairsToHttp2(request.headers, {
+          ':method': request.method,
+          ':path': request.path,
+          ':authority': request.authority || `${this.target.host}:${this.target.port}`,
+          ':scheme': 'http',
+        }),
+      );
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    this.h2 = stream;
+    stream.on('response', (headers, flags) => this.onHttp2Response(stream, headers, flags));
+    stream.on('trailers', (trailers) => {
+      this.trailers = pairsFromHttp2(trailers);
+    });
+    stream.on('end', () => {
+      if (this.done) return;
+      this.done = true;
+      this.writer.end(this.trailers);
+    });
+    stream.on('error', (error) => this.fail(error));
+    stream.on('close', () => {
+      if (!this.done)
+        this.fail(
+          Object.assign(new Error(`the upstream reset the HTTP/2 stream (code ${stream.rstCode})`), {
+            code: 'ECONNRESET',
+          }),
+        );
+    });
+    this.body.pipe(stream);
+  }
+
+  private onHttp2Response(
+    stream: ClientHttp2Stream,
+    headers: http.IncomingHttpHeaders & { ':status'?: number },
+    flags: number,
+  ): void {
+    if (this.done) return;
+    let head = pairsFromHttp2(headers);
+    if (
+      flags & h2.NGHTTP2_FLAG_END_STREAM &&
+      isGrpc(headerValue(head, 'content-type')) &&
+      headers['grpc-status'] !== undefined
+    ) {
+      // gRPC "trailers only": the status is in the only header block. Relay it as a head and
+      // trailers, which every gRPC client accepts and every response writer can express.
+      this.trailers = head.filter(([name]) => name !== 'content-type');
+      head = head.filter(([name]) => name === 'content-type');
+    }
+    try {
+      this.writer.writeHead(headers[':status'] ?? 502, head);
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    this.source = stream;
+    stream.pipe(this.writer.body, { end: false });
+  }
+
+  private fail(error: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.body.unpipe();
+    this.source?.unpipe();
+    this.h1?.destroy();
+    if (this.h2 && !this.h2.closed) this.h2.close(h2.NGHTTP2_CANCEL);
+    // Drain what the client still sends, so a keep-alive connection stays usable.
+    this.body.resume();
+    const { status, text, code } = this.describe(error, this.writer.headSent);
+    this.writer.fail(status, text, code);
+  }
+}
+
+/** Starts `UpstreamExchange` for one request. */
+export function requestUpstream(
+  target: UpstreamTarget,
+  request: UpstreamRequest,
+  body: Readable,
+  writer: ResponseWriter,
+  describe: UpstreamFailure,
+): UpstreamExchange {
+  return new UpstreamExchange(target, request, body, writer, describe).start();
+}

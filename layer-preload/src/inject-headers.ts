@@ -1,7 +1,8 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type http from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import type { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import { whenBuiltinRequested } from './builtin-hook.ts';
 import type { RoutingContext } from './routing-context.ts';
 
 /**
@@ -35,6 +36,15 @@ export function injectRoutingHeaders(policy: EgressPolicy, routing: RoutingConte
     }
   });
 
+  whenBuiltinRequested('http2', (http2: typeof import('node:http2')) => patchHttp2Connect(http2, toAdd));
+  patchGrpcJs(toAdd);
+}
+
+/** http2 clients: the session's `request` adds the headers (grpc-js's requests are left to patchGrpcJs). */
+function patchHttp2Connect(
+  http2: typeof import('node:http2'),
+  toAdd: (host: string | undefined) => Record<string, string>,
+): void {
   const connect = http2.connect;
   http2.connect = function detourHttp2Connect(this: unknown, ...args: unknown[]) {
     const session = Reflect.apply(connect, this, args) as http2.ClientHttp2Session;
@@ -60,8 +70,6 @@ export function injectRoutingHeaders(policy: EgressPolicy, routing: RoutingConte
     } as typeof session.request;
     return session;
   } as typeof http2.connect;
-
-  patchGrpcJs(toAdd);
 }
 
 const patched = Symbol.for('detour.layer.patched');

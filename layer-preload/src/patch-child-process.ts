@@ -1,6 +1,6 @@
-import childProcess from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { whenBuiltinRequested } from './builtin-hook.ts';
 
 const registerPath = fileURLToPath(new URL('./register.ts', import.meta.url));
 
@@ -12,6 +12,12 @@ const registerPath = fileURLToPath(new URL('./register.ts', import.meta.url));
  * runs without the layer. Other programs (not node) are left alone.
  */
 export function patchChildProcess(env: NodeJS.ProcessEnv): void {
+  whenBuiltinRequested('child_process', (childProcess: typeof import('node:child_process')) =>
+    patchSpawn(childProcess, env),
+  );
+}
+
+function patchSpawn(childProcess: typeof import('node:child_process'), env: NodeJS.ProcessEnv): void {
   const carried = Object.entries(env).filter(([name]) => name.startsWith('DETOUR_'));
   const prototype = childProcess.ChildProcess.prototype as unknown as {
     spawn(options: { file?: string; envPairs?: string[] }): unknown;

@@ -1,7 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import http from 'node:http';
-import http2 from 'node:http2';
-import https from 'node:https';
+import net from 'node:net';
 
 type Headers = Record<string, string>;
 type Emit = (this: unknown, event: string | symbol, ...args: unknown[]) => boolean;
@@ -37,33 +35,31 @@ export class RoutingContext {
   }
 
   /**
-   * Captures from every HTTP/1 server (http and https) and HTTP/2 server (including grpc-js's) the
-   * app creates: their request events are emitted inside the request's context.
+   * Captures from every server the app creates — http, https, http2 (so grpc-js servers too) — all of
+   * which emit through `net.Server.prototype.emit`: their request events run inside the request's
+   * context. Patching that one method avoids loading https/tls/http2 at start-up.
    */
   captureInboundRequests(): void {
-    const wrap = (target: { emit: Emit }, events: Set<string>, headersOf: (args: unknown[]) => unknown) => {
-      const original = target.emit;
-      const context = this;
-      target.emit = function emit(this: unknown, event, ...args) {
-        if (typeof event !== 'string' || !events.has(event)) return original.call(this, event, ...args);
-        return context.run(headersOf(args) as Record<string, unknown>, () =>
-          original.call(this, event, ...args),
-        );
-      };
-    };
-    const http1 = new Set(['request', 'checkContinue', 'checkExpectation', 'upgrade', 'connect']);
-    const requestHeaders = (args: unknown[]) => (args[0] as http.IncomingMessage | undefined)?.headers;
-    wrap(http.Server.prototype as unknown as { emit: Emit }, http1, requestHeaders);
-    wrap(https.Server.prototype as unknown as { emit: Emit }, http1, requestHeaders);
-    // http2 has no exported server classes: wrap each server as it is created. 'stream' carries the
-    // headers, and the compatibility 'request' event is emitted from inside its handler.
-    for (const factory of ['createServer', 'createSecureServer'] as const) {
-      const create = http2[factory] as (...args: unknown[]) => http2.Http2Server;
-      (http2 as Record<string, unknown>)[factory] = (...args: unknown[]) => {
-        const server = create(...args);
-        wrap(server as unknown as { emit: Emit }, new Set(['stream']), (a) => a[1]);
-        return server;
-      };
-    }
+    const original = net.Server.prototype.emit as Emit;
+    const context = this;
+    net.Server.prototype.emit = function emit(this: unknown, event: string | symbol, ...args: unknown[]) {
+      const headersOf = typeof event === 'string' ? requestEvents[event] : undefined;
+      if (!headersOf) return original.call(this, event, ...args);
+      return context.run(headersOf(args), () => original.call(this, event, ...args));
+    } as typeof net.Server.prototype.emit;
   }
 }
+
+const fromMessage = (args: unknown[]) =>
+  (args[0] as { headers?: Record<string, unknown> } | undefined)?.headers;
+/** Request events of http/https servers (and http2's compatibility API), and http2's 'stream'. */
+const requestEvents: Record<string, ((args: unknown[]) => Record<string, unknown> | undefined) | undefined> =
+  {
+    __proto__: null as never,
+    request: fromMessage,
+    checkContinue: fromMessage,
+    checkExpectation: fromMessage,
+    upgrade: fromMessage,
+    connect: fromMessage,
+    stream: (args) => args[1] as Record<string, unknown> | undefined,
+  };

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import { EgressProxy } from '@detour/cli/egress/egress-proxy';
+import { EgressRouter } from '@detour/cli/egress/egress-router';
+import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import {
   clusterAddress,
   type FakeCluster,
@@ -173,6 +177,32 @@ describe('failure', () => {
       }
     } finally {
       app.stop();
+    }
+  });
+});
+
+describe('tunnel down', () => {
+  test('the proxy up but the tunnel down: DETOUR_TUNNEL_DOWN naming the tunnel, for connect and lookup', async () => {
+    const down = () =>
+      Promise.reject(Object.assign(new Error('tunnel down'), { code: 'DETOUR_TUNNEL_DOWN' }));
+    const proxy = new EgressProxy({
+      router: new EgressRouter({
+        policy: new EgressPolicy(),
+        remote: { connect: down, lookup: down },
+        local: new DirectDialer(),
+      }),
+    });
+    await proxy.listen();
+    const app = await startApp({ ...proxy.env(), ...layer });
+    try {
+      for (const kind of ['http', 'fetch', 'lookup']) {
+        const result = (await app.outside(kind)) as { error?: { code: string; message: string } };
+        assert.equal(result.error?.code, 'DETOUR_TUNNEL_DOWN', `${kind}: ${JSON.stringify(result)}`);
+        assert.match(result.error.message, /tunnel to the cluster is down/);
+      }
+    } finally {
+      app.stop();
+      await proxy.close();
     }
   });
 });

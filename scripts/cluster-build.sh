@@ -2,7 +2,8 @@
 # Builds the local cluster's binaries from Go modules (once; cached under ~/.cache/detour/bin as
 # <component>-<version>) and extracts the Istio and Gateway API CRDs from their modules.
 # Usage: scripts/cluster-build.sh [component...]   (default: every tier-1 component and the CRDs)
-# Components: etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy crds
+# Components: etcd kube-apiserver kube-controller-manager kubectl crds (tier 1);
+#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr pause (tier 2)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +54,26 @@ k8s_ldflags() {
   echo "$flags"
 }
 
+# install <component> <version> <package@version> [tags] [ldflags]: `go install` of a module that has
+# no replace directives (so needs no wrapper module), renamed to <component>-<version>.
+install() {
+  local name=$1 version=$2 pkg=$3 tags=${4:-} ldflags=${5:-}
+  local out=$BIN/$name-$version
+  if [[ -x $out ]]; then
+    echo "build $name $version: cached ($out)"
+    return
+  fi
+  echo "build $name $version: building (first time only)..."
+  local t0 gobin
+  t0=$(now)
+  gobin=$(mktemp -d)
+  (cd "$gobin" && nice -n "$NICE" env CGO_ENABLED=0 GOBIN="$gobin" \
+    go install -trimpath -tags "$tags" -ldflags "-s -w $ldflags" "$pkg")
+  mv "$gobin/$(basename "${pkg%@*}")" "$out"
+  rm -rf "$gobin"
+  echo "build $name $version: done in $(took "$t0")"
+}
+
 # moddir <module@version>: downloads a module into the module cache and prints its directory.
 moddir() {
   (cd "$CACHE" && GOFLAGS=-mod=mod go mod download -json "$1") |
@@ -79,6 +100,50 @@ crds() {
   echo "crds: istio.io/api v$ISTIO_API_VERSION, gateway-api v$GATEWAY_API_VERSION extracted in $(took "$t0")"
 }
 
+# pause_image: an OCI image archive holding only the static pause binary, for
+# `ctr -n k8s.io images import`. Written by hand (tar + JSON): no registry, no image builder.
+pause_image() {
+  local out=$CACHE/images/pause-$PAUSE_VERSION.oci.tar
+  if [[ -s $out ]]; then
+    echo "image pause $PAUSE_VERSION: cached ($out)"
+    return
+  fi
+  build pause "$PAUSE_VERSION" "$ROOT/tests/cluster/build/pause" .
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs" "$work/oci/blobs/sha256" "$CACHE/images"
+  cp "$BIN/pause-$PAUSE_VERSION" "$work/rootfs/pause"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
+  oci_image "$work" "$work/layer.tar" '["/pause"]' "$PAUSE_IMAGE" "$out"
+  rm -rf "$work"
+  echo "image pause $PAUSE_VERSION: $out ($PAUSE_IMAGE)"
+}
+
+# oci_image <work dir> <layer.tar> <entrypoint JSON> <image name> <out.tar>: one-layer OCI archive.
+oci_image() {
+  local work=$1 layer=$2 entrypoint=$3 name=$4 out=$5
+  local blobs=$work/oci/blobs/sha256 layer_digest layer_size config config_digest manifest manifest_digest
+  layer_digest=$(sha256sum "$layer" | cut -d' ' -f1)
+  layer_size=$(stat -c %s "$layer")
+  cp "$layer" "$blobs/$layer_digest"
+  config='{"architecture":"amd64","os":"linux","config":{"Entrypoint":'"$entrypoint"',"User":"65535:65535"},'
+  config+='"rootfs":{"type":"layers","diff_ids":["sha256:'"$layer_digest"'"]}}'
+  printf '%s' "$config" >"$work/config.json"
+  config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  cp "$work/config.json" "$blobs/$config_digest"
+  manifest='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+  manifest+='"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$(stat -c %s "$work/config.json")"'},'
+  manifest+='"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}'
+  printf '%s' "$manifest" >"$work/manifest.json"
+  manifest_digest=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
+  cp "$work/manifest.json" "$blobs/$manifest_digest"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$work/oci/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+    "$manifest_digest" "$(stat -c %s "$work/manifest.json")" "$name" "${name##*:}" >"$work/oci/index.json"
+  tar --numeric-owner --owner=0 --group=0 -C "$work/oci" -cf "$out.tmp" oci-layout index.json blobs
+  mv "$out.tmp" "$out"
+}
+
 components=("$@")
 if [[ ${#components[@]} -eq 0 ]]; then
   components=(etcd kube-apiserver kube-controller-manager kubectl crds)
@@ -90,6 +155,11 @@ for c in "${components[@]}"; do
     kube-apiserver | kube-controller-manager | kubectl | kube-scheduler | kubelet | kube-proxy)
       build "$c" "$KUBERNETES_VERSION" "$K8S_DIR" "k8s.io/kubernetes/cmd/$c" "$(k8s_ldflags)" ;;
     crds) crds ;;
+    containerd | containerd-shim-runc-v2 | ctr)
+      install "$c" "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2/cmd/$c@v$CONTAINERD_VERSION" \
+        no_btrfs,no_devmapper,no_zfs "-X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" ;;
+    pause) build pause "$PAUSE_VERSION" "$ROOT/tests/cluster/build/pause" . ;;
+    pause-image) pause_image ;;
     *) echo "cluster-build: unknown component '$c'" >&2; exit 2 ;;
   esac
 done

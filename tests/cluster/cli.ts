@@ -11,14 +11,17 @@ const flag = (name: string): boolean =>
 async function main(): Promise<number> {
   switch (command) {
     case 'up':
-      await clusterUp({ build: !flag('no-build') });
+      await clusterUp({
+        build: !flag('no-build'),
+        tier: flags.includes('--tier=2') || flag('node') ? 2 : undefined,
+      });
       return 0;
     case 'down':
       await clusterDown({ purge: flag('purge') });
       return 0;
     case 'status': {
       let allUp = true;
-      for (const c of clusterStatus()) {
+      for (const c of await clusterStatus()) {
         if (c.pid === undefined) allUp = false;
         const memory = c.pid === undefined ? '' : `  rss ${c.rssMiB} MiB, peak ${c.peakMiB} MiB`;
         console.log(
@@ -32,7 +35,7 @@ async function main(): Promise<number> {
       return 0;
     default:
       console.error(
-        'usage: node tests/cluster/cli.ts up [--no-build] | down [--purge] | status | kubeconfig [--developer]',
+        'usage: node tests/cluster/cli.ts up [--no-build] [--tier=2] | down [--purge] | status | kubeconfig [--developer]',
       );
       return 2;
   }

@@ -3,15 +3,28 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterError } from './errors.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
+import {
+  ensureNetns,
+  importImages,
+  netnsExists,
+  nodeDown,
+  nodeIp,
+  nodeName,
+  nodeSpecs,
+  sock,
+  writeNodeConfig,
+} from './node.ts';
 import {
   type Binary,
   binaryPath,
   buildScript,
   crdFiles,
   etcdDataDir,
+  imageDir,
   kubeconfigDir,
   logDir,
   pidDir,
@@ -19,22 +32,18 @@ import {
   repoRoot,
   stateDir,
   tier1Binaries,
+  tier2Binaries,
 } from './paths.ts';
 import { type CertRequest, ensurePki } from './pki.ts';
+import { ports } from './ports.ts';
 import { memoryMiB, type ProcessSpec, runningPid, startProcess, stopProcess } from './processes.ts';
 import { versions } from './versions.ts';
 import { waitFor } from './wait.ts';
 
-/** Loopback ports of the local cluster: chosen away from the defaults of a real cluster on this host. */
-export const ports = {
-  etcdClient: 23790,
-  etcdPeer: 23800,
-  apiserver: 16443,
-  controllerManager: 10257,
-} as const;
-/** Service range inside 198.18.0.0/15 (the project's own test range); pods will get 198.18.0.0/16. */
+export { ports };
+/** Service and pod ranges inside 198.18.0.0/15 (the project's own test range); the node is 198.18.0.2. */
 export const serviceCidr = '198.19.0.0/20';
-export const podCidr = '198.18.0.0/16';
+export const podCidr = '198.18.128.0/17';
 export const apiserverUrl = `https://127.0.0.1:${ports.apiserver}`;
 
 export type Identity = 'admin' | 'developer';
@@ -44,6 +53,8 @@ export interface ClusterOptions {
   log?: (line: string) => void;
   /** Build missing binaries with scripts/cluster-build.sh (default true); false fails instead. */
   build?: boolean;
+  /** 1: API only (default). 2: also a node (containerd, kubelet, kube-proxy, scheduler). Env DETOUR_CLUSTER_TIER. */
+  tier?: 1 | 2;
 }
 
 const certs: CertRequest[] = [
@@ -54,6 +65,7 @@ const certs: CertRequest[] = [
     altNames: [
       'IP:127.0.0.1',
       'IP:198.19.0.1',
+      `IP:${nodeIp}`,
       'DNS:localhost',
       'DNS:kubernetes',
       'DNS:kubernetes.default',
@@ -68,7 +80,33 @@ const certs: CertRequest[] = [
   // The apiserver's identity towards aggregated apiservers; also what makes it publish the
   // requestheader CA that kube-controller-manager's delegated authentication insists on reading.
   { name: 'front-proxy-client', commonName: 'front-proxy-client', usage: 'client' },
+  {
+    name: 'apiserver-kubelet-client',
+    commonName: 'kube-apiserver-kubelet-client',
+    organization: 'system:masters',
+    usage: 'client',
+  },
+  { name: 'scheduler', commonName: 'system:kube-scheduler', usage: 'client' },
+  { name: 'kube-proxy', commonName: 'system:kube-proxy', usage: 'client' },
 ];
+
+/** The node's certificates name the node, whose name depends on the host (see nodeName). */
+function nodeCerts(name: string): CertRequest[] {
+  return [
+    {
+      name: 'kubelet-client',
+      commonName: `system:node:${name}`,
+      organization: 'system:nodes',
+      usage: 'client',
+    },
+    {
+      name: 'kubelet',
+      commonName: name,
+      usage: 'server',
+      altNames: [`IP:${nodeIp}`, 'IP:127.0.0.1', `DNS:${name}`, 'DNS:localhost'],
+    },
+  ];
+}
 
 /** Path of the kubeconfig for an identity (exists once clusterUp has run). */
 export function kubeconfigPath(who: Identity): string {
@@ -118,9 +156,8 @@ function apiserverSpec(): ProcessSpec {
   return spec('kube-apiserver', [
     `--etcd-servers=http://127.0.0.1:${ports.etcdClient}`,
     '--bind-address=127.0.0.1',
-    '--advertise-address=127.0.0.1',
     `--secure-port=${ports.apiserver}`,
-    '--authorization-mode=RBAC',
+    '--authorization-mode=Node,RBAC',
     '--anonymous-auth=false',
     `--client-ca-file=${pki('ca.crt')}`,
     `--tls-cert-file=${pki('apiserver.crt')}`,
@@ -129,9 +166,15 @@ function apiserverSpec(): ProcessSpec {
     `--service-account-signing-key-file=${pki('sa.key')}`,
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
     `--service-cluster-ip-range=${serviceCidr}`,
-    // Endpoints may not hold loopback addresses, and the apiserver only listens on loopback:
-    // nothing reconciles the `kubernetes` Service's endpoints in tier 1.
-    '--endpoint-reconciler-type=none',
+    // The `kubernetes` Service's endpoint is the node address, where (tier 2) a forwarder inside the
+    // node's namespace carries connections to this loopback listener. Endpoints may not be loopback.
+    `--advertise-address=${nodeIp}`,
+    '--endpoint-reconciler-type=lease',
+    '--enable-admission-plugins=NodeRestriction',
+    `--kubelet-client-certificate=${pki('apiserver-kubelet-client.crt')}`,
+    `--kubelet-client-key=${pki('apiserver-kubelet-client.key')}`,
+    // The node's Hostname resolves to loopback on the host, where a forwarder leads to the kubelet.
+    '--kubelet-preferred-address-types=Hostname,InternalIP',
     `--requestheader-client-ca-file=${pki('ca.crt')}`,
     '--requestheader-allowed-names=front-proxy-client',
     '--requestheader-username-headers=X-Remote-User',
@@ -284,9 +327,9 @@ async function kubectlOk(who: Identity, args: string[]): Promise<string> {
   return result.stdout;
 }
 
-function runBuild(log: (line: string) => void): Promise<void> {
+function runBuild(log: (line: string) => void, components: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [buildScript, ...components], { stdio: ['ignore', 'pipe', 'pipe'] });
     const relay = (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) if (line.trim()) log(`  ${line}`);
     };
@@ -380,11 +423,96 @@ export async function clusterUp(options: ClusterOptions = {}): Promise<UpResult>
     ]);
   });
 
+  const tier = options.tier ?? (process.env.DETOUR_CLUSTER_TIER === '2' ? 2 : 1);
+  if (tier >= 2) started.push(...(await nodeUp(log, options.build !== false)));
+
   const seconds = (performance.now() - t0) / 1000;
   log(`cluster up in ${seconds.toFixed(1)}s (kubernetes v${versions.kubernetes}, etcd v${versions.etcd})`);
   log(`  admin:     export KUBECONFIG=${kubeconfigPath('admin')}`);
   log(`  developer: export KUBECONFIG=${kubeconfigPath('developer')}`);
   return { started, seconds };
+}
+
+function nodeKubeconfig(name: string): string {
+  return join(kubeconfigDir, `${name}.yaml`);
+}
+
+async function allNodeSpecs(): Promise<ProcessSpec[]> {
+  return nodeSpecs(nodeKubeconfig, await nodeName());
+}
+
+/** Tier 2: the node in its own network namespace; returns the components it started. */
+async function nodeUp(log: (line: string) => void, build: boolean): Promise<string[]> {
+  const started: string[] = [];
+  const missing = tier2Binaries.filter((name) => !existsSync(binaryPath(name)));
+  const pauseImage = join(imageDir, `pause-${versions.pause}.oci.tar`);
+  if (missing.length > 0 || !existsSync(pauseImage)) {
+    if (!build) {
+      throw new ClusterError(
+        'CLUSTER_BINARIES_MISSING',
+        `tier-2 binaries not built (${missing.join(', ')}): run npm run cluster:up -- --tier=2`,
+      );
+    }
+    await step(log, `build ${[...missing, 'pause-image'].join(', ')}`, () =>
+      runBuild(log, [...missing, 'pause-image']),
+    );
+  }
+  const name = await nodeName();
+  await step(log, `node ${name}: certificates, network namespace, config`, () => {
+    ensurePki(pkiDir, nodeCerts(name));
+    writeKubeconfig(nodeKubeconfig('kubelet'), apiserverUrl, pkiDir, `system:node:${name}`, 'kubelet-client');
+    writeKubeconfig(nodeKubeconfig('kube-proxy'), apiserverUrl, pkiDir, 'system:kube-proxy', 'kube-proxy');
+    writeKubeconfig(nodeKubeconfig('scheduler'), apiserverUrl, pkiDir, 'system:kube-scheduler', 'scheduler');
+    ensureNetns();
+    writeNodeConfig(pki, name);
+  });
+  for (const spec of nodeSpecs(nodeKubeconfig, name)) {
+    await step(log, `start ${spec.name}`, async () => {
+      const { pid, started: fresh } = startProcess(pidDir, logDir, spec);
+      if (fresh) started.push(spec.name);
+      log(
+        `  ${spec.name} pid ${pid}${fresh ? '' : ' (already running)'}, log ${join(logDir, `${spec.name}.log`)}`,
+      );
+      const alive = () => {
+        if (runningPid(pidDir, spec) === undefined) {
+          throw new ClusterError('CLUSTER_START_FAILED', `${spec.name} exited:\n${lastLogLines(spec.name)}`);
+        }
+      };
+      if (spec.name === 'containerd') {
+        await waitFor(
+          'containerd socket',
+          () => {
+            alive();
+            return existsSync(sock.containerd);
+          },
+          {
+            timeoutMs: 30_000,
+          },
+        );
+        log(`  imported ${importImages().join(', ')}`);
+      } else {
+        await sleep(300);
+        alive();
+      }
+    });
+  }
+  await step(log, `node ${name} Ready`, () =>
+    waitFor(
+      `node ${name} to be Ready (see ${join(logDir, 'kubelet.log')})`,
+      async () => {
+        const out = await kubectl('admin', [
+          'get',
+          'node',
+          name,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ]);
+        return out.stdout.trim() === 'True';
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    ),
+  );
+  return started;
 }
 
 export interface DownOptions {
@@ -397,6 +525,13 @@ export interface DownOptions {
 export async function clusterDown(options: DownOptions = {}): Promise<string[]> {
   const log = options.log ?? console.log;
   const stopped: string[] = [];
+  const node = await allNodeSpecs();
+  if (netnsExists() || node.some((spec) => runningPid(pidDir, spec) !== undefined)) {
+    await nodeDown(node, (line) => {
+      stopped.push(line);
+      log(line);
+    });
+  }
   for (const component of components().reverse()) {
     const pid = await stopProcess(pidDir, component);
     if (pid !== undefined) {
@@ -419,8 +554,9 @@ export interface ComponentStatus {
   peakMiB?: number;
 }
 
-export function clusterStatus(): ComponentStatus[] {
-  return components().map((component) => {
+export async function clusterStatus(): Promise<ComponentStatus[]> {
+  const node = (await allNodeSpecs()).filter((spec) => runningPid(pidDir, spec) !== undefined);
+  return [...components(), ...node].map((component) => {
     const pid = runningPid(pidDir, component);
     if (pid === undefined) return { name: component.name };
     const memory = memoryMiB(pid);
@@ -428,8 +564,8 @@ export function clusterStatus(): ComponentStatus[] {
   });
 }
 
-export function clusterRunning(): boolean {
-  return clusterStatus().every((component) => component.pid !== undefined);
+export async function clusterRunning(): Promise<boolean> {
+  return (await clusterStatus()).every((component) => component.pid !== undefined);
 }
 
 /**
@@ -437,9 +573,12 @@ export function clusterRunning(): boolean {
  * starts the cluster if it is not running, and returns a function that stops it again only if this
  * call started it.
  */
-export async function useCluster(log: (line: string) => void = () => {}): Promise<() => Promise<void>> {
+export async function useCluster(
+  log: (line: string) => void = () => {},
+  tier: 1 | 2 = 1,
+): Promise<() => Promise<void>> {
   requireBinaries();
-  const { started } = await clusterUp({ log, build: false });
+  const { started } = await clusterUp({ log, build: false, tier });
   return async () => {
     if (started.length > 0) await clusterDown({ log });
   };

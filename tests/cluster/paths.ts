@@ -16,12 +16,38 @@ export const etcdDataDir = join(stateDir, 'etcd-data');
 export const repoRoot = join(import.meta.dirname, '..', '..');
 export const buildScript = join(repoRoot, 'scripts', 'cluster-build.sh');
 
-export type Binary = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl';
+export type Binary =
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kubectl'
+  | 'kube-scheduler'
+  | 'kubelet'
+  | 'kube-proxy'
+  | 'containerd'
+  | 'containerd-shim-runc-v2'
+  | 'ctr';
 
 export function binaryPath(name: Binary): string {
-  const version = name === 'etcd' ? versions.etcd : versions.kubernetes;
+  const version =
+    name === 'etcd'
+      ? versions.etcd
+      : name === 'containerd' || name === 'containerd-shim-runc-v2' || name === 'ctr'
+        ? versions.containerd
+        : versions.kubernetes;
   return join(binDir, `${name}-${version}`);
 }
+
+export const tier2Binaries: readonly Binary[] = [
+  'kube-scheduler',
+  'kubelet',
+  'kube-proxy',
+  'containerd',
+  'containerd-shim-runc-v2',
+  'ctr',
+];
+export const nodeDir = join(stateDir, 'node');
+export const imageDir = join(cacheDir, 'images');
 
 export const tier1Binaries: readonly Binary[] = [
   'etcd',

@@ -55,8 +55,13 @@ function ensureCa(dir: string): void {
 
 function ensureCert(dir: string, request: CertRequest): void {
   const crt = `${request.name}.crt`;
-  if (existsSync(join(dir, crt)) && existsSync(join(dir, `${request.name}.key`))) return;
   const subject = `${request.organization ? `/O=${request.organization}` : ''}/CN=${request.commonName}`;
+  // What the certificate says, kept beside it: a changed name or address list re-issues it.
+  const identity = `${subject} ${request.usage} ${(request.altNames ?? []).join(',')}\n`;
+  const identityFile = join(dir, `${request.name}.identity`);
+  const current = existsSync(identityFile) ? readFileSync(identityFile, 'utf8') : undefined;
+  if (existsSync(join(dir, crt)) && existsSync(join(dir, `${request.name}.key`)) && current === identity)
+    return;
   const eku = { client: 'clientAuth', server: 'serverAuth', both: 'serverAuth,clientAuth' }[request.usage];
   const extensions = [
     'basicConstraints=critical,CA:FALSE',
@@ -90,6 +95,7 @@ function ensureCert(dir: string, request: CertRequest): void {
   );
   rmSync(join(dir, extFile));
   rmSync(join(dir, csr));
+  writeFileSync(identityFile, identity);
 }
 
 /** The key pair that signs and verifies service-account tokens. */

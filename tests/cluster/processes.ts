@@ -12,6 +12,9 @@ export interface ProcessSpec {
   name: string;
   binary: string;
   args: string[];
+  /** Run inside this network namespace (through `ip netns exec`, which execs the binary in place). */
+  netns?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 function pidFile(pidDir: string, name: string): string {
@@ -23,8 +26,8 @@ function isAliveAs(pid: number, binary: string): boolean {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 3 (after the parenthesised command) is the state; a zombie has exited.
     if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
-    const argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
-    return argv0 === binary;
+    // argv[0], or a later argument for the instant `ip netns exec` has not exec'd the binary yet.
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(binary);
   } catch {
     return false;
   }
@@ -51,7 +54,14 @@ export function startProcess(
   mkdirSync(pidDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
   const log = openSync(join(logDir, `${spec.name}.log`), 'a');
-  const child = spawn(spec.binary, spec.args, { detached: true, stdio: ['ignore', log, log] });
+  const [command, args] = spec.netns
+    ? ['ip', ['netns', 'exec', spec.netns, spec.binary, ...spec.args]]
+    : [spec.binary, spec.args];
+  const child = spawn(command, args, {
+    detached: true,
+    stdio: ['ignore', log, log],
+    env: spec.env ?? process.env,
+  });
   closeSync(log);
   if (child.pid === undefined) throw new Error(`could not start ${spec.binary}`);
   child.unref();

@@ -7,6 +7,9 @@ export interface ClusterVersions {
   kubernetes: string;
   istioApi: string;
   gatewayApi: string;
+  containerd: string;
+  pause: string;
+  pauseImage: string;
 }
 
 function readEnvFile(path: string): Map<string, string> {
@@ -31,4 +34,7 @@ export const versions: ClusterVersions = {
   kubernetes: required(env, 'KUBERNETES_VERSION'),
   istioApi: required(env, 'ISTIO_API_VERSION'),
   gatewayApi: required(env, 'GATEWAY_API_VERSION'),
+  containerd: required(env, 'CONTAINERD_VERSION'),
+  pause: required(env, 'PAUSE_VERSION'),
+  pauseImage: required(env, 'PAUSE_IMAGE'),
 };

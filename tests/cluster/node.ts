@@ -1,0 +1,435 @@
+import { execFileSync } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClusterError } from './errors.ts';
+import { binaryPath, imageDir, nodeDir, pidDir } from './paths.ts';
+import { ports } from './ports.ts';
+import { type ProcessSpec, runningPid, stopProcess } from './processes.ts';
+import { versions } from './versions.ts';
+
+/**
+ * Tier 2: one node. containerd, kubelet, kube-proxy and every pod live in the network namespace
+ * `detour-node`, which this code creates: its only addresses are loopback, the node address
+ * 198.18.0.2 (a dummy interface) and the pod bridge 198.18.128.1/24. The control plane stays on the
+ * host's loopback; socat joins the two through Unix sockets (a Unix socket is reachable from any
+ * network namespace), so nothing listens on a host address other than 127.0.0.1.
+ */
+export const nodeNetns = 'detour-node';
+export const nodeIp = '198.18.0.2';
+export const podSubnet = '198.18.128.0/24';
+export const clusterDns = '198.19.0.10';
+
+export const sock = {
+  containerd: join(nodeDir, 'containerd', 'containerd.sock'),
+  apiserver: join(nodeDir, 'apiserver.sock'),
+  kubelet: join(nodeDir, 'kubelet.sock'),
+};
+
+/**
+ * The node's name. The apiserver reaches a kubelet at the node's Hostname address; a name that
+ * resolves to loopback on the host (this VM's /etc/hosts maps its hostname to 127.0.0.1) lets the
+ * host-side forwarder on 127.0.0.1:<ports.kubelet> carry that connection into the namespace.
+ */
+export async function nodeName(): Promise<string> {
+  const name = hostname().toLowerCase();
+  try {
+    const { address } = await lookup(name, { family: 4 });
+    if (address.startsWith('127.')) return name;
+  } catch {
+    // falls through
+  }
+  return 'localhost';
+}
+
+function run(command: string, args: string[], input?: string): string {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ClusterError(
+        'CLUSTER_TOOL_MISSING',
+        `${command} is not installed (tier 2 needs iproute2, socat, runc)`,
+      );
+    }
+    const stderr = (error as { stderr?: string }).stderr ?? '';
+    throw new ClusterError('CLUSTER_COMMAND_FAILED', `${command} ${args.join(' ')} failed: ${stderr.trim()}`);
+  }
+}
+
+export function netnsExists(): boolean {
+  return existsSync(`/run/netns/${nodeNetns}`);
+}
+
+/** Creates the node's network namespace (idempotent). */
+export function ensureNetns(): void {
+  if (netnsExists()) return;
+  run('ip', ['netns', 'add', nodeNetns]);
+  const ip = (...args: string[]) => run('ip', ['-n', nodeNetns, ...args]);
+  ip('link', 'set', 'lo', 'up');
+  ip('link', 'add', 'detour0', 'type', 'dummy');
+  ip('addr', 'add', `${nodeIp}/32`, 'dev', 'detour0');
+  ip('link', 'set', 'detour0', 'up');
+  // No way out of the namespace: the default route only lets the kernel pick a source address.
+  ip('route', 'add', 'default', 'dev', 'detour0');
+  const sysctl = (key: string, value: string) =>
+    run('ip', ['netns', 'exec', nodeNetns, 'sysctl', '-q', '-w', `${key}=${value}`]);
+  sysctl('net.ipv4.ip_forward', '1');
+  // Service VIPs between two pods on the same bridge need the bridge's traffic to pass iptables.
+  sysctl('net.bridge.bridge-nf-call-iptables', '1');
+}
+
+function writeFile(path: string, content: string): string {
+  mkdirSync(join(path, '..'), { recursive: true });
+  writeFileSync(path, content);
+  return path;
+}
+
+/** Node-side configuration files; returns their paths. */
+export function writeNodeConfig(pki: (file: string) => string, name: string) {
+  const bin = join(nodeDir, 'bin');
+  mkdirSync(bin, { recursive: true });
+  // containerd finds its shim on PATH.
+  const shim = join(bin, 'containerd-shim-runc-v2');
+  rmSync(shim, { force: true });
+  symlinkSync(binaryPath('containerd-shim-runc-v2'), shim);
+
+  const cniConf = writeFile(
+    join(nodeDir, 'cni', 'net.d', '10-detour.conflist'),
+    `${JSON.stringify(
+      {
+        cniVersion: '1.0.0',
+        name: 'detour',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: 'cni0',
+            isGateway: true,
+            ipMasq: false,
+            hairpinMode: true,
+            ipam: { type: 'host-local', ranges: [[{ subnet: podSubnet }]], routes: [{ dst: '0.0.0.0/0' }] },
+          },
+          { type: 'portmap', capabilities: { portMappings: true } },
+        ],
+      },
+      null,
+      2,
+    )}\n`,
+  );
+
+  const containerd = join(nodeDir, 'containerd');
+  const containerdConfig = writeFile(
+    join(containerd, 'config.toml'),
+    `version = 3
+root = "${join(containerd, 'root')}"
+state = "${join(containerd, 'state')}"
+
+[grpc]
+  address = "${sock.containerd}"
+
+[ttrpc]
+  address = "${sock.containerd}.ttrpc"
+
+[plugins]
+  [plugins.'io.containerd.nri.v1.nri']
+    disable = true
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = '${versions.pauseImage}'
+  [plugins.'io.containerd.cri.v1.runtime']
+    # Pod network namespaces under the state dir, not /run/netns: cleanup touches only our own.
+    netns_mounts_under_state_dir = true
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = '/usr/sbin/runc'
+        SystemdCgroup = false
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ['/usr/lib/cni']
+      conf_dir = '${join(nodeDir, 'cni', 'net.d')}'
+  [plugins.'io.containerd.grpc.v1.cri']
+    stream_server_address = '127.0.0.1'
+`,
+  );
+
+  const kubeletConfig = writeFile(
+    join(nodeDir, 'kubelet', 'config.yaml'),
+    `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: ${nodeIp}
+port: ${ports.kubelet}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: ${ports.kubeletHealthz}
+authentication:
+  anonymous: { enabled: false }
+  webhook: { enabled: true }
+  x509: { clientCAFile: ${pki('ca.crt')} }
+authorization: { mode: Webhook }
+tlsCertFile: ${pki('kubelet.crt')}
+tlsPrivateKeyFile: ${pki('kubelet.key')}
+containerRuntimeEndpoint: unix://${sock.containerd}
+# cgroup v1 on this VM: containerd 2 reports the driver (cgroupfs) through RuntimeConfig.
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+clusterDNS: [${clusterDns}]
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+# A test node on a shared disk: evict only when really short.
+evictionHard: { memory.available: "200Mi", nodefs.available: "2%", imagefs.available: "2%", nodefs.inodesFree: "2%" }
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+serializeImagePulls: false
+maxPods: 50
+`,
+  );
+  return { cniConf, containerdConfig, kubeletConfig, bin, name };
+}
+
+export function nodeSpecs(kubeconfig: (name: string) => string, name: string): ProcessSpec[] {
+  const containerdEnv = { ...process.env, PATH: `${join(nodeDir, 'bin')}:/usr/sbin:/usr/bin:/sbin:/bin` };
+  return [
+    // Node → apiserver: 127.0.0.1 and 198.18.0.2 (port ports.apiserver) (the `kubernetes` Service's endpoint)
+    // inside the namespace reach the apiserver on the host's loopback.
+    {
+      name: 'forward-apiserver-host',
+      binary: '/usr/bin/socat',
+      args: [`UNIX-LISTEN:${sock.apiserver},fork,unlink-early`, `TCP:127.0.0.1:${ports.apiserver}`],
+    },
+    {
+      name: 'forward-apiserver-node',
+      binary: '/usr/bin/socat',
+      netns: nodeNetns,
+      args: [`TCP-LISTEN:${ports.apiserver},fork,reuseaddr`, `UNIX-CONNECT:${sock.apiserver}`],
+    },
+    // apiserver → kubelet (exec, logs, port-forward): host 127.0.0.1:<ports.kubelet> → kubelet in the namespace.
+    {
+      name: 'forward-kubelet-node',
+      binary: '/usr/bin/socat',
+      netns: nodeNetns,
+      args: [`UNIX-LISTEN:${sock.kubelet},fork,unlink-early`, `TCP:${nodeIp}:${ports.kubelet}`],
+    },
+    {
+      name: 'forward-kubelet-host',
+      binary: '/usr/bin/socat',
+      args: [`TCP-LISTEN:${ports.kubelet},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${sock.kubelet}`],
+    },
+    {
+      name: 'kube-scheduler',
+      binary: binaryPath('kube-scheduler'),
+      args: [
+        `--kubeconfig=${kubeconfig('scheduler')}`,
+        `--authentication-kubeconfig=${kubeconfig('scheduler')}`,
+        `--authorization-kubeconfig=${kubeconfig('scheduler')}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${ports.scheduler}`,
+        '--leader-elect=false',
+        '--v=0',
+      ],
+    },
+    {
+      name: 'containerd',
+      binary: binaryPath('containerd'),
+      netns: nodeNetns,
+      env: containerdEnv,
+      args: ['--config', join(nodeDir, 'containerd', 'config.toml'), '--log-level', 'warn'],
+    },
+    {
+      name: 'kubelet',
+      binary: binaryPath('kubelet'),
+      netns: nodeNetns,
+      env: containerdEnv,
+      args: [
+        `--config=${join(nodeDir, 'kubelet', 'config.yaml')}`,
+        `--kubeconfig=${kubeconfig('kubelet')}`,
+        `--root-dir=${join(nodeDir, 'kubelet', 'root')}`,
+        `--hostname-override=${name}`,
+        `--node-ip=${nodeIp}`,
+        '--v=1',
+      ],
+    },
+    {
+      name: 'kube-proxy',
+      binary: binaryPath('kube-proxy'),
+      netns: nodeNetns,
+      args: [
+        `--kubeconfig=${kubeconfig('kube-proxy')}`,
+        `--hostname-override=${name}`,
+        '--proxy-mode=iptables',
+        '--cluster-cidr=198.18.128.0/17',
+        // The namespace's conntrack table is the host's: leave its size alone.
+        '--conntrack-max-per-core=0',
+        `--healthz-bind-address=127.0.0.1:${ports.kubeProxyHealthz}`,
+        `--metrics-bind-address=127.0.0.1:${ports.kubeProxyMetrics}`,
+        '--v=0',
+      ],
+    },
+  ];
+}
+
+/** Imports the locally built pause image (and any other archive in imageDir) into containerd's k8s.io namespace. */
+export function importImages(): string[] {
+  const imported: string[] = [];
+  if (!existsSync(imageDir)) return imported;
+  for (const file of readdirSync(imageDir).filter((f) => f.endsWith('.tar'))) {
+    run(binaryPath('ctr'), [
+      '--address',
+      sock.containerd,
+      '-n',
+      'k8s.io',
+      'images',
+      'import',
+      join(imageDir, file),
+    ]);
+    imported.push(file);
+  }
+  return imported;
+}
+
+function pidsIn(cgroupDir: string): number[] {
+  const pids: number[] = [];
+  if (!existsSync(cgroupDir)) return pids;
+  const walk = (dir: string) => {
+    try {
+      for (const line of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')) {
+        const pid = Number.parseInt(line, 10);
+        if (pid > 0) pids.push(pid);
+      }
+      for (const entry of readdirSync(dir)) {
+        const child = join(dir, entry);
+        if (statSync(child).isDirectory()) walk(child);
+      }
+    } catch {
+      // a cgroup vanished while walking it
+    }
+  };
+  walk(cgroupDir);
+  return pids;
+}
+
+function removeCgroupTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const entry of readdirSync(dir)) {
+    const child = join(dir, entry);
+    try {
+      if (statSync(child).isDirectory()) removeCgroupTree(child);
+    } catch {
+      // gone already
+    }
+  }
+  try {
+    rmdirSync(dir);
+  } catch {
+    // still busy: reported by the leftover check
+  }
+}
+
+const cgroupRoot = '/sys/fs/cgroup';
+function kubepodsDirs(): string[] {
+  if (!existsSync(cgroupRoot)) return [];
+  return readdirSync(cgroupRoot)
+    .map((controller) => join(cgroupRoot, controller, 'kubepods'))
+    .filter((dir) => existsSync(dir));
+}
+
+/** Processes whose argv[0] is this binary (containerd's shims daemonize away from containerd). */
+function pidsOfBinary(binary: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number.parseInt(entry, 10);
+    if (!(pid > 0)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] === binary) pids.push(pid);
+    } catch {
+      // exited
+    }
+  }
+  return pids;
+}
+
+function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * Stops the node and removes what it left behind: pod processes (by the kubepods cgroups the kubelet
+ * made), containerd's shims, mounts under the node dir (pod network namespaces among them), the kubepods cgroups
+ * and the node namespace itself (its iptables rules and bridge go with it).
+ */
+export async function nodeDown(specs: ProcessSpec[], log: (line: string) => void): Promise<void> {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const stop = async (name: string) => {
+    const spec = byName.get(name);
+    if (!spec) return;
+    const pid = await stopProcess(pidDir, spec);
+    if (pid !== undefined) log(`stopped ${name} (pid ${pid})`);
+  };
+  await stop('kubelet');
+  await stop('kube-proxy');
+  const podPids = kubepodsDirs().flatMap(pidsIn);
+  if (podPids.length > 0) {
+    killAll(podPids);
+    log(`killed ${podPids.length} pod processes`);
+    await sleep(500);
+  }
+  await stop('containerd');
+  const shims = pidsOfBinary(binaryPath('containerd-shim-runc-v2'));
+  if (shims.length > 0) {
+    killAll(shims);
+    log(`killed ${shims.length} containerd shims`);
+    await sleep(300);
+  }
+  for (const name of [
+    'kube-scheduler',
+    'forward-kubelet-host',
+    'forward-kubelet-node',
+    'forward-apiserver-node',
+  ]) {
+    await stop(name);
+  }
+  await stop('forward-apiserver-host');
+
+  // Mounts the kubelet (volumes) and containerd (rootfs, shm) made under the node dir, deepest first.
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((point): point is string => point?.startsWith(nodeDir) === true)
+    .sort((a, b) => b.length - a.length);
+  for (const point of mounts) {
+    try {
+      execFileSync('umount', ['-l', point], { stdio: 'ignore' });
+    } catch {
+      // unmounted through a parent already
+    }
+  }
+  if (mounts.length > 0) log(`unmounted ${mounts.length} mounts`);
+  for (const dir of kubepodsDirs()) removeCgroupTree(dir);
+  if (netnsExists()) {
+    run('ip', ['netns', 'delete', nodeNetns]);
+    log(`deleted network namespace ${nodeNetns}`);
+  }
+}
+
+export function nodeRunning(specs: ProcessSpec[]): boolean {
+  return specs.every((spec) => runningPid(pidDir, spec) !== undefined);
+}

@@ -16,6 +16,8 @@ export interface EgressProxyOptions {
   /** 0 picks an ephemeral port; `listen()` reports it. */
   port?: number;
   forwardTimeoutMs?: number;
+  /** How long a new client may stay silent before it is dropped. */
+  firstByteTimeoutMs?: number;
 }
 
 export class EgressProxyError extends DetourError {}
@@ -125,9 +127,13 @@ export class EgressProxy {
     this.stats.connections++;
     this.#ctx.track(socket);
     socket.on('error', () => socket.destroy());
+    // A client that connects and says nothing is dropped; once it has spoken, its protocol's
+    // handler owns the socket (the HTTP server has its own timeouts, a relay is idle-tolerant).
+    socket.setTimeout(this.#options.firstByteTimeoutMs ?? 30_000, () => socket.destroy());
     socket.once('readable', () => {
+      socket.setTimeout(0);
       const first: Buffer | null = socket.read();
-      if (first === null) return;
+      if (first === null) return void socket.destroy();
       socket.unshift(first);
       if (first[0] === 0x05) {
         serveSocks5(socket, this.#ctx).catch(() => socket.destroy());

@@ -100,3 +100,23 @@ test('a client that half-closes right after its request leaves nothing open', as
   for (let i = 0; i < 50 && proxy.openStreams > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(proxy.openStreams, 0);
 });
+
+test('a client that connects and closes without a byte, or stays silent, leaves nothing open', async () => {
+  const silentProxy = new EgressProxy({
+    router: new EgressRouter({ policy: new EgressPolicy(), remote, local: new DirectDialer() }),
+    firstByteTimeoutMs: 200,
+  });
+  const { port: silentPort } = await silentProxy.listen();
+  try {
+    const closing = net.connect(silentPort, '127.0.0.1', () => closing.end());
+    const silent = net.connect(silentPort, '127.0.0.1');
+    await Promise.all(
+      [closing, silent].map((s) => new Promise((resolve) => s.resume().on('close', resolve))),
+    );
+    for (let i = 0; i < 50 && silentProxy.openStreams > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(silentProxy.openStreams, 0);
+    assert.equal(silentProxy.stats.connections, 2);
+  } finally {
+    await silentProxy.close();
+  }
+});

@@ -3,10 +3,12 @@
  * runs are swept, and a machine that cannot create namespaces fails loudly instead of passing.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { ports, Rig } from '../support/detour.ts';
 import { addresses, namespaceExists, requireNetns, sweepStaleNamespaces } from '../support/netns.ts';
+import { waitFor, withTimeout } from '../support/wait.ts';
 
 describe('test harness: network namespaces', { timeout: 60_000 }, () => {
   let rig: Rig;
@@ -48,14 +50,21 @@ describe('test harness: network namespaces', { timeout: 60_000 }, () => {
     );
   });
 
-  test('a stale dt-* namespace of a dead run is swept; a live run’s are kept', () => {
+  test('a stale dt-* namespace of a dead run is swept with its processes; a live run’s are kept', async () => {
     // A pid far above pid_max's default is never alive.
     const stale = 'dt-4999999-stale-pod';
     execFileSync('ip', ['netns', 'add', stale]);
     assert.ok(namespaceExists(stale));
+    // A process the dead run left running inside it.
+    const orphan = spawn('ip', ['netns', 'exec', stale, 'sleep', '300'], { detached: true, stdio: 'ignore' });
+    await waitFor({ what: 'the orphan to run in the stale namespace', timeoutMs: 5_000 }, () =>
+      execFileSync('ip', ['netns', 'pids', stale], { encoding: 'utf8' }).includes(String(orphan.pid)),
+    );
     const removed = sweepStaleNamespaces();
     assert.ok(removed.includes(stale), `swept: ${removed.join(', ')}`);
     assert.ok(!namespaceExists(stale));
+    const [, signal] = await withTimeout(once(orphan, 'exit'), 5_000, 'the orphan to be killed by the sweep');
+    assert.equal(signal, 'SIGKILL');
     assert.ok(namespaceExists(rig.topology.names.pod), 'this run’s namespaces are kept');
   });
 

@@ -12,6 +12,8 @@ import { waitFor } from '../support/wait.ts';
 describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
   let rig: Rig;
   let cli: ManagedProcess;
+  /** A second session, `detour up` with human output: what a developer sees in the terminal. */
+  let up: ManagedProcess;
 
   const answerFor = async (dev?: string) => {
     const result = await rig.curl('cluster', ['-sS', ...inbound('/who', dev)], 5_000);
@@ -35,6 +37,14 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
         String(ports.localApp),
       ],
     });
+    up = await rig.startSession({
+      name: 'dev-b',
+      headers: ['x-dev=dev-b'],
+      port: '8081',
+      json: false,
+      waitReady: false,
+    });
+    await up.waitForLine('stderr', /session dev-b ready/, 'detour up: session dev-b ready');
     await waitFor({ what: 'the local app to answer through the session', timeoutMs: 10_000 }, async () =>
       (await answerFor('dev-a')) === 'local' ? true : undefined,
     );
@@ -50,6 +60,7 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
   ] as const) {
     test(`agent ${how} and started again: the CLI reports the loss, reconnects, the session is back`, async () => {
       const mark = cli.stdout.length;
+      const upMark = up.stderr.length;
       const agent = rig.agent;
       assert.ok(agent);
       agent.signal(signal);
@@ -83,6 +94,23 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
         async () => ((await answerFor('dev-a')) === 'local' ? true : undefined),
       );
       assert.equal(await answerFor(), 'remote');
+
+      // The human form, on stderr.
+      await up.waitForLine(
+        'stderr',
+        /^detour: warning: lost the tunnel to the agent .*reconnecting/,
+        'the warning',
+        5_000,
+        upMark,
+      );
+      await up.waitForLine(
+        'stderr',
+        /^detour: tunnel restored after \d+ attempt\(s\); session dev-b is back/,
+        'restored',
+        15_000,
+        upMark,
+      );
+      assert.equal(up.status, undefined, 'detour up keeps running');
     });
   }
 });

@@ -44,7 +44,28 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * SIGKILLs the processes still inside a namespace this harness created (by the pids `ip netns pids`
+ * lists): what a run left when it died, or a process that escaped its process group.
+ */
+function killProcessesIn(name: string): void {
+  let pids: number[] = [];
+  try {
+    pids = ip('netns', 'pids', name).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 function removeNamespace(name: string): void {
+  killProcessesIn(name);
   try {
     ip('netns', 'del', name);
   } catch {
@@ -53,7 +74,7 @@ function removeNamespace(name: string): void {
   rmSync(`/etc/netns/${name}`, { recursive: true, force: true });
 }
 
-/** Removes dt-* namespaces (and their /etc/netns files) left by runs whose process is gone. */
+/** Removes dt-* namespaces (their processes, their /etc/netns files) left by runs whose process is gone. */
 export function sweepStaleNamespaces(): string[] {
   const removed: string[] = [];
   for (const name of listNamespaces()) {

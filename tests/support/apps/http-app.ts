@@ -49,13 +49,11 @@ function handle(req: Req, res: Res): void {
   stats.requests += 1;
   stats.inFlight += 1;
   stats.peakInFlight = Math.max(stats.peakInFlight, stats.inFlight);
-  let finished = false;
-  res.on('finish', () => {
-    finished = true;
-  });
   res.on('close', () => {
     stats.inFlight -= 1;
-    if (!finished) stats.aborted += 1;
+    // Closed before the app ended the response: the caller (or something on the way) reset it.
+    // (Not 'finish': the HTTP/2 compat response emits it even for a reset stream.)
+    if (!res.writableEnded) stats.aborted += 1;
   });
   switch (url.pathname) {
     case '/upload': {

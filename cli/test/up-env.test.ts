@@ -89,7 +89,7 @@ describe('detour up and detour env', () => {
     const printed = JSON.parse(stdout) as Record<string, string>;
     assert.match(printed.DETOUR_PROXY ?? '', /^127\.0\.0\.1:\d+$/);
     assert.equal(printed.ALL_PROXY, `socks5h://${printed.DETOUR_PROXY}`);
-    assert.match(printed.NODE_OPTIONS ?? '', /--import \S+register\.ts/);
+    assert.match(printed.NODE_OPTIONS ?? '', /--require "\S+register\.ts"/);
     assert.match(printed.JAVA_TOOL_OPTIONS ?? '', /-DsocksProxyHost=127\.0\.0\.1/);
     assert.equal(printed.DETOUR_ROUTING_HEADERS, 'x-dev,baggage');
     assert.match(upStderr, /session ide-1 is up/);

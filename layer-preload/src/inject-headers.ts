@@ -1,7 +1,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type http from 'node:http';
 import type http2 from 'node:http2';
-import type { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import type { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { whenBuiltinRequested } from './builtin-hook.ts';
 import type { RoutingContext } from './routing-context.ts';
 

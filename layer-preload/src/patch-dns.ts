@@ -1,7 +1,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import { promisify } from 'node:util';
-import type { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import type { EgressPolicy } from '@detour/router/egress/egress-policy';
 import type { ProxyClient } from './proxy-client.ts';
 
 type LookupOptions = { family?: number | string; all?: boolean };

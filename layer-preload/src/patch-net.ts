@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import type { EgressPolicy } from '@detour/router/egress/egress-policy';
 import type { ProxyClient } from './proxy-client.ts';
 
 type ConnectArgs = unknown[];

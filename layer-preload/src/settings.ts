@@ -1,4 +1,4 @@
-import { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { InvalidInputError } from '@detour/router/errors';
 
 /** The layer's environment variables; `detour exec` and `detour env` set them. */

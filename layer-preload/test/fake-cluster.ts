@@ -7,11 +7,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { EgressPolicy } from '@detour/cli/egress/egress-policy';
 import { EgressProxy } from '@detour/cli/egress/egress-proxy';
 import { EgressRouter } from '@detour/cli/egress/egress-router';
 import { HostsDialer } from '@detour/cli/egress/hosts-dialer';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import * as grpc from '@grpc/grpc-js';
 
 /** Where the stand-in cluster's services live: 127.77.0.0/16 is "the cluster" (declared remote). */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { EgressPolicy } from '@detour/cli/egress/egress-policy';
 import { EgressProxy } from '@detour/cli/egress/egress-proxy';
 import { EgressRouter } from '@detour/cli/egress/egress-router';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import {
   clusterAddress,
   type FakeCluster,

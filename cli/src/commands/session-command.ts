@@ -5,7 +5,6 @@ import { formatFilter } from '@detour/router/match/index';
 import { parseSessionOptions } from '../options.ts';
 import { createReporter, type Reporter } from '../reporter.ts';
 import { LocalSession } from '../session/local-session.ts';
-import { sessionProcessEnv } from '../session/process-env.ts';
 import { publishSession } from '../session/session-state.ts';
 
 /** Starts a session, runs `body`, and always ends the session, whatever way `body` ends. */
@@ -22,13 +21,7 @@ async function withSession(
   const reporter = createReporter(options.json);
   const session = new LocalSession(options, reporter);
   await session.start();
-  const routingHeaders = [...new Set([...Object.keys(session.filter.headers ?? {}), 'baggage'])];
-  const env = sessionProcessEnv({
-    proxy: session.proxyAddress,
-    routingHeaders,
-    egressInclude: options.egressInclude,
-    egressExclude: options.egressExclude,
-  });
+  const env = session.processEnv();
   try {
     return await body(session, env, rest, reporter);
   } finally {

@@ -1,5 +1,5 @@
 import type { EgressDialer, ResolvedAddress } from '@detour/router/egress/dialer';
-import type { EgressDecision, EgressPolicy } from './egress-policy.ts';
+import type { EgressDecision, EgressPolicy } from '@detour/router/egress/egress-policy';
 
 export interface EgressRoute {
   decision: EgressDecision;

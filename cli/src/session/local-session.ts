@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { hostname, userInfo } from 'node:os';
+import { homedir, hostname, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
 import { InvalidInputError } from '@detour/router/errors';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
@@ -12,12 +14,12 @@ import {
   validateFilter,
 } from '@detour/router/match/index';
 import { TunnelCode, type TunnelStream } from '@detour/router/tunnel/index';
-import { EgressPolicy } from '../egress/egress-policy.ts';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
 import { AgentTunnel } from './agent-tunnel.ts';
+import { sessionProcessEnv } from './process-env.ts';
 
 export interface PortMapping {
   target: number;
@@ -123,9 +125,16 @@ export class LocalSession {
     return this.#options.agent;
   }
 
-  get proxyAddress(): { host: string; port: number } {
+  /** The environment that puts a local process in this session (call after `start`). */
+  processEnv(): Record<string, string> {
     if (!this.#proxyAddress) throw new Error('the session has not started');
-    return this.#proxyAddress;
+    return sessionProcessEnv({
+      proxyEnv: this.#proxy.env(),
+      proxy: this.#proxyAddress,
+      // The session's own header names, and W3C baggage, ride along on the app's outbound calls.
+      routingHeaders: [...new Set([...Object.keys(this.filter.headers ?? {}), 'baggage'])],
+      cacheDir: join(homedir(), '.cache', 'detour'),
+    });
   }
 
   async start(): Promise<void> {

@@ -1,49 +1,44 @@
-import { fileURLToPath } from 'node:url';
-import { policyEnv } from '../egress/egress-policy.ts';
-
-const layerRegister = fileURLToPath(import.meta.resolve('@detour/layer/register'));
+import { join } from 'node:path';
+import { layerEnv, nodeOptionsWithLayer } from '@detour/layer';
 
 export interface ProcessEnvInput {
+  /** The egress proxy's own variables (DETOUR_PROXY, policy, ALL_PROXY, HTTP(S)_PROXY, NO_PROXY). */
+  proxyEnv: Record<string, string>;
   proxy: { host: string; port: number };
   routingHeaders: readonly string[];
-  egressInclude: readonly string[];
-  egressExclude: readonly string[];
+  cacheDir: string;
 }
 
 /**
- * The variables that put a local process in the session: the Node layer for Node, the standard
- * proxy variables for curl, Go, Python and others, and the JVM's proxy properties.
+ * The variables that put a local process in the session: the Node layer for Node apps, the
+ * standard proxy variables (and lower-case twins) for curl, Go, Python and others, and the JVM's
+ * proxy properties. Existing NODE_OPTIONS / JAVA_TOOL_OPTIONS are kept after detour's.
  */
 export function sessionProcessEnv(
   input: ProcessEnvInput,
   base: NodeJS.ProcessEnv = process.env,
 ): Record<string, string> {
-  const proxyAddress = `${input.proxy.host}:${input.proxy.port}`;
-  const httpProxy = `http://${proxyAddress}`;
-  const noProxy = ['localhost', '127.0.0.1', '::1', ...input.egressExclude].join(',');
-  const nodeOptions = [base.NODE_OPTIONS, `--import ${layerRegister}`].filter(Boolean).join(' ');
+  const { proxyEnv, proxy } = input;
+  const noProxy = proxyEnv.NO_PROXY ?? 'localhost,127.0.0.1,::1';
   const jvm = [
-    `-DsocksProxyHost=${input.proxy.host}`,
-    `-DsocksProxyPort=${input.proxy.port}`,
-    `-Dhttp.proxyHost=${input.proxy.host}`,
-    `-Dhttp.proxyPort=${input.proxy.port}`,
-    `-Dhttps.proxyHost=${input.proxy.host}`,
-    `-Dhttps.proxyPort=${input.proxy.port}`,
+    `-DsocksProxyHost=${proxy.host}`,
+    `-DsocksProxyPort=${proxy.port}`,
+    `-Dhttp.proxyHost=${proxy.host}`,
+    `-Dhttp.proxyPort=${proxy.port}`,
+    `-Dhttps.proxyHost=${proxy.host}`,
+    `-Dhttps.proxyPort=${proxy.port}`,
     `-Dhttp.nonProxyHosts=${noProxy.replaceAll(',', '|')}`,
   ];
   return {
-    DETOUR_PROXY: proxyAddress,
-    DETOUR_ROUTING_HEADERS: input.routingHeaders.join(','),
-    [policyEnv.include]: input.egressInclude.join(','),
-    [policyEnv.exclude]: input.egressExclude.join(','),
-    NODE_OPTIONS: nodeOptions,
-    HTTP_PROXY: httpProxy,
-    HTTPS_PROXY: httpProxy,
-    http_proxy: httpProxy,
-    https_proxy: httpProxy,
-    ALL_PROXY: `socks5h://${proxyAddress}`,
-    NO_PROXY: noProxy,
+    ...proxyEnv,
+    http_proxy: proxyEnv.HTTP_PROXY ?? '',
+    https_proxy: proxyEnv.HTTPS_PROXY ?? '',
+    all_proxy: proxyEnv.ALL_PROXY ?? '',
     no_proxy: noProxy,
-    JAVA_TOOL_OPTIONS: [base.JAVA_TOOL_OPTIONS, ...jvm].filter(Boolean).join(' '),
+    [layerEnv.routingHeaders]: input.routingHeaders.join(','),
+    NODE_OPTIONS: nodeOptionsWithLayer(base.NODE_OPTIONS),
+    // Type-stripping the layer on every start costs ~200 ms; the compile cache makes it tens.
+    NODE_COMPILE_CACHE: base.NODE_COMPILE_CACHE ?? join(input.cacheDir, 'node-compile-cache'),
+    JAVA_TOOL_OPTIONS: [...jvm, base.JAVA_TOOL_OPTIONS].filter(Boolean).join(' '),
   };
 }

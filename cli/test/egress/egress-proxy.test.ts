@@ -10,11 +10,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { EgressPolicy } from '@detour/cli/egress/egress-policy';
 import { EgressProxy } from '@detour/cli/egress/egress-proxy';
 import { EgressRouter } from '@detour/cli/egress/egress-router';
 import { HostsDialer } from '@detour/cli/egress/hosts-dialer';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { encodeAddress, readAddress, readExactly } from '@detour/router/egress/socks5';
 
 const run = promisify(execFile);

@@ -5,11 +5,11 @@ import net from 'node:net';
 import { type Duplex, duplexPair } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { EgressPolicy } from '@detour/cli/egress/egress-policy';
 import { EgressProxy } from '@detour/cli/egress/egress-proxy';
 import { EgressRouter } from '@detour/cli/egress/egress-router';
 import type { EgressDialer, ResolvedAddress } from '@detour/router/egress/dialer';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 
 const run = promisify(execFile);
 

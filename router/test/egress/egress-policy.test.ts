@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { EgressPolicy } from '@detour/cli/egress/egress-policy';
+import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { InvalidInputError } from '@detour/router/errors';
 
 test('by default cluster names go remote, loopback and other names stay local', () => {

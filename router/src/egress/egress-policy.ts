@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { InvalidInputError } from '@detour/router/errors';
+import { InvalidInputError } from '../errors.ts';
 
 /**
  * Which outbound destinations leave from the cluster (remote) and which from this machine (local).

@@ -31,6 +31,9 @@ import { InboundMetrics } from './inbound-metrics.ts';
 import { MetricsRegistry } from './metrics.ts';
 
 const h2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const keepAliveMs = 65 * 60_000;
+/** A connection that sends nothing is dropped (a client opens a connection to use it). */
+const firstBytesTimeoutMs = 60_000;
 
 export interface InboundListenerOptions {
   registry: SessionRegistry;
@@ -121,9 +124,12 @@ export class InboundListener {
         upstreamFailed: () => stats.errors.upstream.inc(),
       });
     }
+    // Idle keep-alive connections stay open longer than Envoy keeps its upstream connections idle
+    // (1 h by default): if the agent closed first, Envoy could send a request on a connection being
+    // closed and answer 503. Requests themselves have no deadline (streams, WebSockets, SSE).
     this.http1 = http.createServer({
       noDelay: true,
-      keepAliveTimeout: 65_000,
+      keepAliveTimeout: keepAliveMs,
       requestTimeout: 0,
       headersTimeout: 60_000,
     });
@@ -190,7 +196,16 @@ export class InboundListener {
 
   /** Reads until the first bytes tell HTTP/2's preface from an HTTP/1.1 request line. */
   private sniff(socket: Socket, seen: Buffer): void {
+    const silent = () => {
+      this.stats.errors.sniff.inc();
+      socket.destroy();
+    };
+    socket.setTimeout(firstBytesTimeoutMs);
+    socket.once('timeout', silent);
     socket.once('data', (chunk: Buffer) => {
+      // The server the socket goes to sets its own timeouts.
+      socket.setTimeout(0);
+      socket.off('timeout', silent);
       socket.pause();
       const bytes = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
       const compared = Math.min(bytes.length, h2Preface.length);

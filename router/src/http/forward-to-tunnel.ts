@@ -10,6 +10,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { HeaderPairs, HttpStreamOpen } from '../tunnel/protocol.ts';
 import { TunnelCode } from '../tunnel/protocol.ts';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.ts';
+import { TunnelStreamError } from '../tunnel/tunnel-errors.ts';
 import type { TunnelStream } from '../tunnel/tunnel-stream.ts';
 import { headerPairsFromRaw, isGrpc, pairsFromHttp2 } from './header-pairs.ts';
 import { errorCode, errorMessage } from './http-errors.ts';
@@ -226,13 +227,19 @@ function openStream(
     }
     const response = block as { status?: unknown; headers?: unknown };
     if (typeof response.status !== 'number' || !Array.isArray(response.headers)) {
-      stream.reset(TunnelCode.protocol, 'the response head is malformed');
+      // Destroying with an error resets the peer and runs the 'error' path below: the client gets a 502.
+      stream.destroy(new TunnelStreamError(TunnelCode.protocol, 'the CLI sent a malformed response head'));
       return;
     }
     try {
       writer.writeHead(response.status, response.headers as HeaderPairs);
     } catch (error) {
-      stream.reset(TunnelCode.protocol, `the response head is invalid: ${errorMessage(error)}`);
+      stream.destroy(
+        new TunnelStreamError(
+          TunnelCode.protocol,
+          `the CLI sent an invalid response head: ${errorMessage(error)}`,
+        ),
+      );
       return;
     }
     if (writer.headSent) stream.pipe(writer.body, { end: false });

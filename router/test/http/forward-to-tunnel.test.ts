@@ -132,6 +132,47 @@ describe('forwardHttp1 / forwardHttp2 (agent side) against a scripted CLI', () =
     assert.match(await res.text(), /unreachable \(DETOUR_NO_RESPONSE\)/);
   });
 
+  it('a malformed or invalid head from the CLI → 502, and the CLI end is reset', async () => {
+    for (const head of [{ status: 'two hundred' }, { status: 200, headers: [['bad header name', 'x']] }]) {
+      const reset = Promise.withResolvers<TunnelStreamError>();
+      cli = (stream) => {
+        stream.resume();
+        stream.on('error', (error) => reset.resolve(error as TunnelStreamError));
+        stream.writeHeaders(head);
+      };
+      const res = await fetch(`${h1Url}/`);
+      assert.equal(res.status, 502);
+      assert.match(
+        await res.text(),
+        /unreachable \(DETOUR_TUNNEL_PROTOCOL\)\nthe CLI sent a(n invalid| malformed) response head/,
+      );
+      assert.equal((await reset.promise).code, TunnelCode.protocol);
+    }
+  });
+
+  it('an HTTP/2 client that resets its stream resets the tunnel stream', async () => {
+    const cancelled = Promise.withResolvers<TunnelStreamError>();
+    cli = (stream) => {
+      stream.resume();
+      stream.on('error', (error) => cancelled.resolve(error as TunnelStreamError));
+      stream.writeHeaders({ status: 200, headers: [] });
+      stream.write('first');
+    };
+    const client = http2.connect(h2Url);
+    try {
+      const req = client.request({ ':path': '/long' });
+      req.end();
+      await once(req, 'data');
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      assert.equal((await cancelled.promise).code, TunnelCode.cancel);
+      for (let i = 0; i < 50 && outcomes.length === 0; i++)
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.deepEqual(outcomes, ['client_aborted']);
+    } finally {
+      client.close();
+    }
+  });
+
   it('HTTP/2: a reset after the head resets the stream; gRPC gets UNAVAILABLE in the trailers', async () => {
     cli = (stream) => {
       stream.resume();

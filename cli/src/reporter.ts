@@ -1,7 +1,7 @@
 /**
- * Everything the CLI tells its user goes through here: progress text on stderr for people, or one
- * JSON object per line on stdout with `--json` for scripts. Never both, never mixed into the app's
- * own output.
+ * Everything the CLI tells its user goes through here, always on stderr: progress text for people,
+ * or one JSON object per line with `--json` for scripts. stdout belongs to the command's data
+ * (`detour env`, `detour schema`) and, under `detour exec`, to the wrapped process alone.
  */
 export interface Reporter {
   step(event: string, text: string, fields?: Record<string, unknown>): void;
@@ -12,14 +12,12 @@ export interface Reporter {
 export function createReporter(json: boolean): Reporter {
   const started = Date.now();
   const emit = (level: string, event: string, text: string, fields?: Record<string, unknown>) => {
-    if (json)
-      process.stdout.write(
-        `${JSON.stringify({ level, event, message: text, elapsedMs: Date.now() - started, ...fields })}\n`,
-      );
-    else
-      process.stderr.write(
-        `detour: ${level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : ''}${text}\n`,
-      );
+    const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
+    process.stderr.write(
+      json
+        ? `${JSON.stringify({ level, event, message: text, elapsedMs: Date.now() - started, ...fields })}\n`
+        : `detour: ${prefix}${text}\n`,
+    );
   };
   return {
     step: (event, text, fields) => emit('info', event, text, fields),

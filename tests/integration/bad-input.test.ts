@@ -73,7 +73,7 @@ describe('bad input', { timeout: 120_000 }, () => {
       }),
     );
     assert.notEqual(json.code, 0);
-    const failure = JSON.parse(json.stdout.trim().split('\n').at(-1) ?? '{}');
+    const failure = JSON.parse(json.stderr.trim().split('\n').at(-1) ?? '{}');
     assert.equal(failure.level, 'error');
     assert.match(String(failure.message), /token/i);
 

@@ -59,7 +59,7 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
     ['stopped (SIGTERM)', 'SIGTERM'],
   ] as const) {
     test(`agent ${how} and started again: the CLI reports the loss, reconnects, the session is back`, async () => {
-      const mark = cli.stdout.length;
+      const mark = cli.stderr.length;
       const upMark = up.stderr.length;
       const agent = rig.agent;
       assert.ok(agent);
@@ -67,7 +67,7 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
       await agent.exited;
 
       const lost = await cli.waitForLine(
-        'stdout',
+        'stderr',
         (l) => l.event === 'tunnel.lost',
         'tunnel.lost',
         10_000,
@@ -82,7 +82,7 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
 
       await rig.startAgent();
       const restored = await cli.waitForLine(
-        'stdout',
+        'stderr',
         (l) => l.event === 'tunnel.restored',
         'tunnel.restored',
         15_000,

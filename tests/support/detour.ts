@@ -139,7 +139,7 @@ export class Rig {
   async startSession(spec: SessionSpec): Promise<ManagedProcess> {
     const cli = this.start('laptop', `detour ${spec.name}`, this.cli(this.sessionArgs(spec)));
     if (spec.waitReady !== false)
-      await cli.waitForLine('stdout', (line) => line.event === 'session.ready', `session ${spec.name} ready`);
+      await cli.waitForLine('stderr', (line) => line.event === 'session.ready', `session ${spec.name} ready`);
     return cli;
   }
 

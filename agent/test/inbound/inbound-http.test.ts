@@ -2,13 +2,18 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
+import { compileFilter } from '@detour/router/match/index';
+import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
+import { InboundListener } from '../../src/inbound/inbound-listener.ts';
+import { SessionRegistry } from '../../src/session-registry.ts';
 import { curl, request, request2, sha256 } from './clients.ts';
 import { listen, portOf, type Stack, startStack } from './stack.ts';
 
@@ -119,6 +124,87 @@ describe('inbound listener → tunnel → local app (HTTP/1.1 and h2c)', () => {
   });
 });
 
+describe('bodiless responses and Expect: 100-continue', () => {
+  let app: http.Server;
+  let stack: Stack;
+
+  before(async () => {
+    app = await listen(
+      http.createServer((req, res) => {
+        if (req.url === '/204') {
+          res.writeHead(204).end();
+          return;
+        }
+        if (req.url === '/304') {
+          res.writeHead(304, { etag: '"v1"' }).end();
+          return;
+        }
+        const hash = createHash('sha256');
+        req.on('data', (chunk: Buffer) => hash.update(chunk));
+        req.on('end', () => {
+          const body = req.method === 'POST' ? hash.digest('hex') : 'hello';
+          res.writeHead(200, { 'content-length': String(body.length) });
+          res.end(req.method === 'HEAD' ? undefined : body);
+        });
+      }),
+    );
+    stack = await startStack({ appPort: portOf(app) });
+  });
+  after(async () => {
+    await stack.close();
+    app.close();
+  });
+
+  for (const protocol of [[], ['--http2-prior-knowledge']]) {
+    it(`HEAD, 204 and 304 end cleanly ${protocol.length ? 'over h2c' : 'over HTTP/1.1'}`, async () => {
+      const head = await curl(['-sS', '-m', '5', ...protocol, '-I', '-H', 'x-dev: dev-a', `${stack.url}/`]);
+      assert.equal(head.code, 0, head.stderr);
+      assert.match(head.stdout, /^HTTP\/[12](\.1)? 200/);
+      assert.match(head.stdout, /content-length: 5/);
+      for (const status of ['204', '304']) {
+        const res = await curl([
+          '-sS',
+          '-m',
+          '5',
+          ...protocol,
+          '-H',
+          'x-dev: dev-a',
+          '-w',
+          '%{http_code}',
+          `${stack.url}/${status}`,
+        ]);
+        assert.equal(res.code, 0, res.stderr);
+        assert.equal(res.stdout, status);
+      }
+    });
+  }
+
+  it('curl uploading with Expect: 100-continue gets its 100 from the agent and the body through', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'detour-expect-'));
+    try {
+      const file = join(dir, 'body');
+      const body = randomBytes(3 * 1024 * 1024);
+      await writeFile(file, body);
+      const res = await curl([
+        '-sS',
+        '-v',
+        '-H',
+        'x-dev: dev-a',
+        '-H',
+        'Expect: 100-continue',
+        '--data-binary',
+        `@${file}`,
+        `${stack.url}/up`,
+      ]);
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(res.stderr, /< HTTP\/1\.1 100 Continue/);
+      assert.equal(res.stdout, sha256(body));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('h2c end to end (HTTP/2 local app)', () => {
   let app: http2.Http2Server;
   let stack: Stack;
@@ -157,6 +243,37 @@ describe('h2c end to end (HTTP/2 local app)', () => {
     assert.equal(res.headers['x-answered-by'], 'local-h2');
     assert.equal(res.body.toString(), `h2 POST /h2?x=1 127.0.0.1:${stack.inbound.port} te=trailers\n`);
     assert.equal(res.trailers?.['x-body-sha256'], sha256(body));
+  });
+
+  it('multiplexes 300 concurrent streams of one HTTP/2 connection through the tunnel', async () => {
+    const session = http2.connect(stack.url);
+    try {
+      const bodies = await Promise.all(
+        Array.from(
+          { length: 300 },
+          (_, i) =>
+            new Promise<string>((resolve, reject) => {
+              const req = session.request({ ':method': 'POST', ':path': `/n/${i}`, 'x-dev': 'dev-a' });
+              let text = '';
+              req.setEncoding('utf8');
+              req.on('data', (chunk: string) => {
+                text += chunk;
+              });
+              req.on('end', () => resolve(text));
+              req.on('error', reject);
+              req.end(`body ${i}`);
+            }),
+        ),
+      );
+      bodies.forEach((body, i) => {
+        assert.equal(body, `h2 POST /n/${i} 127.0.0.1:${stack.inbound.port} te=undefined\n`);
+      });
+      for (let i = 0; i < 50 && stack.tunnel.server.openStreams > 0; i++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(stack.tunnel.server.openStreams, 0);
+    } finally {
+      session.close();
+    }
   });
 
   it('curl --http2-prior-knowledge sees the trailers', async () => {
@@ -439,6 +556,50 @@ describe('failures the client must understand', () => {
     } finally {
       await stack.close();
       app.close();
+    }
+  });
+});
+
+describe('many sessions on one agent', () => {
+  it('routes each developer’s requests down their own tunnel to their own app', async () => {
+    const apps: http.Server[] = [];
+    const tunnels: Awaited<ReturnType<typeof tunnelPair>>[] = [];
+    const forwarders: LocalAppForwarder[] = [];
+    const registry = new SessionRegistry();
+    for (const dev of ['dev-a', 'dev-b', 'dev-c']) {
+      const app = await listen(http.createServer((_req, res) => res.end(`app of ${dev}`)));
+      const tunnel = await tunnelPair();
+      const forwarder = new LocalAppForwarder({ localPort: () => portOf(app) });
+      forwarder.attach(tunnel.client);
+      const filter = { headers: { 'x-dev': { exact: dev } } };
+      registry.register({
+        id: dev,
+        filter,
+        matcher: compileFilter(filter),
+        mode: 'steal',
+        targetPort: 8080,
+        tunnel: tunnel.server,
+        registeredAt: new Date(),
+      });
+      apps.push(app);
+      tunnels.push(tunnel);
+      forwarders.push(forwarder);
+    }
+    const inbound = await InboundListener.listen({ registry, host: '127.0.0.1' });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, async (_, i) => {
+          const dev = ['dev-a', 'dev-b', 'dev-c'][i % 3] as string;
+          const res = await request(`http://127.0.0.1:${inbound.port}/`, { headers: { 'x-dev': dev } });
+          return [dev, res.body.toString()];
+        }),
+      );
+      for (const [dev, body] of answers) assert.equal(body, `app of ${dev}`);
+    } finally {
+      await inbound.close();
+      for (const forwarder of forwarders) forwarder.close();
+      for (const tunnel of tunnels) await tunnel.close();
+      for (const app of apps) app.close();
     }
   });
 });

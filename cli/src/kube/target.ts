@@ -1,0 +1,152 @@
+import { InvalidInputError } from '@detour/router/errors';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  type V1Container,
+  type V1PodTemplateSpec,
+  type V1Service,
+} from '@kubernetes/client-node';
+
+/** What `--target` names, resolved to what every later step needs. */
+export interface ResolvedTarget {
+  namespace: string;
+  workload: { kind: 'Deployment' | 'StatefulSet' | 'DaemonSet'; name: string };
+  template: V1PodTemplateSpec;
+  container: V1Container;
+  service: { name: string; host: string; port: number; targetPort: number };
+}
+
+const workloadKinds: Record<string, ResolvedTarget['workload']['kind']> = {
+  deploy: 'Deployment',
+  deployment: 'Deployment',
+  deployments: 'Deployment',
+  sts: 'StatefulSet',
+  statefulset: 'StatefulSet',
+  ds: 'DaemonSet',
+  daemonset: 'DaemonSet',
+};
+
+/** Containers the mesh injects: never the developer's target. */
+const injected = new Set(['istio-proxy', 'istio-init', 'istio-validation']);
+
+function notFound(message: string): InvalidInputError {
+  return new InvalidInputError('DETOUR_TARGET_NOT_FOUND', message);
+}
+
+function selects(service: V1Service, labels: Record<string, string>): boolean {
+  const selector = service.spec?.selector;
+  return (
+    selector !== undefined &&
+    Object.keys(selector).length > 0 &&
+    Object.entries(selector).every(([key, value]) => labels[key] === value)
+  );
+}
+
+/** A Service's targetPort as a container port number (named ports resolve through the container). */
+function containerPortOf(
+  targetPort: number | string | undefined,
+  servicePort: number,
+  container: V1Container,
+): number | undefined {
+  if (targetPort === undefined) return servicePort;
+  if (typeof targetPort === 'number' || /^\d+$/.test(targetPort)) return Number(targetPort);
+  return container.ports?.find((port) => port.name === targetPort)?.containerPort;
+}
+
+/**
+ * Resolves `deploy/orders`, `sts/db`, `ds/x` or a bare Service name to the workload, its container
+ * and the Service port that carries its traffic. Errors list what does exist, so a typo is a fix away.
+ */
+export async function resolveTarget(
+  kc: KubeConfig,
+  spec: { target: string; namespace: string; container?: string; port?: number },
+): Promise<ResolvedTarget> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const { namespace } = spec;
+  const [kindWord, name] = spec.target.includes('/') ? spec.target.split('/', 2) : ['svc', spec.target];
+  const services = (await core.listNamespacedService({ namespace })).items;
+
+  let workload: ResolvedTarget['workload'];
+  let template: V1PodTemplateSpec;
+  if (kindWord === 'svc' || kindWord === 'service') {
+    const service = services.find((candidate) => candidate.metadata?.name === name);
+    if (!service) {
+      throw notFound(
+        `no Service "${name}" in namespace ${namespace}; Services there: ${services.map((s) => s.metadata?.name).join(', ') || 'none'}`,
+      );
+    }
+    const deployments = (await apps.listNamespacedDeployment({ namespace })).items;
+    const owner = deployments.find((deployment) =>
+      selects(service, deployment.spec?.template.metadata?.labels ?? {}),
+    );
+    if (!owner?.metadata?.name)
+      throw notFound(
+        `no Deployment in ${namespace} has pods that Service ${name} selects: name the workload with --target deploy/<name>`,
+      );
+    workload = { kind: 'Deployment', name: owner.metadata.name };
+    template = owner.spec?.template ?? {};
+  } else {
+    const kind = workloadKinds[kindWord ?? ''];
+    if (!kind || !name) {
+      throw new InvalidInputError(
+        'DETOUR_BAD_OPTION',
+        `--target ${JSON.stringify(spec.target)}: expected deploy/NAME, sts/NAME, ds/NAME or a Service name`,
+      );
+    }
+    const list =
+      kind === 'Deployment'
+        ? (await apps.listNamespacedDeployment({ namespace })).items
+        : kind === 'StatefulSet'
+          ? (await apps.listNamespacedStatefulSet({ namespace })).items
+          : (await apps.listNamespacedDaemonSet({ namespace })).items;
+    const found = list.find((item) => item.metadata?.name === name);
+    if (!found) {
+      throw notFound(
+        `no ${kind} "${name}" in namespace ${namespace}; ${kind}s there: ${list.map((item) => item.metadata?.name).join(', ') || 'none'}`,
+      );
+    }
+    workload = { kind, name };
+    template = found.spec?.template ?? {};
+  }
+
+  const containers = (template.spec?.containers ?? []).filter((container) => !injected.has(container.name));
+  const container = spec.container
+    ? containers.find((candidate) => candidate.name === spec.container)
+    : containers[0];
+  if (!container) {
+    throw notFound(
+      `${workload.kind} ${workload.name} has no container ${JSON.stringify(spec.container ?? '')}; containers: ${containers.map((c) => c.name).join(', ')}`,
+    );
+  }
+
+  const labels = template.metadata?.labels ?? {};
+  const candidates = services
+    .filter((service) => selects(service, labels))
+    .flatMap((service) =>
+      (service.spec?.ports ?? []).map((port) => ({
+        name: service.metadata?.name ?? '',
+        host: `${service.metadata?.name}.${namespace}.svc.cluster.local`,
+        port: port.port,
+        targetPort: containerPortOf(port.targetPort as number | string | undefined, port.port, container),
+      })),
+    )
+    .filter((candidate): candidate is ResolvedTarget['service'] => candidate.targetPort !== undefined)
+    .filter(
+      (candidate) =>
+        spec.port === undefined || candidate.port === spec.port || candidate.targetPort === spec.port,
+    );
+  if (candidates.length === 0) {
+    throw notFound(
+      `no Service in ${namespace} selects the pods of ${workload.kind} ${workload.name}${spec.port ? ` on port ${spec.port}` : ''}: detour routes a Service's traffic, so create one (or use egress-only mode)`,
+    );
+  }
+  if (candidates.length > 1 && spec.port === undefined) {
+    throw new InvalidInputError(
+      'DETOUR_AMBIGUOUS_TARGET',
+      `${workload.kind} ${workload.name} is served on several Service ports (${candidates.map((c) => `${c.name}:${c.port}`).join(', ')}): pick one with --port`,
+    );
+  }
+  return { namespace, workload, template, container, service: candidates[0] as ResolvedTarget['service'] };
+}

@@ -23,8 +23,13 @@ describe('gateway-api adapter (GAMMA)', () => {
     assert.deepEqual(route.spec?.parentRefs, [{ group: '', kind: 'Service', name: 'orders', port: 8080 }]);
     assert.deepEqual(route.spec?.rules, [
       {
-        matches: [{ headers: [{ type: 'Exact', name: 'x-dev', value: 'dev-a' }] }],
-        backendRefs: [{ kind: 'Service', name: 'detour-agent', port: 15080 }],
+        matches: [
+          {
+            headers: [{ type: 'Exact', name: 'x-dev', value: 'dev-a' }],
+            path: { type: 'PathPrefix', value: '/' },
+          },
+        ],
+        backendRefs: [{ group: '', kind: 'Service', name: 'detour-agent', port: 15080, weight: 1 }],
       },
     ]);
     assert.deepEqual(route.metadata.labels, {
@@ -44,7 +49,6 @@ describe('gateway-api adapter (GAMMA)', () => {
         path: { type: 'PathPrefix', value: '/' },
         headers: [{ type: 'Exact', name: 'x-dev', value: 'dev-a' }],
       },
-      { headers: [{ type: 'Exact', name: 'x-dev', value: 'dev-a' }] },
     ]);
   });
 
@@ -60,7 +64,7 @@ describe('gateway-api adapter (GAMMA)', () => {
     assert.deepEqual(rules[0]?.filters, [
       {
         type: 'RequestMirror',
-        requestMirror: { backendRef: { kind: 'Service', name: 'detour-agent', port: 15080 } },
+        requestMirror: { backendRef: { group: '', kind: 'Service', name: 'detour-agent', port: 15080 } },
       },
     ]);
   });

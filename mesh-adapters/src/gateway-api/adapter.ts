@@ -120,7 +120,7 @@ function headerMatch(name: string, match: StringMatch): HTTPHeaderMatch {
 /** The session filter as one Gateway API match; throws for what Gateway API cannot express. */
 export function filterToGatewayMatch(filter: RouteFilter | undefined): HTTPRouteMatch {
   const match: HTTPRouteMatch = {};
-  if (filter === undefined) return match;
+  if (filter === undefined) return { path: { type: 'PathPrefix', value: '/' } };
   if (filter.withoutHeaders && Object.keys(filter.withoutHeaders).length > 0) {
     throw new UnsupportedByAdapterError(
       ADAPTER,
@@ -142,6 +142,8 @@ export function filterToGatewayMatch(filter: RouteFilter | undefined): HTTPRoute
           ? { type: 'PathPrefix', value: '/' }
           : { type: 'RegularExpression', value: `${escapeRegex(uri.prefix)}.*` };
     else if ('regex' in uri) match.path = { type: 'RegularExpression', value: uri.regex };
+  } else {
+    match.path = { type: 'PathPrefix', value: '/' };
   }
   const method = filter.method;
   if (method !== undefined) {
@@ -161,8 +163,11 @@ export function filterToGatewayMatch(filter: RouteFilter | undefined): HTTPRoute
 /** `a ∧ b` as one Gateway API match, or undefined when they cannot both hold (two paths, two methods). */
 function conjoin(a: HTTPRouteMatch, b: HTTPRouteMatch): HTTPRouteMatch | undefined {
   const out: HTTPRouteMatch = structuredClone(a);
-  if (b.path !== undefined) {
-    if (out.path !== undefined && canonicalJson(out.path) !== canonicalJson(b.path)) return undefined;
+  // PathPrefix "/" (what the apiserver defaults a match without path to) constrains nothing.
+  const isRoot = (p: HTTPPathMatch | undefined) =>
+    p === undefined || canonicalJson(p) === canonicalJson(ROOT.path);
+  if (!isRoot(b.path)) {
+    if (!isRoot(out.path) && canonicalJson(out.path) !== canonicalJson(b.path)) return undefined;
     out.path = structuredClone(b.path);
   }
   if (b.method !== undefined) {
@@ -231,9 +236,23 @@ export function planGatewayApi(observed: ObservedObjects, intent: SessionIntent)
   const attached = httpRoutesOf(observed)
     .filter((r) => !isManagedByDetour(r) && attachesTo(r, intent))
     .sort(compareByAge);
-  const agentRef: BackendRef = { kind: 'Service', name: intent.agent.name, port: intent.agent.port };
-  if (intent.agent.namespace !== intent.target.namespace) agentRef.namespace = intent.agent.namespace;
-  const targetRef: BackendRef = { kind: 'Service', name: service, port: intent.target.port };
+  // Fields the apiserver would default are written out, so the object read back equals the one
+  // planned and a re-plan is empty (else every reconcile would rewrite it).
+  const mirrorRef: BackendRef = {
+    group: '',
+    kind: 'Service',
+    name: intent.agent.name,
+    port: intent.agent.port,
+  };
+  if (intent.agent.namespace !== intent.target.namespace) mirrorRef.namespace = intent.agent.namespace;
+  const agentRef: BackendRef = { ...mirrorRef, weight: 1 };
+  const targetRef: BackendRef = {
+    group: '',
+    kind: 'Service',
+    name: service,
+    port: intent.target.port,
+    weight: 1,
+  };
   const catchAll: HTTPRouteMatch =
     Object.keys(ours).length > 0 ? ours : { path: { type: 'PathPrefix', value: '/' } };
   const rules: HTTPRouteRule[] = [];
@@ -243,7 +262,7 @@ export function planGatewayApi(observed: ObservedObjects, intent: SessionIntent)
     const mirror = {
       type: 'RequestMirror',
       requestMirror: {
-        backendRef: agentRef,
+        backendRef: mirrorRef,
         ...(mode.percent !== undefined ? { percent: Math.round(mode.percent) } : {}),
       },
     };

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { kubeConfig, useCluster } from '../../../tests/cluster/cluster.ts';
-import { applySession, revertSession, runJanitor } from '../../src/applier.ts';
+import { applySession, janitorQueries, revertSession, runJanitor } from '../../src/applier.ts';
 import { restoredExactly } from '../../src/canonical.ts';
+import type { MeshKind } from '../../src/index.ts';
 import { adapterFor, allAdapters } from '../../src/index.ts';
 import type { VirtualService } from '../../src/istio-virtualservice/types.ts';
 import type { KubeObject } from '../../src/k8s-object.ts';
@@ -247,5 +248,134 @@ describe('mesh adapters against the tier-1 apiserver', () => {
       [],
     );
     await a.delete(refOf(created), {});
+  });
+
+  const featureEnv: SessionIntent['mode'] = {
+    kind: 'feature-env',
+    filter: { headers: { 'x-env': { exact: 'fx' } } },
+    subset: { name: 'fx', labels: { env: 'fx' } },
+  };
+  const modes: Array<[string, SessionIntent['mode']]> = [
+    ['steal', sessionIntent('m').mode],
+    ['steal-all', { kind: 'steal-all' }],
+    ['mirror', { kind: 'mirror', filter: { headers: { 'x-dev': { prefix: 'dev-' } } }, percent: 50 }],
+    ['feature-env', featureEnv],
+  ];
+  const cases: Array<[MeshKind, string, SessionIntent['mode'], Partial<SessionIntent>]> = [];
+  for (const kind of ['istio', 'istio-envoyfilter', 'gateway-api'] as const) {
+    for (const [name, mode] of modes) {
+      if (kind === 'gateway-api' && name === 'feature-env') continue;
+      cases.push([kind, name, mode, {}]);
+    }
+  }
+  cases.push([
+    'gateway-api',
+    'steal, agent in another namespace',
+    sessionIntent('m').mode,
+    { agent: { name: 'detour-agent', namespace: 'default', port: 15080 } },
+  ]);
+  cases.push(['service', 'steal', sessionIntent('m').mode, {}]);
+
+  for (const [kind, name, mode, extra] of cases) {
+    it(`${kind}, ${name}: accepted by the CRD schemas, converges (re-plan empty), reverted exactly`, async () => {
+      const a = admin();
+      const seed = relocate(loadFixture('virtualservices/rich.yaml'));
+      seed.push(relocate(loadFixture('gateway-api/producer-routes.yaml'))[0] as KubeObject);
+      seed.push(...relocate(loadFixture('virtualservices/simple.yaml')).filter((o) => o.kind === 'Service'));
+      for (const o of seed) await a.create(o);
+      const adapter = adapterFor(kind, { envoyFilter: { namespace: ns } });
+      const everything = async () => {
+        const lists = await Promise.all(
+          [
+            ...janitorQueries(allAdapters()),
+            { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', resource: 'leases' },
+          ].map((q) => a.list({ ...q, namespace: q.kind === 'ReferenceGrant' ? 'default' : ns })),
+        );
+        return lists.flat();
+      };
+      try {
+        const before = await everything();
+        // The service adapter needs the no-mesh role, which the tier-1 developer is not bound to.
+        const client = kind === 'service' ? a : dev();
+        const i: SessionIntent = { ...target(sessionIntent('m')), mode, ...extra };
+        // A real Lease: the objects detour creates are owned by it, and the garbage collector
+        // deletes objects whose owner does not exist.
+        const lease = await client.create(buildLease(i, new Date()));
+        i.lease = { ...i.lease, uid: lease.metadata.uid as string };
+        const applied = await applySession(client, adapter, i, fast);
+        assert.equal(applied.attempts, 2, `converged: ${JSON.stringify(applied.applied.map((w) => w.op))}`);
+        await revertSession(client, adapter, 'm', fast);
+        await client.delete(refOf(lease), {});
+        const after = await everything();
+        for (const b of before) {
+          const now = after.find((o) => o.kind === b.kind && o.metadata.name === b.metadata.name);
+          assert.deepEqual(restoredExactly(b, now), { ok: true }, `${b.kind} ${b.metadata.name}`);
+        }
+        assert.deepEqual(
+          after.map((o) => `${o.kind}/${o.metadata.name}`).sort(),
+          before.map((o) => `${o.kind}/${o.metadata.name}`).sort(),
+        );
+      } finally {
+        for (const o of await everything()) await a.delete(refOf(o), {}).catch(() => {});
+      }
+    });
+  }
+
+  it('bad input and uneditable objects: a clear error and the cluster unchanged (every object listed before and after)', async () => {
+    const a = admin();
+    const seed = relocate([
+      ...loadFixture('virtualservices/wildcard.yaml'),
+      ...loadFixture('virtualservices/simple.yaml'),
+    ]);
+    for (const o of seed) await a.create(o);
+    const everything = async () =>
+      (await Promise.all(janitorQueries(allAdapters()).map((q) => a.list({ ...q, namespace: ns })))).flat();
+    try {
+      const before = await everything();
+      const client = dev();
+      const bad: Array<[SessionIntent, RegExp]> = [
+        [
+          {
+            ...target(sessionIntent('b')),
+            mode: { kind: 'steal', filter: { headers: { 'x dev': { exact: 'a' } } } },
+          },
+          /not a valid header name/,
+        ],
+        [
+          {
+            ...target(sessionIntent('b')),
+            mode: { kind: 'steal', filter: { headers: { 'x-dev': { regex: '(?=a)' } } } },
+          },
+          /RE2/,
+        ],
+        [
+          {
+            ...target(sessionIntent('b')),
+            target: { namespace: ns, host: `nothing.${ns}.svc.cluster.local`, port: 8080 },
+          },
+          /no Service serves/,
+        ],
+      ];
+      for (const [i, message] of bad) {
+        const adapter = adapterFor(i.target.host.startsWith('nothing') ? 'service' : 'istio');
+        await assert.rejects(applySession(client, adapter, i, fast), message);
+      }
+      // A host that only the wildcard VirtualService covers.
+      const other = {
+        ...target(sessionIntent('b')),
+        target: { namespace: ns, host: `payments.${ns}.svc.cluster.local`, port: 8080 },
+      };
+      await assert.rejects(
+        applySession(client, adapterFor('istio'), other, fast),
+        /field spec\.hosts: .*Fix: use --mesh istio-envoyfilter/,
+      );
+      const after = await everything();
+      assert.deepEqual(
+        after.map((o) => `${o.kind}/${o.metadata.name}@${o.metadata.resourceVersion}`).sort(),
+        before.map((o) => `${o.kind}/${o.metadata.name}@${o.metadata.resourceVersion}`).sort(),
+      );
+    } finally {
+      for (const o of await everything()) await a.delete(refOf(o), {}).catch(() => {});
+    }
   });
 });

@@ -4,6 +4,8 @@
 // expires, and the RBAC preflight. Not part of the unit run (it needs the cluster):
 //   npm run cluster:up && node --test mesh-adapters/test/cluster/adapters.cluster.ts
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { kubeConfig, useCluster } from '../../../tests/cluster/cluster.ts';
 import { applySession, janitorQueries, revertSession, runJanitor } from '../../src/applier.ts';
@@ -376,6 +378,63 @@ describe('mesh adapters against the tier-1 apiserver', () => {
       );
     } finally {
       for (const o of await everything()) await a.delete(refOf(o), {}).catch(() => {});
+    }
+  });
+
+  it('a session process killed with SIGKILL: the janitor in another process reverts it once its Lease expires', async () => {
+    const a = admin();
+    const [vs] = relocate(loadFixture('virtualservices/rich.yaml')).filter(
+      (o) => o.kind === 'VirtualService',
+    );
+    const created = await a.create(vs as KubeObject);
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'session-child.ts'), ns, 'killed'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+        child.on('exit', (code) => reject(new Error(`session child exited with ${code}`)));
+      });
+      const [routed] = await a.list({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        resource: 'virtualservices',
+        namespace: ns,
+      });
+      assert.equal((routed as VirtualService).spec?.http?.[0]?.name, 'detour-killed');
+      // Still alive: the janitor leaves it alone.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.deepEqual((await runJanitor(dev(), allAdapters(), () => new Date(), fast)).dead, []);
+      child.kill('SIGKILL');
+      const killedAt = Date.now();
+      let dead: string[] = [];
+      while (dead.length === 0 && Date.now() - killedAt < 30_000) {
+        await new Promise((r) => setTimeout(r, 250));
+        dead = (await runJanitor(dev(), allAdapters(), () => new Date(), fast)).dead.map((d) => d.sessionId);
+      }
+      console.log(
+        `# SIGKILLed session reverted by the janitor ${Date.now() - killedAt} ms after the kill (Lease duration 2 s)`,
+      );
+      assert.deepEqual(dead, ['killed']);
+      const [now] = await a.list({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        resource: 'virtualservices',
+        namespace: ns,
+      });
+      assert.deepEqual(restoredExactly(created, now), { ok: true });
+      assert.deepEqual(
+        await a.list({
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          resource: 'leases',
+          namespace: ns,
+        }),
+        [],
+      );
+    } finally {
+      child.kill('SIGKILL');
+      await a.delete(refOf(created), {}).catch(() => {});
     }
   });
 });

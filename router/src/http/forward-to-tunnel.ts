@@ -66,13 +66,12 @@ export function forwardHttp1(
     upgrade: false,
   };
   req.on('error', noop);
-  const writer = new Http1ResponseWriter(res);
   if (session.mode === 'mirror') {
     mirror(session, open, req, report);
     if (!res.headersSent) res.writeHead(202, { 'content-length': '0' }).end();
     return;
   }
-  const opened = openStream(session, open, req, writer, report);
+  const opened = openStream(session, open, req, new Http1ResponseWriter(res), report);
   if (!opened) return;
   res.on('close', () => {
     if (res.writableFinished) return;
@@ -106,13 +105,13 @@ export function forwardHttp2(
     upgrade: false,
   };
   h2stream.on('error', noop);
-  const writer = new Http2ResponseWriter(h2stream, isGrpc(headers['content-type']));
   if (session.mode === 'mirror') {
     mirror(session, open, h2stream, report);
     if (!h2stream.headersSent && !h2stream.destroyed)
       h2stream.respond({ ':status': 202 }, { endStream: true });
     return;
   }
+  const writer = new Http2ResponseWriter(h2stream, isGrpc(headers['content-type']));
   const opened = openStream(session, open, h2stream, writer, report);
   if (!opened) return;
   h2stream.on('close', () => {

@@ -18,7 +18,7 @@ import {
   serializeHead,
 } from '@detour/router/http/forward-to-tunnel';
 import { H2cSessionPool } from '@detour/router/http/h2c-session-pool';
-import { headerPairsFromRaw, isGrpc } from '@detour/router/http/header-pairs';
+import { grpcMessage, headerPairsFromRaw, isGrpc } from '@detour/router/http/header-pairs';
 import { errorCode, errorMessage } from '@detour/router/http/http-errors';
 import { Http2ResponseWriter } from '@detour/router/http/response-writer';
 import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstream-request';
@@ -292,6 +292,21 @@ export class InboundListener {
     this.stats.requests.no_session.inc();
     const text = this.noSessionText(matchable.method, matchable.path, (name) => matchable.headers[name]);
     stream.resume();
+    if (isGrpc(headers['content-type'])) {
+      // A gRPC client shows grpc-message, never an HTTP body: answer "trailers only" so the
+      // developer reads why. UNAVAILABLE, as for any request the infrastructure cannot route.
+      stream.respond(
+        {
+          ':status': 200,
+          'content-type': 'application/grpc',
+          'grpc-status': '14',
+          'grpc-message': grpcMessage(text.trimEnd()),
+          'x-detour-error': 'DETOUR_NO_SESSION',
+        },
+        { endStream: true },
+      );
+      return;
+    }
     stream.respond({
       ':status': 404,
       'content-type': 'text/plain; charset=utf-8',

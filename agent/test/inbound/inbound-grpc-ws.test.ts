@@ -129,8 +129,10 @@ describe('gRPC through the inbound listener and the tunnel (grpc-js client and s
       const error = await new Promise<grpc.ServiceError>((resolve) =>
         client.Say({ text: 'x', seq: 0 }, devA(), (e) => resolve(e as grpc.ServiceError)),
       );
-      // HTTP 404 from a gRPC server maps to UNIMPLEMENTED per the gRPC HTTP-to-status mapping.
-      assert.equal(error.code, grpc.status.UNIMPLEMENTED);
+      // Trailers only, so the client shows why (an HTTP 404 would read "Received HTTP status code 404").
+      assert.equal(error.code, grpc.status.UNAVAILABLE);
+      assert.match(error.details, /no session on this agent matches POST \/detour\.test\.Echo\/Say/);
+      assert.match(error.details, /No session is registered: start one with `detour`/);
     } finally {
       stack.registry.register(session);
     }

@@ -115,3 +115,18 @@ export function headerValue(pairs: HeaderPairs, name: string): string | undefine
 export function isGrpc(contentType: string | undefined): boolean {
   return contentType?.startsWith('application/grpc') === true;
 }
+
+/**
+ * A `grpc-message` value: the gRPC spec percent-encodes only bytes outside printable ASCII and
+ * `%` itself (clients decode exactly that; `encodeURIComponent` would leave `%3A` in the text).
+ */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(byte);
+  }
+  return out;
+}

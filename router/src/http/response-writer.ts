@@ -8,7 +8,7 @@ import { constants as http2, type OutgoingHttpHeaders, type ServerHttp2Stream } 
 import type { Writable } from 'node:stream';
 import type { HeaderPairs } from '../tunnel/protocol.ts';
 import type { TunnelStream } from '../tunnel/tunnel-stream.ts';
-import { flattenPairs, pairsToHttp2 } from './header-pairs.ts';
+import { flattenPairs, grpcMessage, pairsToHttp2 } from './header-pairs.ts';
 
 export interface ResponseWriter {
   /** The status line and headers are out: a failure can no longer become an error response. */
@@ -100,7 +100,7 @@ export class Http2ResponseWriter implements ResponseWriter {
     if (stream.destroyed || stream.closed) return;
     if (this.grpc) {
       // gRPC clients read an error from grpc-status; UNAVAILABLE tells them the call may be retried.
-      const status14 = { 'grpc-status': '14', 'grpc-message': encodeURIComponent(text) };
+      const status14 = { 'grpc-status': '14', 'grpc-message': grpcMessage(text) };
       if (!stream.headersSent) {
         stream.respond(
           { ':status': 200, 'content-type': 'application/grpc', ...status14 },

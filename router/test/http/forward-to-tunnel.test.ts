@@ -192,10 +192,7 @@ describe('forwardHttp1 / forwardHttp2 (agent side) against a scripted CLI', () =
       req.end();
       const [trailers] = (await once(req, 'trailers')) as [http2.IncomingHttpHeaders];
       assert.equal(trailers['grpc-status'], '14');
-      assert.match(
-        decodeURIComponent(String(trailers['grpc-message'])),
-        /session dev-a is unreachable \(ECONNRESET\)/,
-      );
+      assert.match(String(trailers['grpc-message']), /session dev-a is unreachable \(ECONNRESET\)/);
 
       const plain = session2.request({ ':path': '/plain' });
       plain.resume();

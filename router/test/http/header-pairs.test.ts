@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   flattenPairs,
+  grpcMessage,
   headerPairsFromRaw,
   pairsFromHttp2,
   pairsToHttp2,
@@ -106,5 +107,11 @@ describe('HTTP/2 header objects', () => {
 
   it('flattens pairs for node:http', () => {
     assert.deepEqual(flattenPairs([['a', '1']], [['b', '2']]), ['a', '1', 'b', '2']);
+  });
+});
+
+describe('grpcMessage', () => {
+  it('percent-encodes only what the gRPC spec says: non-printable bytes and %', () => {
+    assert.equal(grpcMessage('a: b/c, 100% \n é'), 'a: b/c, 100%25 %0A %C3%A9');
   });
 });

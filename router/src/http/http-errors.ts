@@ -10,7 +10,15 @@ export class LocalAppUnreachableError extends DetourError {
       port === targetPort
         ? `start your app on port ${port}, or map the session's port ${targetPort} to the port your app listens on with --port ${targetPort}:<local port>`
         : `start your app on port ${port} (the session maps port ${targetPort} to it with --port), or change the mapping`;
-    super(TunnelCode.upstream, `nothing answered on ${host}:${port} (${why}): ${mapping}`, { cause });
+    // Refused: nothing listens. A parse error or a hang-up: something listens but does not speak
+    // what the CLI sent (a gRPC-only server, TLS); the fix is different, so the message is too.
+    let what = `nothing answered on ${host}:${port} (${why}): ${mapping}`;
+    if (cause.code?.startsWith('HPE_')) {
+      what = `the app on ${host}:${port} answered something that is not HTTP/1.1 (${why}): it may speak only HTTP/2 (a gRPC server: its callers must use HTTP/2) or TLS; detour delivers plain HTTP/1.1, or h2c to requests that arrived over HTTP/2`;
+    } else if (cause.code === 'ECONNRESET' || cause.message === 'socket hang up') {
+      what = `the app on ${host}:${port} closed the connection without answering (${why}): check that it speaks plain HTTP (no TLS), or ${mapping}`;
+    }
+    super(TunnelCode.upstream, what, { cause });
     this.port = port;
   }
 }

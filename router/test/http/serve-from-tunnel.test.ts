@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
@@ -128,6 +129,25 @@ describe('LocalAppForwarder (CLI side), driven through a real tunnel', () => {
     } finally {
       down.close();
       await other.close();
+    }
+  });
+
+  it('a local app that is not an HTTP/1.1 server: the reset says so', async () => {
+    const h2only = http2.createServer();
+    await new Promise<void>((resolve) => h2only.listen(0, '127.0.0.1', resolve));
+    const wrong = new LocalAppForwarder({ localPort: () => (h2only.address() as AddressInfo).port });
+    const other = await tunnelPair();
+    wrong.attach(other.client);
+    try {
+      const stream = other.server.openStream(httpOpen());
+      stream.end();
+      const [error] = (await once(stream, 'error')) as [TunnelStreamError];
+      assert.equal(error.code, TunnelCode.upstream);
+      assert.match(error.message, /answered something that is not HTTP\/1\.1 \(HPE_/);
+    } finally {
+      wrong.close();
+      await other.close();
+      h2only.close();
     }
   });
 

@@ -1,0 +1,74 @@
+/**
+ * Go under `detour exec`: net/http's default transport takes its proxy from
+ * http.ProxyFromEnvironment (HTTP_PROXY/HTTPS_PROXY/NO_PROXY). A real program (programs/go-probe,
+ * stdlib only, built offline with the machine's `go`) calls payments, which only the agent's pod can
+ * resolve and reach.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  assertFailed,
+  assertReachedPayments,
+  paymentsTlsUrl,
+  paymentsUrl,
+  RuntimeRig,
+} from './runtime-rig.ts';
+import { buildGo, scratchDir } from './toolchains.ts';
+
+describe('go: a real net/http program reaches payments through the agent', { timeout: 400_000 }, () => {
+  const scratch = scratchDir('go');
+  let probe: string;
+  let rt: RuntimeRig;
+
+  /** Runs the probe inside `detour exec` with a shell prelude that adjusts the session's env. */
+  const inSession = (prelude: string, url: string) =>
+    rt.exec(['bash', '-c', `${prelude} exec "$0" "$1"`, probe, url]);
+
+  before(async () => {
+    // The first build compiles net/http into the cache (~/.cache/detour/go-build); later ones reuse it.
+    probe = await buildGo(scratch.path);
+    rt = await RuntimeRig.start('rtg');
+  });
+
+  after(async () => {
+    await rt?.close();
+    scratch.remove();
+  });
+
+  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
+    await rt.assertPaymentsOnlyThroughAgent();
+  });
+
+  test('go: net/http default client via HTTP_PROXY (http://, absolute-URI request)', async () => {
+    const result = await rt.exec([probe, paymentsUrl('/go/http-proxy')]);
+    assertReachedPayments(result, '/go/http-proxy');
+    assert.match(result.stderr, /go-probe: proxy for \S+ is http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  test('go: net/http default client via HTTP_PROXY=socks5h:// (the session ALL_PROXY value)', async () => {
+    const result = await inSession(
+      'export HTTP_PROXY="$ALL_PROXY" http_proxy="$ALL_PROXY";',
+      paymentsUrl('/go/socks5h'),
+    );
+    assertReachedPayments(result, '/go/socks5h');
+    assert.match(result.stderr, /go-probe: proxy for \S+ is socks5h:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  test('go: net/http https via HTTPS_PROXY (CONNECT; certificate checked against the cluster name)', async () => {
+    const result = await inSession(
+      `export SSL_CERT_FILE='${rt.trust.certPem}';`,
+      paymentsTlsUrl('/go/https'),
+    );
+    assertReachedPayments(result, '/go/https', { tls: true });
+  });
+
+  test('go: short name "payments" resolved by the agent, not the laptop', async () => {
+    const result = await rt.exec([probe, paymentsUrl('/go/short-name', 'payments')]);
+    assertReachedPayments(result, '/go/short-name');
+  });
+
+  test('go: ALL_PROXY alone is not read by net/http (HTTP_PROXY unset → direct → fails)', async () => {
+    const result = await inSession('unset HTTP_PROXY http_proxy;', paymentsUrl('/go/all-proxy-only'));
+    assertFailed(result, /go-probe: proxy for \S+ is <nil>[\s\S]*go-probe failed: .*(no such host|lookup)/);
+  });
+});

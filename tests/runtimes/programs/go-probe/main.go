@@ -1,0 +1,46 @@
+// A plain Go program: net/http's default client, whose transport takes its proxy from
+// http.ProxyFromEnvironment (HTTP_PROXY/HTTPS_PROXY/NO_PROXY, upper or lower case; ALL_PROXY is
+// not read). Prints the response body on stdout; a failure goes to stderr with exit code 1.
+//
+//	go-probe http://host:port/path
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	url := os.Args[1]
+	request, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		fail(err)
+	}
+	proxy, err := http.ProxyFromEnvironment(request)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Fprintf(os.Stderr, "go-probe: proxy for %s is %v\n", url, proxy)
+	client := &http.Client{Timeout: 10 * time.Second}
+	response, err := client.Do(request)
+	if err != nil {
+		fail(err)
+	}
+	defer response.Body.Close()
+	body, err := io.ReadAll(response.Body)
+	if err != nil {
+		fail(err)
+	}
+	if response.StatusCode != http.StatusOK {
+		fail(fmt.Errorf("status %d: %s", response.StatusCode, body))
+	}
+	os.Stdout.Write(body)
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "go-probe failed: %v\n", err)
+	os.Exit(1)
+}

@@ -1,0 +1,103 @@
+/**
+ * Python under `detour exec`: urllib and requests take their proxies from the environment
+ * (http_proxy/HTTP_PROXY). Real programs (programs/*_probe.py) call payments, which only the agent's
+ * pod can resolve and reach.
+ */
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  assertFailed,
+  assertReachedPayments,
+  paymentsTlsUrl,
+  paymentsUrl,
+  RuntimeRig,
+} from './runtime-rig.ts';
+import { programsDir, pythonWithRequests } from './toolchains.ts';
+
+describe('python: real urllib and requests programs reach payments through the agent', {
+  timeout: 300_000,
+}, () => {
+  let python: string;
+  let rt: RuntimeRig;
+  const urllibProbe = join(programsDir, 'urllib_probe.py');
+  const requestsProbe = join(programsDir, 'requests_probe.py');
+
+  /** Runs a probe inside `detour exec` with a shell prelude that adjusts the session's env. */
+  const inSession = (prelude: string, script: string, url: string) =>
+    rt.exec(['bash', '-c', `${prelude} exec "$0" "$1" "$2"`, python, script, url]);
+
+  before(async () => {
+    ({ python } = await pythonWithRequests());
+    rt = await RuntimeRig.start('rtp');
+  });
+
+  after(async () => {
+    await rt?.close();
+  });
+
+  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
+    await rt.assertPaymentsOnlyThroughAgent();
+  });
+
+  test('python: urllib.request.urlopen via http_proxy', async () => {
+    const result = await rt.exec([python, urllibProbe, paymentsUrl('/python/urllib')]);
+    assertReachedPayments(result, '/python/urllib');
+  });
+
+  test('python: urllib.request.urlopen via upper-case HTTP_PROXY alone', async () => {
+    const result = await inSession('unset http_proxy;', urllibProbe, paymentsUrl('/python/urllib-upper'));
+    assertReachedPayments(result, '/python/urllib-upper');
+  });
+
+  test('python: requests.get via HTTP_PROXY', async () => {
+    const result = await rt.exec([python, requestsProbe, paymentsUrl('/python/requests')]);
+    assertReachedPayments(result, '/python/requests');
+  });
+
+  test('python: urllib https via https_proxy (CONNECT; certificate checked against the cluster name)', async () => {
+    const result = await inSession(
+      `export SSL_CERT_FILE='${rt.trust.certPem}';`,
+      urllibProbe,
+      paymentsTlsUrl('/python/urllib-https'),
+    );
+    assertReachedPayments(result, '/python/urllib-https', { tls: true });
+  });
+
+  test('python: requests.get https via HTTPS_PROXY (CONNECT)', async () => {
+    const result = await inSession(
+      `export REQUESTS_CA_BUNDLE='${rt.trust.certPem}';`,
+      requestsProbe,
+      paymentsTlsUrl('/python/requests-https'),
+    );
+    assertReachedPayments(result, '/python/requests-https', { tls: true });
+  });
+
+  test('python: requests.get with the short name "payments"', async () => {
+    const result = await rt.exec([python, requestsProbe, paymentsUrl('/python/short-name', 'payments')]);
+    assertReachedPayments(result, '/python/short-name');
+  });
+
+  test('python: urllib ignores ALL_PROXY (HTTP proxy variables unset → direct → fails)', async () => {
+    const result = await inSession(
+      'unset HTTP_PROXY http_proxy;',
+      urllibProbe,
+      paymentsUrl('/python/urllib-all-proxy'),
+    );
+    assertFailed(result, /urllib probe failed: URLError/);
+  });
+
+  test('python: requests with only ALL_PROXY=socks5h:// needs PySocks (requests[socks])', async (t) => {
+    const hasSocks = await rt.inLaptop([python, '-c', 'import socks']);
+    const result = await inSession(
+      'unset HTTP_PROXY http_proxy;',
+      requestsProbe,
+      paymentsUrl('/python/requests-socks'),
+    );
+    if (hasSocks.code === 0) {
+      t.diagnostic('PySocks is installed: requests uses ALL_PROXY=socks5h:// itself');
+      assertReachedPayments(result, '/python/requests-socks');
+    } else {
+      assertFailed(result, /Missing dependencies for SOCKS support/);
+    }
+  });
+});

@@ -169,6 +169,11 @@ export class InboundListener {
     return (this.server.address() as AddressInfo).port;
   }
 
+  /** Inbound connections open now. */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
   get listening(): boolean {
     return this.server.listening && !this.closing;
   }

@@ -177,6 +177,10 @@ describe('WebSocket through an HTTP/1.1 Upgrade', () => {
     app = await listen(http.createServer());
     wss = new WebSocketServer({ server: app });
     wss.on('connection', (socket, req) => {
+      if (req.url === '/drop') {
+        socket.send('bye', () => socket.terminate());
+        return;
+      }
       socket.send(`hello from local, x-dev=${req.headers['x-dev']}`);
       socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
     });
@@ -231,6 +235,46 @@ describe('WebSocket through an HTTP/1.1 Upgrade', () => {
     for (let i = 0; i < 50 && stack.tunnel.server.openStreams > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 10));
     assert.equal(stack.tunnel.server.openStreams, 0);
+    for (let i = 0; i < 50 && stack.tunnel.client.openStreams > 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(stack.tunnel.client.openStreams, 0, 'the CLI end of a cleanly closed WebSocket is released');
+  });
+
+  it('a client that drops the connection abruptly: the local app sees the close, nothing leaks', async () => {
+    const closedAtApp = new Promise<number>((resolve) =>
+      wss.once('connection', (socket) => socket.once('close', (code) => resolve(code))),
+    );
+    const socket = new WebSocket(`ws://127.0.0.1:${stack.inbound.port}/ws`, {
+      headers: { 'x-dev': 'dev-a' },
+    });
+    await once(socket, 'message');
+    socket.terminate();
+    assert.equal(await closedAtApp, 1006);
+    const busy = () =>
+      stack.tunnel.server.openStreams + stack.tunnel.client.openStreams + stack.inbound.connections > 0;
+    for (let i = 0; i < 100 && busy(); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(stack.tunnel.server.openStreams, 0);
+    assert.equal(stack.tunnel.client.openStreams, 0);
+    assert.equal(stack.inbound.connections, 0);
+  });
+
+  it('a local app that drops the connection abruptly: the client sees the close, nothing leaks', async () => {
+    const socket = new WebSocket(`ws://127.0.0.1:${stack.inbound.port}/drop`, {
+      headers: { 'x-dev': 'dev-a' },
+    });
+    const [message] = await once(socket, 'message');
+    assert.equal(String(message), 'bye');
+    const [code] = await once(socket, 'close');
+    assert.equal(code, 1006);
+    const busy = () =>
+      stack.tunnel.server.openStreams + stack.tunnel.client.openStreams + stack.inbound.connections > 0;
+    for (let i = 0; i < 100 && busy(); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(stack.tunnel.server.openStreams, 0);
+    assert.equal(stack.inbound.connections, 0);
   });
 
   it('passes a WebSocket without the session header through to the upstream', async () => {
@@ -257,6 +301,10 @@ describe('WebSocket through an HTTP/1.1 Upgrade', () => {
       let body = '';
       for await (const chunk of res) body += chunk;
       assert.equal(body, 'no websockets here');
+      const busy = () => other.tunnel.server.openStreams + other.tunnel.client.openStreams > 0;
+      for (let i = 0; i < 100 && busy(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(other.tunnel.server.openStreams, 0);
+      assert.equal(other.tunnel.client.openStreams, 0);
     } finally {
       await other.close();
       refusing.close();

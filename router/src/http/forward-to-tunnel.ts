@@ -78,6 +78,19 @@ export function forwardHttp1(
     opened.stream.reset(TunnelCode.cancel, 'the client closed the connection before the response ended');
     opened.outcome('client_aborted');
   });
+  res.on('finish', () => {
+    if (req.complete) return;
+    // Answered before the client finished uploading (an early 413). Node forgets a request once its
+    // response is done, so a client that then drops the connection never makes it error or close:
+    // watch the socket, or the stream's request side would stay open forever.
+    const socket = req.socket;
+    const dropped = () => {
+      if (!req.complete)
+        opened.stream.reset(TunnelCode.cancel, 'the client stopped sending the request body');
+    };
+    socket.once('close', dropped);
+    req.once('end', () => socket.off('close', dropped));
+  });
 }
 
 /** Forwards one HTTP/2 request (h2c) to the session's tunnel; gRPC trailers included. */
@@ -115,7 +128,7 @@ export function forwardHttp2(
   const opened = openStream(session, open, h2stream, writer, report);
   if (!opened) return;
   h2stream.on('close', () => {
-    if (h2stream.writableFinished && h2stream.rstCode === 0) return;
+    if (h2stream.writableFinished && h2stream.readableEnded && h2stream.rstCode === 0) return;
     opened.stream.reset(TunnelCode.cancel, `the client reset the HTTP/2 stream (code ${h2stream.rstCode})`);
     opened.outcome('client_aborted');
   });

@@ -137,12 +137,21 @@ export class LocalAppForwarder {
           stream.reset(errorCode(error), `the local app's upgraded connection failed: ${error.message}`);
       });
       stream.on('error', () => socket.destroy());
+      socket.on('close', () => {
+        if (stream.destroyed) return;
+        // Closed without ending (destroyed): the client must learn it. Ended: drain what the agent
+        // still sends, so the stream sees its end and is released.
+        if (!stream.writableEnded) stream.reset('ECONNRESET', 'the local app closed the upgraded connection');
+        else stream.resume();
+      });
       socket.pipe(stream);
       stream.pipe(socket);
     });
     req.on('response', (res: IncomingMessage) => {
       // The app declined the upgrade: relay an ordinary response.
       answered = true;
+      // Nothing switches protocols: whatever the client sends now has nowhere to go.
+      stream.resume();
       const writer = new TunnelResponseWriter(stream);
       writer.writeHead(res.statusCode ?? 502, headerPairsFromRaw(res.rawHeaders));
       res.pipe(stream, { end: false });

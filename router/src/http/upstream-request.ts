@@ -114,6 +114,7 @@ export class UpstreamExchange {
     this.h1 = req;
     req.on('response', (res: IncomingMessage) => this.onHttp1Response(res));
     req.on('error', (error) => this.fail(error));
+    req.on('close', () => this.drainBody());
     this.body.pipe(req);
   }
 
@@ -166,6 +167,7 @@ export class UpstreamExchange {
     });
     stream.on('error', (error) => this.fail(error));
     stream.on('close', () => {
+      this.drainBody();
       if (!this.done)
         this.fail(
           Object.assign(new Error(`the upstream reset the HTTP/2 stream (code ${stream.rstCode})`), {
@@ -201,6 +203,16 @@ export class UpstreamExchange {
     }
     this.source = stream;
     stream.pipe(this.writer.body, { end: false });
+  }
+
+  /**
+   * The upstream request is over. A server may answer before it read the whole request (413, an
+   * early error) and close: the rest of the body is read and dropped, so its source sees its end.
+   */
+  private drainBody(): void {
+    if (this.body.readableEnded || this.body.destroyed) return;
+    this.body.unpipe();
+    this.body.resume();
   }
 
   private fail(error: Error): void {

@@ -50,9 +50,15 @@ export async function startStack(options: {
     forwarder,
     url: `http://127.0.0.1:${inbound.port}`,
     async close() {
+      // Every test ends with no stream left open on either end: a leak fails the test that caused it.
+      const open = () => tunnel.server.openStreams + tunnel.client.openStreams;
+      for (let i = 0; i < 100 && open() > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      const leaked = { agent: tunnel.server.openStreams, cli: tunnel.client.openStreams };
       await inbound.close();
       forwarder.close();
       await tunnel.close();
+      if (leaked.agent + leaked.cli > 0)
+        throw new Error(`tunnel streams left open: ${JSON.stringify(leaked)}`);
     },
   };
 }

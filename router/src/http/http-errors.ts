@@ -23,9 +23,6 @@ export class LocalAppUnreachableError extends DetourError {
   }
 }
 
-/** The exchange with the peer of a stream ended badly; `code` is the reset code or errno. */
-export class HttpRelayError extends DetourError {}
-
 /** The error code of anything thrown (errno-like codes pass through), for resets and 502 bodies. */
 export function errorCode(error: unknown, fallback: string = TunnelCode.cancel): string {
   const code = (error as { code?: unknown } | null)?.code;

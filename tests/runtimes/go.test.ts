@@ -67,6 +67,11 @@ describe('go: a real net/http program reaches payments through the agent', { tim
     assertReachedPayments(result, '/go/short-name');
   });
 
+  test('go: a client with its own &http.Transport{} (Proxy unset) ignores the proxy variables → fails', async () => {
+    const result = await rt.exec([probe, '-bare-transport', paymentsUrl('/go/bare-transport')]);
+    assertFailed(result, /bare transport[\s\S]*go-probe failed: .*(no such host|lookup)/);
+  });
+
   test('go: ALL_PROXY alone is not read by net/http (HTTP_PROXY unset → direct → fails)', async () => {
     const result = await inSession('unset HTTP_PROXY http_proxy;', paymentsUrl('/go/all-proxy-only'));
     assertFailed(result, /go-probe: proxy for \S+ is <nil>[\s\S]*go-probe failed: .*(no such host|lookup)/);

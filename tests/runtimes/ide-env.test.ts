@@ -6,8 +6,10 @@
  * Node one through the layer, carrying x-dev from DETOUR_DEFAULT_HEADERS.
  */
 import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { repoRoot } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import { paymentsName, paymentsUrl, ports, RuntimeRig } from './runtime-rig.ts';
@@ -191,6 +193,39 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
       });
       assert.deepEqual(answer(underExec.stdout), answer(launched.stdout), mode);
     }
+  });
+
+  test("ide: the README's IntelliJ script writes a well-formed run configuration with the session env", async () => {
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### IntelliJ IDEA'));
+    const script = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.ok(script, 'README.md has no sh block under "### IntelliJ IDEA"');
+    // `detour` on PATH, as installed.
+    const bin = join(scratch.path, 'bin');
+    const project = join(scratch.path, 'project');
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(bin, 'detour'), `#!/bin/sh\nexec ${rt.rig.cli([]).join(' ')} "$@"\n`);
+    chmodSync(join(bin, 'detour'), 0o755);
+    const written = await rt.inLaptop(
+      ['bash', '-euo', 'pipefail', '-c', script],
+      { ...process.env, DETOUR_STATE_DIR: stateDir, PATH: `${bin}:${process.env.PATH}` },
+      { cwd: project },
+    );
+    assert.equal(written.code, 0, written.stderr);
+    // Parsed by a real XML parser: the run configuration's <envs> are the session's env.
+    const parsed = await rt.inLaptop([
+      'python3',
+      '-c',
+      'import json, sys, xml.etree.ElementTree as T; r = T.parse(sys.argv[1]).getroot(); ' +
+        'c = r.find("configuration"); ' +
+        'print(json.dumps({"type": c.get("type"), "envs": {e.get("name"): e.get("value") for e in c.iter("env")}}))',
+      join(project, '.run', 'orders-detour.run.xml'),
+    ]);
+    assert.equal(parsed.code, 0, parsed.stderr);
+    const configuration = JSON.parse(parsed.stdout) as { type: string; envs: Record<string, string> };
+    assert.equal(configuration.type, 'Application');
+    assert.deepEqual(configuration.envs, formats.json);
   });
 
   test('ide: the session stays up between launches and `detour env` fails clearly once it ended', async () => {

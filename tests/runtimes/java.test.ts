@@ -106,7 +106,12 @@ describe('java: a real JVM program reaches payments through the agent', { timeou
     assertReachedPayments(result, '/java/short-name');
   });
 
-  test('java: new Socket(name, port) resolves the name locally first and, if that succeeds, sends the address', async () => {
+  test('java: InetAddress.getByName of a cluster name fails (the JVM resolver is local; no property routes it)', async () => {
+    const result = await rt.exec(probe('lookup', paymentsUrl('/java/lookup')));
+    assertFailed(result, /probe lookup failed: java\.net\.UnknownHostException/);
+  });
+
+  test('java: with a stale local answer for the name, new Socket(name, port) and SOCKS-only HttpURLConnection send the local address; http.proxyHost clients do not', async () => {
     // A stale /etc/hosts entry on the laptop for the cluster name, and a local decoy on that address.
     const decoy = await rt.rig.startApp('laptop', 'decoy', { port: ports.payments, host: '127.0.0.1' });
     rt.rig.topology.writeHosts('laptop', { '127.0.0.1': ['payments.staging.svc.cluster.local'] });
@@ -118,10 +123,21 @@ describe('java: a real JVM program reaches payments through the agent', { timeou
         probe('socket-unresolved', paymentsUrl('/java/unresolved-stale-hosts')),
       );
       assertReachedPayments(unresolved, '/java/unresolved-stale-hosts');
-      const viaHttpProxy = await rt.exec(
-        probe('urlconnection', paymentsUrl('/java/urlconnection-stale-hosts')),
+      // HttpURLConnection over SOCKS alone connects the same way as new Socket(name, port).
+      const socksOnly = await rt.exec(
+        probe('urlconnection', paymentsUrl('/java/socks-stale-hosts'), ['--socks-only']),
       );
-      assertReachedPayments(viaHttpProxy, '/java/urlconnection-stale-hosts');
+      assert.equal(socksOnly.code, 0, socksOnly.stderr);
+      assert.equal(
+        JSON.parse(socksOnly.stdout).app,
+        'decoy',
+        'HttpURLConnection over SOCKS sent the local address',
+      );
+      // Through http(s).proxyHost the name is never resolved locally.
+      for (const mode of ['urlconnection', 'httpclient']) {
+        const viaHttpProxy = await rt.exec(probe(mode, paymentsUrl(`/java/${mode}-stale-hosts`)));
+        assertReachedPayments(viaHttpProxy, `/java/${mode}-stale-hosts`);
+      }
     } finally {
       rt.rig.topology.writeHosts('laptop', {});
       await decoy.stop();

@@ -2,6 +2,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.HttpURLConnection;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.URI;
@@ -22,6 +23,7 @@ import java.time.Duration;
  * socket-unresolved new Socket().connect(InetSocketAddress.createUnresolved(host, port))
  * urlconnection     URL.openConnection() (HttpURLConnection)
  * httpclient        java.net.http.HttpClient.newHttpClient() (no explicit proxy)
+ * lookup            InetAddress.getByName(host): the JVM's resolver, which no proxy setting covers
  * --socks-only      clears http(s).proxyHost first, leaving only socksProxyHost
  */
 public class Probe {
@@ -46,6 +48,7 @@ public class Probe {
             }
             case "urlconnection" -> urlConnection(uri);
             case "httpclient" -> httpClient(uri);
+            case "lookup" -> InetAddress.getByName(uri.getHost()).getHostAddress() + "\n";
             default -> throw new IllegalArgumentException("unknown mode " + mode);
           };
       System.out.print(body);

@@ -2,10 +2,14 @@
 // http.ProxyFromEnvironment (HTTP_PROXY/HTTPS_PROXY/NO_PROXY, upper or lower case; ALL_PROXY is
 // not read). Prints the response body on stdout; a failure goes to stderr with exit code 1.
 //
-//	go-probe http://host:port/path
+//	go-probe [-bare-transport] http://host:port/path
+//
+// -bare-transport uses &http.Transport{} (Proxy unset) instead of the default transport, as code
+// that builds its own transport often does: such a client ignores the proxy variables.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +18,9 @@ import (
 )
 
 func main() {
-	url := os.Args[1]
+	bare := flag.Bool("bare-transport", false, "use &http.Transport{} (no Proxy func)")
+	flag.Parse()
+	url := flag.Arg(0)
 	request, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		fail(err)
@@ -25,6 +31,10 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "go-probe: proxy for %s is %v\n", url, proxy)
 	client := &http.Client{Timeout: 10 * time.Second}
+	if *bare {
+		client.Transport = &http.Transport{}
+		fmt.Fprintln(os.Stderr, "go-probe: bare transport, no Proxy func")
+	}
 	response, err := client.Do(request)
 	if err != nil {
 		fail(err)

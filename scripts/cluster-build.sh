@@ -3,7 +3,7 @@
 # <component>-<version>) and extracts the Istio and Gateway API CRDs from their modules.
 # Usage: scripts/cluster-build.sh [component...]   (default: every tier-1 component and the CRDs)
 # Components: etcd kube-apiserver kube-controller-manager kubectl crds (tier 1);
-#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr pause (tier 2)
+#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr pause-image netcheck-image (tier 2)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -119,6 +119,24 @@ pause_image() {
   echo "image pause $PAUSE_VERSION: $out ($PAUSE_IMAGE)"
 }
 
+# netcheck_image: the node tests' image (a static HTTP server/client), same way as the pause image.
+netcheck_image() {
+  local out=$CACHE/images/netcheck-$NETCHECK_VERSION.oci.tar
+  if [[ -s $out ]]; then
+    echo "image netcheck $NETCHECK_VERSION: cached ($out)"
+    return
+  fi
+  build netcheck "$NETCHECK_VERSION" "$ROOT/tests/cluster/build/netcheck" .
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs" "$work/oci/blobs/sha256" "$CACHE/images"
+  cp "$BIN/netcheck-$NETCHECK_VERSION" "$work/rootfs/netcheck"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" netcheck
+  oci_image "$work" "$work/layer.tar" '["/netcheck"]' "$NETCHECK_IMAGE" "$out"
+  rm -rf "$work"
+  echo "image netcheck $NETCHECK_VERSION: $out ($NETCHECK_IMAGE)"
+}
+
 # oci_image <work dir> <layer.tar> <entrypoint JSON> <image name> <out.tar>: one-layer OCI archive.
 oci_image() {
   local work=$1 layer=$2 entrypoint=$3 name=$4 out=$5
@@ -160,6 +178,7 @@ for c in "${components[@]}"; do
         no_btrfs,no_devmapper,no_zfs "-X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" ;;
     pause) build pause "$PAUSE_VERSION" "$ROOT/tests/cluster/build/pause" . ;;
     pause-image) pause_image ;;
+    netcheck-image) netcheck_image ;;
     *) echo "cluster-build: unknown component '$c'" >&2; exit 2 ;;
   esac
 done

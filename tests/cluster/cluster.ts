@@ -15,6 +15,7 @@ import {
   nodeIp,
   nodeName,
   nodeSpecs,
+  saveHostSysctls,
   sock,
   writeNodeConfig,
 } from './node.ts';
@@ -445,16 +446,16 @@ async function allNodeSpecs(): Promise<ProcessSpec[]> {
 async function nodeUp(log: (line: string) => void, build: boolean): Promise<string[]> {
   const started: string[] = [];
   const missing = tier2Binaries.filter((name) => !existsSync(binaryPath(name)));
-  const pauseImage = join(imageDir, `pause-${versions.pause}.oci.tar`);
-  if (missing.length > 0 || !existsSync(pauseImage)) {
+  const images = [`pause-${versions.pause}.oci.tar`, `netcheck-${versions.netcheck}.oci.tar`];
+  if (missing.length > 0 || images.some((file) => !existsSync(join(imageDir, file)))) {
     if (!build) {
       throw new ClusterError(
         'CLUSTER_BINARIES_MISSING',
         `tier-2 binaries not built (${missing.join(', ')}): run npm run cluster:up -- --tier=2`,
       );
     }
-    await step(log, `build ${[...missing, 'pause-image'].join(', ')}`, () =>
-      runBuild(log, [...missing, 'pause-image']),
+    await step(log, `build ${[...missing, 'images'].join(', ')}`, () =>
+      runBuild(log, [...missing, 'pause-image', 'netcheck-image']),
     );
   }
   const name = await nodeName();
@@ -465,6 +466,7 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
     writeKubeconfig(nodeKubeconfig('scheduler'), apiserverUrl, pkiDir, 'system:kube-scheduler', 'scheduler');
     ensureNetns();
     writeNodeConfig(pki, name);
+    saveHostSysctls();
   });
   for (const spec of nodeSpecs(nodeKubeconfig, name)) {
     await step(log, `start ${spec.name}`, async () => {

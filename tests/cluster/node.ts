@@ -23,7 +23,7 @@ import { versions } from './versions.ts';
 /**
  * Tier 2: one node. containerd, kubelet, kube-proxy and every pod live in the network namespace
  * `detour-node`, which this code creates: its only addresses are loopback, the node address
- * 198.18.0.2 (a dummy interface) and the pod bridge 198.18.128.1/24. The control plane stays on the
+ * 198.18.0.2 (a veth end) and the pod bridge 198.18.128.1/24. The control plane stays on the
  * host's loopback; socat joins the two through Unix sockets (a Unix socket is reachable from any
  * network namespace), so nothing listens on a host address other than 127.0.0.1.
  */
@@ -77,18 +77,26 @@ export function netnsExists(): boolean {
 export function ensureNetns(): void {
   if (netnsExists()) return;
   run('ip', ['netns', 'add', nodeNetns]);
-  const ip = (...args: string[]) => run('ip', ['-n', nodeNetns, ...args]);
-  ip('link', 'set', 'lo', 'up');
-  ip('link', 'add', 'detour0', 'type', 'dummy');
-  ip('addr', 'add', `${nodeIp}/32`, 'dev', 'detour0');
-  ip('link', 'set', 'detour0', 'up');
-  // No way out of the namespace: the default route only lets the kernel pick a source address.
-  ip('route', 'add', 'default', 'dev', 'detour0');
-  const sysctl = (key: string, value: string) =>
-    run('ip', ['netns', 'exec', nodeNetns, 'sysctl', '-q', '-w', `${key}=${value}`]);
-  sysctl('net.ipv4.ip_forward', '1');
-  // Service VIPs between two pods on the same bridge need the bridge's traffic to pass iptables.
-  sysctl('net.bridge.bridge-nf-call-iptables', '1');
+  try {
+    const ip = (...args: string[]) => run('ip', ['-n', nodeNetns, ...args]);
+    ip('link', 'set', 'lo', 'up');
+    // The node's "NIC": a veth pair with both ends inside the namespace (this VM's kernel has no
+    // dummy driver). Nothing leaves the namespace: the default route only lets the kernel pick a
+    // source address for Service VIPs before kube-proxy's DNAT.
+    ip('link', 'add', 'detour0', 'type', 'veth', 'peer', 'name', 'detour0-peer');
+    ip('addr', 'add', `${nodeIp}/32`, 'dev', 'detour0');
+    ip('link', 'set', 'detour0', 'up');
+    ip('link', 'set', 'detour0-peer', 'up');
+    ip('route', 'add', 'default', 'dev', 'detour0');
+    const sysctl = (key: string, value: string) =>
+      run('ip', ['netns', 'exec', nodeNetns, 'sysctl', '-q', '-w', `${key}=${value}`]);
+    sysctl('net.ipv4.ip_forward', '1');
+    // Service VIPs between two pods on the same bridge need the bridge's traffic to pass iptables.
+    sysctl('net.bridge.bridge-nf-call-iptables', '1');
+  } catch (error) {
+    run('ip', ['netns', 'delete', nodeNetns]);
+    throw error;
+  }
 }
 
 function writeFile(path: string, content: string): string {
@@ -152,6 +160,10 @@ state = "${join(containerd, 'state')}"
   [plugins.'io.containerd.cri.v1.runtime']
     # Pod network namespaces under the state dir, not /run/netns: cleanup touches only our own.
     netns_mounts_under_state_dir = true
+    # This VM drops CAP_SYS_RESOURCE even for root, so no process may lower its oom_score_adj; the
+    # kubelet asks -998 for every sandbox and runc init then dies ("can't get final child's PID from
+    # pipe: EOF"). Clamp to containerd's own score instead.
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = 'io.containerd.runc.v2'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
@@ -300,6 +312,47 @@ export function importImages(): string[] {
   return imported;
 }
 
+/**
+ * Host kernel settings the kubelet rewrites at start (its protectKernelDefaults=false behaviour):
+ * saved before the node starts, restored when it stops.
+ */
+const kubeletSysctls = [
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
+];
+const sysctlBackup = join(nodeDir, 'host-sysctls.json');
+
+export function saveHostSysctls(): void {
+  if (existsSync(sysctlBackup)) return; // the first save holds the host's own values
+  const values: Record<string, string> = {};
+  for (const key of kubeletSysctls) {
+    try {
+      values[key] = readFileSync(`/proc/sys/${key}`, 'utf8').trim();
+    } catch {
+      // not on this kernel
+    }
+  }
+  writeFile(sysctlBackup, `${JSON.stringify(values, null, 2)}\n`);
+}
+
+function restoreHostSysctls(log: (line: string) => void): void {
+  if (!existsSync(sysctlBackup)) return;
+  const values = JSON.parse(readFileSync(sysctlBackup, 'utf8')) as Record<string, string>;
+  for (const [key, value] of Object.entries(values)) {
+    try {
+      if (readFileSync(`/proc/sys/${key}`, 'utf8').trim() !== value) writeFileSync(`/proc/sys/${key}`, value);
+    } catch {
+      // leave it
+    }
+  }
+  rmSync(sysctlBackup);
+  log(`restored host sysctls ${Object.keys(values).join(', ')}`);
+}
+
 function pidsIn(cgroupDir: string): number[] {
   const pids: number[] = [];
   if (!existsSync(cgroupDir)) return pids;
@@ -424,6 +477,7 @@ export async function nodeDown(specs: ProcessSpec[], log: (line: string) => void
   }
   if (mounts.length > 0) log(`unmounted ${mounts.length} mounts`);
   for (const dir of kubepodsDirs()) removeCgroupTree(dir);
+  restoreHostSysctls(log);
   if (netnsExists()) {
     run('ip', ['netns', 'delete', nodeNetns]);
     log(`deleted network namespace ${nodeNetns}`);

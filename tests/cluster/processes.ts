@@ -12,7 +12,7 @@ export interface ProcessSpec {
   name: string;
   binary: string;
   args: string[];
-  /** Run inside this network namespace (through `ip netns exec`, which execs the binary in place). */
+  /** Run inside this network namespace (through nsenter, which execs the binary in place). */
   netns?: string;
   env?: NodeJS.ProcessEnv;
 }
@@ -26,7 +26,7 @@ function isAliveAs(pid: number, binary: string): boolean {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 3 (after the parenthesised command) is the state; a zombie has exited.
     if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
-    // argv[0], or a later argument for the instant `ip netns exec` has not exec'd the binary yet.
+    // argv[0], or a later argument for the instant nsenter has not exec'd the binary yet.
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(binary);
   } catch {
     return false;
@@ -54,8 +54,10 @@ export function startProcess(
   mkdirSync(pidDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
   const log = openSync(join(logDir, `${spec.name}.log`), 'a');
+  // nsenter, not `ip netns exec`: the latter also enters a new mount namespace and remounts /sys,
+  // which hides the cgroup mounts from the kubelet and containerd's mounts from everyone else.
   const [command, args] = spec.netns
-    ? ['ip', ['netns', 'exec', spec.netns, spec.binary, ...spec.args]]
+    ? ['nsenter', [`--net=/run/netns/${spec.netns}`, '--', spec.binary, ...spec.args]]
     : [spec.binary, spec.args];
   const child = spawn(command, args, {
     detached: true,

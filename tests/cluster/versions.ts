@@ -10,6 +10,8 @@ export interface ClusterVersions {
   containerd: string;
   pause: string;
   pauseImage: string;
+  netcheck: string;
+  netcheckImage: string;
 }
 
 function readEnvFile(path: string): Map<string, string> {
@@ -37,4 +39,6 @@ export const versions: ClusterVersions = {
   containerd: required(env, 'CONTAINERD_VERSION'),
   pause: required(env, 'PAUSE_VERSION'),
   pauseImage: required(env, 'PAUSE_IMAGE'),
+  netcheck: required(env, 'NETCHECK_VERSION'),
+  netcheckImage: required(env, 'NETCHECK_IMAGE'),
 };

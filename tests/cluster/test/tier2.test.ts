@@ -1,0 +1,130 @@
+// Tier 2 proof: a node (containerd 2.2.9 + runc, kubelet, kube-proxy in iptables mode, scheduler)
+// runs pods from locally built images. Opt-in: DETOUR_CLUSTER_TIER=2 (it needs root, a network
+// namespace and ~1 GiB more memory); skipped, and said so, otherwise.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { kubeconfigPath, kubectl, useCluster } from '../cluster.ts';
+import { binaryPath } from '../paths.ts';
+import { versions } from '../versions.ts';
+import { waitFor } from '../wait.ts';
+
+const enabled = process.env.DETOUR_CLUSTER_TIER === '2';
+const namespace = `detour-tier2-${process.pid}`;
+
+function pod(name: string, args: string[]) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels: { app: name } },
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      containers: [{ name, image: versions.netcheckImage, imagePullPolicy: 'IfNotPresent', args }],
+    },
+  };
+}
+
+async function ok(args: string[], input?: string): Promise<string> {
+  const result = await kubectl('admin', args, input);
+  assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+describe('tier 2 cluster: a node running locally built images', {
+  skip: enabled ? false : 'set DETOUR_CLUSTER_TIER=2',
+}, () => {
+  let stop: () => Promise<void> = async () => {};
+
+  before(async () => {
+    stop = await useCluster((line) => console.log(`# ${line}`), 2);
+    await ok(['create', 'namespace', namespace]);
+  });
+
+  after(async () => {
+    try {
+      await kubectl('admin', ['delete', 'namespace', namespace, '--wait=false']);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('runs a pod from a locally built image until it is Ready', async () => {
+    const manifest = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        pod('server', ['serve', ':8080']),
+        pod('client', ['serve', ':8081']),
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: 'server', namespace },
+          spec: { selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080 }] },
+        },
+      ],
+    });
+    await ok(['apply', '-f', '-'], manifest);
+    await ok([
+      'wait',
+      '-n',
+      namespace,
+      '--for=condition=Ready',
+      'pod/server',
+      'pod/client',
+      '--timeout=120s',
+    ]);
+  });
+
+  it('reaches a Service VIP from another pod (kube-proxy) through kubectl exec', async () => {
+    const vip = (
+      await ok(['get', '-n', namespace, 'service', 'server', '-o', 'jsonpath={.spec.clusterIP}'])
+    ).trim();
+    const body = await waitFor(
+      `http://${vip}/ from pod client`,
+      async () => {
+        const result = await kubectl('admin', [
+          'exec',
+          '-n',
+          namespace,
+          'client',
+          '--',
+          '/netcheck',
+          'get',
+          `http://${vip}/via-vip`,
+        ]);
+        return result.code === 0 ? result.stdout : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 1000 },
+    );
+    assert.match(body, /^netcheck server \/via-vip/);
+  });
+
+  it('forwards a local port to a pod (kubectl port-forward)', async () => {
+    const child = spawn(
+      binaryPath('kubectl'),
+      [
+        `--kubeconfig=${kubeconfigPath('admin')}`,
+        'port-forward',
+        '-n',
+        namespace,
+        'pod/server',
+        ':8080',
+        '--address=127.0.0.1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    try {
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      const port = await waitFor('port-forward to listen', () => /127\.0\.0\.1:(\d+)/.exec(output)?.[1], {
+        timeoutMs: 20_000,
+      });
+      const res = await fetch(`http://127.0.0.1:${port}/via-port-forward`);
+      assert.match(await res.text(), /^netcheck server \/via-port-forward/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+});

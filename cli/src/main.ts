@@ -10,6 +10,8 @@ Commands:
   detour up [flags]                     start a session for an IDE launch; Ctrl-C ends it
   detour env [--session ID] [--format dotenv|json|intellij|vscode|shell]
                                         print the environment of a running \`detour up\` for an IDE launch
+  detour status [-n NS | -A] [--json]    list sessions in the cluster: who routes what, since when, alive or expired
+  detour clean [--json]                 revert the routes of every session whose lease expired (any detour can)
   detour schema                         print the JSON schema of detour.yaml
   detour help                           this text
 
@@ -25,6 +27,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/session-command.ts')).execCommand(rest);
     case 'up':
       return (await import('./commands/session-command.ts')).upCommand(rest);
+    case 'status':
+      return (await import('./commands/cluster-commands.ts')).statusCommand(rest);
+    case 'clean':
+      return (await import('./commands/cluster-commands.ts')).cleanCommand(rest);
     case 'env':
       return (await import('./commands/env-command.ts')).envCommand(rest);
     case 'schema':

@@ -37,10 +37,40 @@ export const SessionOptions = z.object({
   port: z
     .string()
     .regex(/^\d{1,5}(:\d{1,5})?$/, 'expected PORT or TARGET_PORT:LOCAL_PORT')
-    .describe('Target container port, optionally mapped to another local port (8080 or 8080:3000).'),
+    .optional()
+    .describe(
+      'Target port (the Service port or container port), optionally mapped to another local port (8080 or 8080:3000). Required without --target.',
+    ),
+  target: z
+    .string()
+    .optional()
+    .describe(
+      'The workload to replace in the cluster: deploy/NAME, sts/NAME, ds/NAME or a Service name. Routes are written through the mesh.',
+    ),
+  namespace: z.string().default('default').describe('Namespace of the target.'),
+  mesh: z
+    .enum(['istio', 'istio-envoyfilter', 'gateway-api', 'service'])
+    .optional()
+    .describe(
+      'How to route, instead of detecting it: istio (VirtualService), istio-envoyfilter, gateway-api (HTTPRoute), service (no mesh).',
+    ),
+  agentService: z
+    .string()
+    .default('detour-agent')
+    .describe('Service of the in-cluster agent, in the target namespace.'),
+  leaseSeconds: z.coerce
+    .number()
+    .int()
+    .min(5)
+    .max(3600)
+    .default(30)
+    .describe("How long the cluster keeps this session's routes after the CLI stops renewing them."),
   session: z
     .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63')
+    .regex(
+      /^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$/,
+      'lower-case letters, digits and dashes, at most 40, not starting or ending with a dash',
+    )
     .optional()
     .describe('Session id (default: generated).'),
   egressInclude: z
@@ -54,7 +84,7 @@ export const SessionOptions = z.object({
   json: z
     .boolean()
     .default(false)
-    .describe('Print machine-readable JSON lines on stdout instead of progress text.'),
+    .describe('Print progress as JSON lines (on stderr, like the text) for scripts.'),
 });
 export type SessionOptions = z.infer<typeof SessionOptions>;
 

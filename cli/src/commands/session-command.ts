@@ -20,7 +20,13 @@ async function withSession(
   const { options, rest } = parseSessionOptions(argv);
   const reporter = createReporter(options.json);
   const session = new LocalSession(options, reporter);
-  await session.start();
+  try {
+    await session.start();
+  } catch (error) {
+    // Whatever part started (tunnel, lease, route) is undone before the error is reported.
+    await session.stop().catch(() => {});
+    throw error;
+  }
   const env = session.processEnv();
   try {
     return await body(session, env, rest, reporter);

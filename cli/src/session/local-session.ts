@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
-import { InvalidInputError } from '@detour/router/errors';
+import { DetourError, InvalidInputError } from '@detour/router/errors';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
 import {
   filterFromExpressions,
@@ -14,11 +14,15 @@ import {
   validateFilter,
 } from '@detour/router/match/index';
 import { TunnelCode, type TunnelStream } from '@detour/router/tunnel/index';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
+import { type ResolvedTarget, resolveTarget } from '../kube/target.ts';
+import { targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
 import { AgentTunnel } from './agent-tunnel.ts';
+import { ClusterRouting } from './cluster-routing.ts';
 import { sessionProcessEnv } from './process-env.ts';
 
 export interface PortMapping {
@@ -50,31 +54,45 @@ export function filterFromOptions(options: SessionOptions): RouteFilter {
   return validateFilter(filterFromExpressions(expressions), 'filter', { allowMatchAll: options.stealAll });
 }
 
+function defaultSessionId(): string {
+  const user =
+    userInfo()
+      .username.toLowerCase()
+      .replace(/[^a-z0-9]/g, '')
+      .slice(0, 30) || 'dev';
+  return `${user}-${randomBytes(3).toString('hex')}`;
+}
+
 /**
  * A developer's session on this machine: the tunnel to the agent, the session registered there,
- * inbound requests served to the local app, and the loopback egress proxy for the app's calls.
+ * inbound requests served to the local app, the loopback egress proxy for the app's calls and,
+ * with `--target`, the route in the cluster's mesh and the target's environment.
  */
 export class LocalSession {
   readonly id: string;
   readonly filter: RouteFilter;
-  readonly ports: PortMapping;
   readonly #options: SessionOptions;
   readonly #reporter: Reporter;
   readonly #tunnel: AgentTunnel;
   readonly #proxy: EgressProxy;
   readonly #forwarder: LocalAppForwarder;
+  #ports: PortMapping | undefined;
+  #routing: ClusterRouting | undefined;
+  #targetEnv: Record<string, string> = {};
   #proxyAddress: { host: string; port: number } | undefined;
 
   constructor(options: SessionOptions, reporter: Reporter) {
     this.#options = options;
     this.#reporter = reporter;
     this.filter = filterFromOptions(options);
-    this.ports = parsePortMapping(options.port);
-    this.id =
-      options.session ??
-      `${userInfo()
-        .username.toLowerCase()
-        .replace(/[^a-z0-9-]/g, '')}-${randomBytes(3).toString('hex')}`.replace(/^-/, 'dev-');
+    if (!options.target && !options.port) {
+      throw new InvalidInputError(
+        'DETOUR_BAD_OPTION',
+        '--port is required without --target: the port your local app listens on, e.g. --port 8080',
+      );
+    }
+    if (options.port) this.#ports = parsePortMapping(options.port);
+    this.id = options.session ?? defaultSessionId();
     const [host = '', port = ''] = options.agent.split(':');
     this.#forwarder = new LocalAppForwarder({ localPort: () => this.ports.local });
     this.#tunnel = new AgentTunnel({
@@ -100,7 +118,9 @@ export class LocalSession {
       reporter.step(
         'tunnel.restored',
         `tunnel restored after ${attempts} attempt(s); session ${this.id} is back`,
-        { attempts },
+        {
+          attempts,
+        },
       ),
     );
     const policy = new EgressPolicy({ include: options.egressInclude, exclude: options.egressExclude });
@@ -113,6 +133,15 @@ export class LocalSession {
     });
   }
 
+  get ports(): PortMapping {
+    if (!this.#ports) throw new Error('the target port is known once the target is resolved');
+    return this.#ports;
+  }
+
+  get agentAddress(): string {
+    return this.#options.agent;
+  }
+
   #serve(stream: TunnelStream): void {
     if (stream.open.kind !== 'http') {
       stream.reset(TunnelCode.refused, `the CLI does not accept ${stream.open.kind} streams`);
@@ -121,27 +150,30 @@ export class LocalSession {
     this.#forwarder.serve(stream);
   }
 
-  get agentAddress(): string {
-    return this.#options.agent;
-  }
-
   /** The environment that puts a local process in this session (call after `start`). */
   processEnv(): Record<string, string> {
     if (!this.#proxyAddress) throw new Error('the session has not started');
-    return sessionProcessEnv({
-      proxyEnv: this.#proxy.env(),
-      proxy: this.#proxyAddress,
-      // The session's own header names, and W3C baggage, ride along on the app's outbound calls.
-      routingHeaders: [...new Set([...Object.keys(this.filter.headers ?? {}), 'baggage'])],
-      cacheDir: join(homedir(), '.cache', 'detour'),
-    });
+    return {
+      ...this.#targetEnv,
+      ...sessionProcessEnv({
+        proxyEnv: this.#proxy.env(),
+        proxy: this.#proxyAddress,
+        // The session's own header names, and W3C baggage, ride along on the app's outbound calls.
+        routingHeaders: [...new Set([...Object.keys(this.filter.headers ?? {}), 'baggage'])],
+        cacheDir: join(homedir(), '.cache', 'detour'),
+      }),
+    };
   }
 
   async start(): Promise<void> {
     const mode = this.#options.mirror ? 'mirror' : 'steal';
+    const cluster = this.#options.target ? await this.#resolveTarget() : undefined;
     this.#reporter.step('tunnel.connecting', `connecting to the agent at ${this.#options.agent}`);
     const tunnel = await this.#tunnel.start();
     this.#proxyAddress = await this.#proxy.listen();
+    if (cluster) {
+      this.#routing = await this.#route(cluster.kc, cluster.target);
+    }
     this.#reporter.step(
       'session.ready',
       `session ${this.id} ready: ${mode} ${formatFilter(this.filter) || 'all requests'} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`,
@@ -152,11 +184,74 @@ export class LocalSession {
         targetPort: this.ports.target,
         localPort: this.ports.local,
         proxy: this.#proxyAddress,
+        ...(this.#routing ? { mesh: this.#routing.adapter } : {}),
       },
     );
   }
 
+  async #resolveTarget(): Promise<{ kc: KubeConfig; target: ResolvedTarget }> {
+    const kc = new KubeConfig();
+    kc.loadFromDefault();
+    const { namespace } = this.#options;
+    const target = await resolveTarget(kc, {
+      target: this.#options.target as string,
+      namespace,
+      ...(this.#ports ? { port: this.#ports.target } : {}),
+    });
+    this.#ports = {
+      target: target.service.targetPort,
+      local: this.#ports?.local ?? target.service.targetPort,
+    };
+    this.#reporter.step(
+      'target.resolved',
+      `target ${target.workload.kind} ${namespace}/${target.workload.name}, container ${target.container.name}, Service ${target.service.name}:${target.service.port} → port ${target.service.targetPort}`,
+      { workload: target.workload, container: target.container.name, service: target.service },
+    );
+    const environment = await targetEnvironment(
+      kc,
+      target,
+      join(homedir(), '.cache', 'detour', 'sessions', this.id, 'root'),
+    );
+    this.#targetEnv = environment.env;
+    for (const skipped of environment.skipped)
+      this.#reporter.warn('env.skipped', `not copied from the pod: ${skipped}`);
+    return { kc, target };
+  }
+
+  async #route(kc: KubeConfig, target: ResolvedTarget): Promise<ClusterRouting> {
+    const agentService = await kc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedService({ name: this.#options.agentService, namespace: target.namespace })
+      .catch(() => {
+        throw new DetourError(
+          'DETOUR_AGENT_NOT_INSTALLED',
+          `no Service ${this.#options.agentService} in namespace ${target.namespace}: install the agent with \`kubectl apply -k manifests/agent -n ${target.namespace}\``,
+        );
+      });
+    const routing = new ClusterRouting({
+      kc,
+      target,
+      sessionId: this.id,
+      holder: `${userInfo().username}@${hostname()}`,
+      filter: this.filter,
+      mode: this.#options.stealAll ? 'steal-all' : this.#options.mirror ? 'mirror' : 'steal',
+      agent: {
+        name: this.#options.agentService,
+        namespace: target.namespace,
+        port: agentService.spec?.ports?.[0]?.port ?? 8080,
+        selector: agentService.spec?.selector ?? {},
+      },
+      ...(this.#options.mesh ? { mesh: this.#options.mesh } : {}),
+      leaseSeconds: this.#options.leaseSeconds,
+      reporter: this.#reporter,
+    });
+    await routing.start();
+    return routing;
+  }
+
   async stop(): Promise<void> {
+    // The route goes first, so the mesh stops sending requests before the session disappears.
+    await this.#routing?.stop();
     const tunnel = this.#tunnel.current;
     if (tunnel) await tunnel.request('session.unregister', { id: this.id }).catch(() => {});
     this.#tunnel.stop();

@@ -1,0 +1,191 @@
+import {
+  adapterFor,
+  applySession,
+  buildLease,
+  type ClusterClient,
+  checkFilterConflict,
+  detectMesh,
+  isExpired,
+  type KubeObject,
+  kubeClient,
+  type Lease,
+  leaseName,
+  leasesOf,
+  type MeshAdapter,
+  type MeshKind,
+  renewLease,
+  revertSession,
+  type SessionIntent,
+  type SessionMode,
+} from '@detour/mesh-adapters';
+import { QUERIES } from '@detour/mesh-adapters/adapter';
+import { governingVirtualService } from '@detour/mesh-adapters/istio-virtualservice/governing';
+import type { Write } from '@detour/mesh-adapters/plan';
+import { DetourError } from '@detour/router/errors';
+import type { RouteFilter } from '@detour/router/match/index';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { discoverMesh } from '../kube/mesh-discovery.ts';
+import type { ResolvedTarget } from '../kube/target.ts';
+import type { Reporter } from '../reporter.ts';
+
+export interface ClusterRoutingOptions {
+  kc: KubeConfig;
+  target: ResolvedTarget;
+  sessionId: string;
+  holder: string;
+  filter: RouteFilter;
+  mode: 'steal' | 'steal-all' | 'mirror';
+  agent: { name: string; namespace: string; port: number; selector: Record<string, string> };
+  mesh?: MeshKind;
+  leaseSeconds: number;
+  reporter: Reporter;
+}
+
+/**
+ * The cluster side of a session: its Lease (created first, so the objects the route creates can
+ * be owned by it), the route written through the mesh adapter, the Lease renewed while the
+ * session lives, and on stop the route reverted exactly and the Lease deleted. If this process
+ * dies, the Lease expires and any detour's janitor reverts the route.
+ */
+export class ClusterRouting {
+  readonly #options: ClusterRoutingOptions;
+  readonly #client: ClusterClient;
+  #lease: Lease | undefined;
+  #adapter: MeshAdapter | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ClusterRoutingOptions) {
+    this.#options = options;
+    this.#client = kubeClient(options.kc);
+  }
+
+  get adapter(): MeshKind | undefined {
+    return this.#adapter?.kind;
+  }
+
+  async start(): Promise<void> {
+    const { target, reporter, sessionId } = this.#options;
+    const namespace = target.namespace;
+    const discovery = await discoverMesh(this.#options.kc, namespace);
+    const detection = detectMesh({
+      ...discovery,
+      podLabels: target.template.metadata?.labels ?? {},
+      governingVirtualService: await this.#governingVirtualService(discovery.crds),
+      ...(this.#options.mesh ? { override: this.#options.mesh } : {}),
+    });
+    reporter.step('mesh.detected', `routing with ${detection.mesh}: ${detection.reason}`, {
+      mesh: detection.mesh,
+      reason: detection.reason,
+    });
+    this.#adapter = adapterFor(detection.mesh);
+
+    const intent = this.#intent(undefined);
+    const leases = leasesOf(await this.#client.list({ ...QUERIES.leases, namespace }));
+    checkFilterConflict(leases, intent, new Date());
+    this.#lease = (await this.#client.create(
+      buildLease(intent, new Date(), {
+        durationSeconds: this.#options.leaseSeconds,
+        adapter: detection.mesh,
+      }),
+    )) as Lease;
+    reporter.step(
+      'lease.created',
+      `lease ${namespace}/${leaseName(sessionId)} held for ${this.#options.leaseSeconds} s, renewed while this session lives`,
+    );
+    this.#renewTimer = setInterval(() => void this.#renew(), (this.#options.leaseSeconds * 1000) / 3);
+    this.#renewTimer.unref();
+
+    try {
+      const result = await applySession(this.#client, this.#adapter, this.#intent(this.#lease.metadata.uid));
+      for (const warning of result.warnings) reporter.warn('route.warning', warning);
+      reporter.step(
+        'route.applied',
+        `route for session ${sessionId} written to ${result.applied.map(describeWrite).join(', ') || 'nothing new'}`,
+        {
+          writes: result.applied.length,
+          attempts: result.attempts,
+        },
+      );
+    } catch (error) {
+      await this.stop().catch(() => {});
+      throw error;
+    }
+  }
+
+  async #governingVirtualService(crds: readonly string[]): Promise<KubeObject | undefined> {
+    const { target } = this.#options;
+    if (!crds.includes('virtualservices.networking.istio.io')) return undefined;
+    const observed = await this.#client.list(QUERIES.virtualServices);
+    return governingVirtualService(observed, target.service.host).virtualService;
+  }
+
+  #intent(leaseUid: string | undefined): SessionIntent {
+    const { target, filter, sessionId, holder, agent } = this.#options;
+    const mode: SessionMode =
+      this.#options.mode === 'steal-all' ? { kind: 'steal-all' } : { kind: this.#options.mode, filter };
+    return {
+      sessionId,
+      target: { namespace: target.namespace, host: target.service.host, port: target.service.port },
+      mode,
+      agent,
+      holder,
+      lease: {
+        name: leaseName(sessionId),
+        namespace: target.namespace,
+        ...(leaseUid ? { uid: leaseUid } : {}),
+      },
+    };
+  }
+
+  async #renew(): Promise<void> {
+    if (!this.#lease) return;
+    try {
+      this.#lease = (await this.#client.replace(renewLease(this.#lease, new Date()))) as Lease;
+    } catch (error) {
+      const expired = isExpired(this.#lease, new Date());
+      this.#options.reporter.warn(
+        'lease.renew-failed',
+        `could not renew the session lease (${(error as Error).message})${expired ? ': it has expired, so any detour may now revert this session' : '; retrying'}`,
+      );
+    }
+  }
+
+  /** Reverts the route exactly and deletes the Lease. Safe to call twice. */
+  async stop(): Promise<void> {
+    clearInterval(this.#renewTimer);
+    const { reporter, sessionId } = this.#options;
+    if (this.#adapter) {
+      const result = await revertSession(this.#client, this.#adapter, sessionId);
+      reporter.step(
+        'route.reverted',
+        `route of session ${sessionId} removed (${result.applied.length} write(s))`,
+        { writes: result.applied.length },
+      );
+    }
+    if (this.#lease) {
+      const lease = this.#lease;
+      this.#lease = undefined;
+      await this.#client
+        .delete(
+          {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            name: lease.metadata.name,
+            namespace: lease.metadata.namespace,
+          },
+          { uid: lease.metadata.uid },
+        )
+        .catch((error: Error) => {
+          throw new DetourError(
+            'DETOUR_LEASE_DELETE_FAILED',
+            `could not delete lease ${lease.metadata.namespace}/${lease.metadata.name}: ${error.message}; it expires by itself`,
+          );
+        });
+    }
+  }
+}
+
+function describeWrite(write: Write): string {
+  const ref = write.op === 'delete' ? write.ref : { kind: write.object.kind, ...write.object.metadata };
+  return `${write.op} ${ref.kind} ${ref.namespace ?? ''}/${ref.name}`;
+}

@@ -2,7 +2,7 @@ import { DetourError } from '@detour/router/errors';
 import { compileFilter, filtersOverlap, formatFilter, validateFilter } from '@detour/router/match/index';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
 import { z } from 'zod';
-import type { AgentSession, SessionRegistry } from './session-registry.ts';
+import { type AgentSession, hostAliases, hostsOverlap, type SessionRegistry } from './session-registry.ts';
 
 export const RegisterSessionParams = z.object({
   id: z
@@ -12,6 +12,8 @@ export const RegisterSessionParams = z.object({
   allowMatchAll: z.boolean().default(false),
   mode: z.enum(['steal', 'mirror']),
   targetPort: z.number().int().min(1).max(65535),
+  /** FQDN of the target Service; without it the session takes matching requests for any host. */
+  targetHost: z.string().min(1).max(253).optional(),
 });
 export type RegisterSessionParams = z.input<typeof RegisterSessionParams>;
 
@@ -40,7 +42,11 @@ export function summarize(session: AgentSession): SessionSummary {
  * them. A filter another live session already holds on the same port is refused with who holds it.
  * When the tunnel closes its sessions are dropped and reported to `onDropped`.
  */
-export function serveSessionControl(registry: SessionRegistry, tunnel: TunnelConnection, onDropped: (sessions: SessionSummary[]) => void = () => {}): void {
+export function serveSessionControl(
+  registry: SessionRegistry,
+  tunnel: TunnelConnection,
+  onDropped: (sessions: SessionSummary[]) => void = () => {},
+): void {
   tunnel.on('close', () => onDropped(registry.dropTunnel(tunnel).map(summarize)));
   tunnel.onControl((method: string, params: unknown): unknown => {
     switch (method) {
@@ -51,8 +57,9 @@ export function serveSessionControl(registry: SessionRegistry, tunnel: TunnelCon
             'DETOUR_INVALID_SESSION',
             `invalid session: ${parsed.error.issues[0]?.message}`,
           );
-        const { id, mode, targetPort, allowMatchAll } = parsed.data;
+        const { id, mode, targetPort, allowMatchAll, targetHost } = parsed.data;
         const filter = validateFilter(parsed.data.filter, 'filter', { allowMatchAll });
+        const hosts = targetHost === undefined ? undefined : hostAliases(targetHost);
         const holder = registry
           .list()
           .find(
@@ -60,6 +67,7 @@ export function serveSessionControl(registry: SessionRegistry, tunnel: TunnelCon
               other.id !== id &&
               other.targetPort === targetPort &&
               other.mode === mode &&
+              hostsOverlap(other.hosts, hosts) &&
               filtersOverlap(other.filter, filter),
           );
         if (holder) {
@@ -76,6 +84,7 @@ export function serveSessionControl(registry: SessionRegistry, tunnel: TunnelCon
           targetPort,
           tunnel,
           registeredAt: new Date(),
+          hosts,
         };
         registry.register(session);
         return summarize(session);

@@ -11,6 +11,36 @@ export interface AgentSession {
   targetPort: number;
   tunnel: TunnelConnection;
   registeredAt: Date;
+  /** Names the target Service answers to (`orders`, `orders.staging`, ... FQDN); undefined: any host. */
+  hosts?: ReadonlySet<string> | undefined;
+}
+
+/** A request as the inbound listener sees it: what filters match on, plus the host it was sent to. */
+export interface InboundRequest extends MatchableRequest {
+  /** `Host` / `:authority`, port included or not. */
+  readonly authority?: string | undefined;
+}
+
+/** Every name a Service FQDN is reachable by from inside the cluster (search-path short forms). */
+export function hostAliases(fqdn: string): Set<string> {
+  const [name, namespace] = fqdn.toLowerCase().split('.');
+  return new Set(
+    [fqdn.toLowerCase(), name, `${name}.${namespace}`, `${name}.${namespace}.svc`].filter(
+      (alias): alias is string => Boolean(alias),
+    ),
+  );
+}
+
+function hostOf(authority: string): string {
+  return authority.replace(/:\d+$/, '').toLowerCase();
+}
+
+/** Whether two sessions could receive the same request: they share a host (or either takes any). */
+export function hostsOverlap(
+  a: ReadonlySet<string> | undefined,
+  b: ReadonlySet<string> | undefined,
+): boolean {
+  return a === undefined || b === undefined || [...a].some((host) => b.has(host));
 }
 
 /**
@@ -37,9 +67,16 @@ export class SessionRegistry {
     return dropped;
   }
 
-  match(request: MatchableRequest): AgentSession | undefined {
+  /**
+   * The session a request belongs to. One agent serves sessions of several targets: a session
+   * that names its target's hosts only takes requests sent to one of them.
+   */
+  match(request: InboundRequest): AgentSession | undefined {
+    const host = request.authority === undefined ? undefined : hostOf(request.authority);
     for (const session of this.sessions.values()) {
-      if (!session.tunnel.isClosed && session.matcher.matches(request)) return session;
+      if (session.tunnel.isClosed) continue;
+      if (session.hosts && host !== undefined && !session.hosts.has(host)) continue;
+      if (session.matcher.matches(request)) return session;
     }
     return undefined;
   }

@@ -39,7 +39,12 @@ export async function startTunnelListener(
         tunnels.add(tunnel);
         log.info('tunnel.open', { peer, client: tunnel.peerName });
         serveSessionControl(registry, tunnel, (droppedSessions) =>
-          log.info('tunnel.closed', { peer, client: tunnel.peerName, reason: tunnel.closeReason?.message, droppedSessions }),
+          log.info('tunnel.closed', {
+            peer,
+            client: tunnel.peerName,
+            reason: tunnel.closeReason?.message,
+            droppedSessions,
+          }),
         );
         tunnel.on('stream', (stream) => {
           if (stream.open.kind === 'http')

@@ -24,30 +24,64 @@ describe('agent session control', () => {
       mode: 'steal',
       targetPort: 8080,
     });
-    assert.deepEqual({ ...(summary as object), since: 'x' }, { id: 'alice-1', filter: 'x-dev=dev-a', mode: 'steal', targetPort: 8080, holder: 'test-cli', since: 'x' });
+    assert.deepEqual(
+      { ...(summary as object), since: 'x' },
+      {
+        id: 'alice-1',
+        filter: 'x-dev=dev-a',
+        mode: 'steal',
+        targetPort: 8080,
+        holder: 'test-cli',
+        since: 'x',
+      },
+    );
     assert.equal(registry.match({ method: 'GET', path: '/', headers: { 'x-dev': 'dev-a' } })?.id, 'alice-1');
     assert.equal(registry.match({ method: 'GET', path: '/', headers: { 'x-dev': 'dev-b' } }), undefined);
   });
 
   it('refuses a filter another session holds, naming the holder', async () => {
     await assert.rejects(
-      pairs[1]?.client.request('session.register', { id: 'bob-1', filter: { headers: { 'x-dev': { exact: 'dev-a' } } }, mode: 'steal', targetPort: 8080 }) ?? Promise.resolve(),
+      pairs[1]?.client.request('session.register', {
+        id: 'bob-1',
+        filter: { headers: { 'x-dev': { exact: 'dev-a' } } },
+        mode: 'steal',
+        targetPort: 8080,
+      }) ?? Promise.resolve(),
       { code: 'DETOUR_FILTER_HELD', message: /held by session alice-1 of test-cli since \d{4}-/ },
     );
   });
 
   it('refuses an invalid regex, naming it', async () => {
     await assert.rejects(
-      pairs[1]?.client.request('session.register', { id: 'bob-1', filter: { headers: { 'x-dev': { regex: '(a)\\1' } } }, mode: 'steal', targetPort: 8080 }) ?? Promise.resolve(),
+      pairs[1]?.client.request('session.register', {
+        id: 'bob-1',
+        filter: { headers: { 'x-dev': { regex: '(a)\\1' } } },
+        mode: 'steal',
+        targetPort: 8080,
+      }) ?? Promise.resolve(),
       { code: 'DETOUR_INVALID_FILTER', message: /"\(a\)\\\\1" is not valid RE2/ },
     );
   });
 
   it('refuses stealing everything unless asked explicitly', async () => {
-    await assert.rejects(pairs[1]?.client.request('session.register', { id: 'bob-2', filter: {}, mode: 'steal', targetPort: 9090 }) ?? Promise.resolve(), {
-      code: 'DETOUR_INVALID_FILTER',
+    await assert.rejects(
+      pairs[1]?.client.request('session.register', {
+        id: 'bob-2',
+        filter: {},
+        mode: 'steal',
+        targetPort: 9090,
+      }) ?? Promise.resolve(),
+      {
+        code: 'DETOUR_INVALID_FILTER',
+      },
+    );
+    await pairs[1]?.client.request('session.register', {
+      id: 'bob-2',
+      filter: {},
+      allowMatchAll: true,
+      mode: 'steal',
+      targetPort: 9090,
     });
-    await pairs[1]?.client.request('session.register', { id: 'bob-2', filter: {}, allowMatchAll: true, mode: 'steal', targetPort: 9090 });
     assert.equal(registry.list().length, 2);
   });
 
@@ -60,8 +94,34 @@ describe('agent session control', () => {
     );
   });
 
+  it('lets one header value be held on different targets, and routes by the host a request was sent to', async () => {
+    const register = (id: string, targetHost: string) =>
+      pairs[0]?.client.request('session.register', {
+        id,
+        filter: { headers: { 'x-dev': { exact: 'dev-h' } } },
+        mode: 'steal',
+        targetPort: 7000,
+        targetHost,
+      });
+    await register('h-orders', 'orders.staging.svc.cluster.local');
+    await register('h-payments', 'payments.staging.svc.cluster.local');
+    await assert.rejects(register('h-orders-2', 'orders.staging.svc.cluster.local') ?? Promise.resolve(), {
+      code: 'DETOUR_FILTER_HELD',
+    });
+    const to = (authority: string) =>
+      registry.match({ method: 'GET', path: '/', headers: { 'x-dev': 'dev-h' }, authority })?.id;
+    assert.equal(to('orders'), 'h-orders');
+    assert.equal(to('orders.staging:8080'), 'h-orders');
+    assert.equal(to('PAYMENTS.staging.svc.cluster.local'), 'h-payments');
+    assert.equal(to('inventory'), undefined);
+    await pairs[0]?.client.request('session.unregister', { id: 'h-orders' });
+    await pairs[0]?.client.request('session.unregister', { id: 'h-payments' });
+  });
+
   it('unregisters only its own session', async () => {
-    assert.deepEqual(await pairs[0]?.client.request('session.unregister', { id: 'alice-1' }), { removed: true });
+    assert.deepEqual(await pairs[0]?.client.request('session.unregister', { id: 'alice-1' }), {
+      removed: true,
+    });
     assert.equal(registry.list().length, 0);
   });
 });

@@ -22,10 +22,9 @@ import { grpcMessage, headerPairsFromRaw, isGrpc } from '@detour/router/http/hea
 import { errorCode, errorMessage } from '@detour/router/http/http-errors';
 import { Http2ResponseWriter } from '@detour/router/http/response-writer';
 import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstream-request';
-import type { MatchableRequest } from '@detour/router/match/index';
 import { formatFilter } from '@detour/router/match/index';
 import { parseHostPort } from '../agent-config.ts';
-import type { SessionRegistry } from '../session-registry.ts';
+import type { InboundRequest, SessionRegistry } from '../session-registry.ts';
 import { Http1Passthrough } from './http1-passthrough.ts';
 import { InboundMetrics } from './inbound-metrics.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -48,28 +47,32 @@ export interface InboundListenerOptions {
 }
 
 /** Header values for matching, joined the way Envoy does (see `compileFilter`), computed on demand. */
-class Http1Matchable implements MatchableRequest {
+class Http1Matchable implements InboundRequest {
   readonly method: string;
   readonly path: string;
+  readonly authority: string | undefined;
   private readonly req: IncomingMessage;
   constructor(req: IncomingMessage) {
     this.req = req;
     this.method = req.method ?? 'GET';
     this.path = req.url ?? '/';
+    this.authority = req.headers.host;
   }
   get headers(): Record<string, string[] | undefined> {
     return this.req.headersDistinct;
   }
 }
 
-class Http2Matchable implements MatchableRequest {
+class Http2Matchable implements InboundRequest {
   readonly method: string;
   readonly path: string;
+  readonly authority: string | undefined;
   private readonly raw: readonly string[];
   private distinct: Record<string, string[]> | undefined;
   constructor(headers: IncomingHttpHeaders, raw: readonly string[]) {
     this.method = (headers[':method'] as string | undefined) ?? 'GET';
     this.path = (headers[':path'] as string | undefined) ?? '/';
+    this.authority = (headers[':authority'] as string | undefined) ?? headers.host;
     this.raw = raw;
   }
   get headers(): Record<string, string[]> {

@@ -79,6 +79,7 @@ export class LocalSession {
   #ports: PortMapping | undefined;
   #routing: ClusterRouting | undefined;
   #targetEnv: Record<string, string> = {};
+  #targetHost: string | undefined;
   #proxyAddress: { host: string; port: number } | undefined;
 
   constructor(options: SessionOptions, reporter: Reporter) {
@@ -107,6 +108,7 @@ export class LocalSession {
           allowMatchAll: options.stealAll,
           mode: options.mirror ? 'mirror' : 'steal',
           targetPort: this.ports.target,
+          ...(this.#targetHost ? { targetHost: this.#targetHost } : {}),
         });
       },
       onStream: (stream) => this.#serve(stream),

@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# The test command: type check, lint, unit tests beside each package, integration tests.
+# The test command: set-up, type check, lint, unit tests beside each package, integration tests in
+# network namespaces (real processes, real clients of several runtimes), and the tests against the
+# local cluster (built from Go modules on first use, cached under ~/.cache/detour).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# shellcheck source=node-env.sh
 . scripts/node-env.sh
-echo "== type check and lint"
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "type check and lint"
 npx tsc -p tsconfig.json
 npx biome check .
-echo "== unit tests"
+
+step "unit tests"
 npm run --silent test:unit
-echo "== integration tests"
+
+step "integration tests"
 npm run --silent test:integration
+
+step "local cluster (builds on first use)"
+started_cluster=0
+node tests/cluster/cli.ts status >/dev/null 2>&1 || started_cluster=1
+node tests/cluster/cli.ts up
+[ "$started_cluster" = 1 ] && trap 'node tests/cluster/cli.ts down || true' EXIT
+
+step "cluster tests"
+npm run --silent test:cluster

@@ -69,7 +69,10 @@ export class TunnelStream extends Duplex {
     return this.end(new HeaderBlock(value));
   }
 
-  /** Aborts the stream on both ends with a code the peer sees (errno-like codes are kept). */
+  /**
+   * Aborts the stream on both ends with a code the peer sees (errno-like codes are kept). Locally
+   * the stream closes without an error; to fail it locally too, `destroy(error)` with a `code`.
+   */
   reset(code: string, message: string): void {
     if (!this.resetDone && !(this.localEnded && this.remoteEnded)) {
       this.resetDone = true;
@@ -113,7 +116,16 @@ export class TunnelStream extends Duplex {
   override _final(callback: (error?: Error | null) => void): void {
     this.localEnded = true;
     this.sink.send(FrameType.data, FrameFlag.endStream, this.id, emptyPayload);
+    this.releaseIfDone();
     callback();
+  }
+
+  /**
+   * Once both ends sent their END, the peer can send nothing more on this id: the connection forgets
+   * it even if the owner never drains the readable side (which would keep the Duplex alive).
+   */
+  private releaseIfDone(): void {
+    if (this.localEnded && this.remoteEnded) this.sink.released(this);
   }
 
   override _read(): void {
@@ -174,6 +186,7 @@ export class TunnelStream extends Duplex {
   private receiveEnd(): void {
     this.remoteEnded = true;
     this.push(null);
+    this.releaseIfDone();
   }
 
   private grantCredit(): void {

@@ -217,3 +217,20 @@ describe('tunnel handshake', () => {
     agent.close();
   });
 });
+
+describe('tunnel stream bookkeeping', () => {
+  it('forgets a stream once both ends ended, even if its reader never drains it', async () => {
+    const { client, server, close } = await tunnelPair();
+    server.on('stream', (stream) => {
+      stream.resume();
+      stream.end('reply nobody reads');
+    });
+    const stream = client.openStream(connectOpen);
+    stream.end();
+    stream.pause();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(client.openStreams, 0);
+    assert.equal(server.openStreams, 0);
+    await close();
+  });
+});

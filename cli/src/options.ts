@@ -81,6 +81,21 @@ export const SessionOptions = z.object({
     .array(z.string())
     .default([])
     .describe('Destinations that stay on this machine (names, *.suffix, CIDRs). Repeatable.'),
+  proxyPort: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(0)
+    .describe(
+      'Port of the loopback egress proxy (0: any free port). Fix it so IDE run configurations survive a restart.',
+    ),
+  carryHeader: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Add the session header (exact values) to outbound calls made outside any request: egress-only debugging in a feature environment.',
+    ),
   json: z
     .boolean()
     .default(false)

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -29,6 +30,7 @@ describe('detour up and detour env', () => {
   let agent: ChildProcess;
   let up: ChildProcess;
   let upStderr = '';
+  let proxyPort = 0;
 
   before(async () => {
     agent = spawn(process.execPath, [agentMain], {
@@ -50,6 +52,10 @@ describe('detour up and detour env', () => {
       () => /"tunnel":"127\.0\.0\.1:(\d+)"/.exec(agentLog)?.[1],
     );
     assert.notEqual(tunnelPort, '0', 'the agent reports the port it bound');
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    proxyPort = (probe.address() as AddressInfo).port;
+    probe.close();
     up = spawn(
       process.execPath,
       [
@@ -65,6 +71,9 @@ describe('detour up and detour env', () => {
         '8080',
         '--session',
         'ide-1',
+        '--proxy-port',
+        String(proxyPort),
+        '--carry-header',
       ],
       { env, stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -87,7 +96,16 @@ describe('detour up and detour env', () => {
   it('prints the session environment as JSON', async () => {
     const { stdout } = await run(process.execPath, [cli, 'env', '--format', 'json'], { env });
     const printed = JSON.parse(stdout) as Record<string, string>;
-    assert.match(printed.DETOUR_PROXY ?? '', /^127\.0\.0\.1:\d+$/);
+    assert.equal(
+      printed.DETOUR_PROXY,
+      `127.0.0.1:${proxyPort}`,
+      'the proxy port asked for, stable across restarts',
+    );
+    assert.equal(
+      printed.DETOUR_DEFAULT_HEADERS,
+      '{"x-dev":"dev-a"}',
+      '--carry-header exports the session header',
+    );
     assert.equal(printed.ALL_PROXY, `socks5h://${printed.DETOUR_PROXY}`);
     assert.match(printed.NODE_OPTIONS ?? '', /--require "\S+register\.ts"/);
     assert.match(printed.JAVA_TOOL_OPTIONS ?? '', /-DsocksProxyHost=127\.0\.0\.1/);

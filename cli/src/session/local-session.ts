@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { layerEnv } from '@detour/layer';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
@@ -52,6 +53,15 @@ export function filterFromOptions(options: SessionOptions): RouteFilter {
     );
   }
   return validateFilter(filterFromExpressions(expressions), 'filter', { allowMatchAll: options.stealAll });
+}
+
+/** The header values a request must carry exactly to match: what `--carry-header` sends. */
+function exactHeaders(filter: RouteFilter): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(filter.headers ?? {}).flatMap(([name, match]) =>
+      'exact' in match ? [[name, match.exact]] : [],
+    ),
+  );
 }
 
 function defaultSessionId(): string {
@@ -127,6 +137,7 @@ export class LocalSession {
     );
     const policy = new EgressPolicy({ include: options.egressInclude, exclude: options.egressExclude });
     this.#proxy = new EgressProxy({
+      port: options.proxyPort,
       router: new EgressRouter({
         policy,
         remote: new TunnelDialer(() => this.#tunnel.current),
@@ -164,6 +175,9 @@ export class LocalSession {
         routingHeaders: [...new Set([...Object.keys(this.filter.headers ?? {}), 'baggage'])],
         cacheDir: join(homedir(), '.cache', 'detour'),
       }),
+      ...(this.#options.carryHeader
+        ? { [layerEnv.defaultHeaders]: JSON.stringify(exactHeaders(this.filter)) }
+        : {}),
     };
   }
 

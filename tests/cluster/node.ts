@@ -439,7 +439,8 @@ export async function nodeDown(specs: ProcessSpec[], log: (line: string) => void
   };
   await stop('kubelet');
   await stop('kube-proxy');
-  const podPids = kubepodsDirs().flatMap(pidsIn);
+  // Every cgroup v1 hierarchy lists the same processes.
+  const podPids = [...new Set(kubepodsDirs().flatMap(pidsIn))];
   if (podPids.length > 0) {
     killAll(podPids);
     log(`killed ${podPids.length} pod processes`);

@@ -12,6 +12,8 @@ export interface ClusterVersions {
   pauseImage: string;
   netcheck: string;
   netcheckImage: string;
+  coredns: string;
+  corednsImage: string;
 }
 
 function readEnvFile(path: string): Map<string, string> {
@@ -41,4 +43,6 @@ export const versions: ClusterVersions = {
   pauseImage: required(env, 'PAUSE_IMAGE'),
   netcheck: required(env, 'NETCHECK_VERSION'),
   netcheckImage: required(env, 'NETCHECK_IMAGE'),
+  coredns: required(env, 'COREDNS_VERSION'),
+  corednsImage: required(env, 'COREDNS_IMAGE'),
 };

@@ -1,5 +1,5 @@
-// Tier 2 proof: a node (containerd 2.2.9 + runc, kubelet, kube-proxy in iptables mode, scheduler)
-// runs pods from locally built images. Opt-in: DETOUR_CLUSTER_TIER=2 (it needs root, a network
+// Tier 2 proof: a node (containerd 2.2.9 + runc, kubelet, kube-proxy in iptables mode, scheduler,
+// CoreDNS) runs pods from locally built images. Opt-in: DETOUR_CLUSTER_TIER=2 (it needs root, a network
 // namespace and ~1 GiB more memory); skipped, and said so, otherwise.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -97,6 +97,28 @@ describe('tier 2 cluster: a node running locally built images', {
       { timeoutMs: 30_000, intervalMs: 1000 },
     );
     assert.match(body, /^netcheck server \/via-vip/);
+  });
+
+  it('resolves a Service by its cluster DNS name from another pod (CoreDNS)', async () => {
+    const url = `http://server.${namespace}.svc.cluster.local/via-dns`;
+    const body = await waitFor(
+      `${url} from pod client`,
+      async () => {
+        const result = await kubectl('admin', [
+          'exec',
+          '-n',
+          namespace,
+          'client',
+          '--',
+          '/netcheck',
+          'get',
+          url,
+        ]);
+        return result.code === 0 ? result.stdout : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 1000 },
+    );
+    assert.match(body, /^netcheck server \/via-dns/);
   });
 
   it('forwards a local port to a pod (kubectl port-forward)', async () => {

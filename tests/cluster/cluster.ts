@@ -619,3 +619,36 @@ export async function useCluster(
     if (started.length > 0) await clusterDown({ log });
   };
 }
+
+/** Runs a command in a pod's container through the API server (kubectl exec), as an identity. */
+export function execInPod(
+  namespace: string,
+  pod: string,
+  command: string[],
+  options: { container?: string; who?: Identity } = {},
+): Promise<CommandResult> {
+  const container = options.container ? ['-c', options.container] : [];
+  return kubectl(options.who ?? 'admin', ['exec', '-n', namespace, pod, ...container, '--', ...command]);
+}
+
+/** Waits until every pod matched (a name, or `-l selector`) is Ready; throws CLUSTER_TIMEOUT otherwise. */
+export async function waitForPodsReady(
+  namespace: string,
+  pods: string[],
+  timeoutMs = 120_000,
+): Promise<void> {
+  const result = await kubectl('admin', [
+    'wait',
+    '-n',
+    namespace,
+    '--for=condition=Ready',
+    ...pods.map((pod) => (pod.startsWith('-l') || pod.includes('/') ? pod : `pod/${pod}`)),
+    `--timeout=${Math.ceil(timeoutMs / 1000)}s`,
+  ]);
+  if (result.code !== 0) {
+    throw new ClusterError(
+      'CLUSTER_TIMEOUT',
+      `pods ${pods.join(', ')} in ${namespace} not Ready: ${result.stderr.trim()}`,
+    );
+  }
+}

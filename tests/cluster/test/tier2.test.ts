@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { kubeconfigPath, kubectl, useCluster } from '../cluster.ts';
+import { execInPod, kubeconfigPath, kubectl, useCluster, waitForPodsReady } from '../cluster.ts';
 import { binaryPath } from '../paths.ts';
 import { versions } from '../versions.ts';
 import { waitFor } from '../wait.ts';
@@ -64,15 +64,7 @@ describe('tier 2 cluster: a node running locally built images', {
       ],
     });
     await ok(['apply', '-f', '-'], manifest);
-    await ok([
-      'wait',
-      '-n',
-      namespace,
-      '--for=condition=Ready',
-      'pod/server',
-      'pod/client',
-      '--timeout=120s',
-    ]);
+    await waitForPodsReady(namespace, ['server', 'client']);
   });
 
   it('reaches a Service VIP from another pod (kube-proxy) through kubectl exec', async () => {
@@ -82,16 +74,7 @@ describe('tier 2 cluster: a node running locally built images', {
     const body = await waitFor(
       `http://${vip}/ from pod client`,
       async () => {
-        const result = await kubectl('admin', [
-          'exec',
-          '-n',
-          namespace,
-          'client',
-          '--',
-          '/netcheck',
-          'get',
-          `http://${vip}/via-vip`,
-        ]);
+        const result = await execInPod(namespace, 'client', ['/netcheck', 'get', `http://${vip}/via-vip`]);
         return result.code === 0 ? result.stdout : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 1000 },
@@ -104,16 +87,7 @@ describe('tier 2 cluster: a node running locally built images', {
     const body = await waitFor(
       `${url} from pod client`,
       async () => {
-        const result = await kubectl('admin', [
-          'exec',
-          '-n',
-          namespace,
-          'client',
-          '--',
-          '/netcheck',
-          'get',
-          url,
-        ]);
+        const result = await execInPod(namespace, 'client', ['/netcheck', 'get', url]);
         return result.code === 0 ? result.stdout : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 1000 },

@@ -16,6 +16,7 @@ import {
   nodeIp,
   nodeName,
   nodeSpecs,
+  requireNodeTools,
   saveHostSysctls,
   sock,
   writeNodeConfig,
@@ -463,6 +464,7 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
       runBuild(log, [...missing, 'pause-image', 'netcheck-image', 'coredns-image']),
     );
   }
+  requireNodeTools();
   const name = await nodeName();
   let kubeletStartedAt: number | undefined;
   await step(log, `node ${name}: certificates, network namespace, config`, () => {

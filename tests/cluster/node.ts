@@ -69,6 +69,34 @@ function run(command: string, args: string[], input?: string): string {
   }
 }
 
+/** The Debian packages the node needs, checked before anything starts. */
+const nodeTools: Array<[string, string]> = [
+  ['/usr/sbin/runc', 'runc'],
+  ['/usr/bin/socat', 'socat'],
+  ['/usr/bin/nsenter', 'util-linux'],
+  ['/usr/sbin/ip', 'iproute2'],
+  ['/usr/sbin/iptables', 'iptables'],
+  ['/usr/sbin/conntrack', 'conntrack'],
+  ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
+  ['/usr/lib/cni/host-local', 'containernetworking-plugins'],
+  ['/usr/lib/cni/loopback', 'containernetworking-plugins'],
+  ['/usr/lib/cni/portmap', 'containernetworking-plugins'],
+];
+
+export function requireNodeTools(): void {
+  const missing = nodeTools.filter(([path]) => !existsSync(path));
+  if (missing.length > 0) {
+    const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
+    throw new ClusterError(
+      'CLUSTER_TOOL_MISSING',
+      `tier 2 needs ${missing.map(([path]) => path).join(', ')}: apt-get install -y ${packages}`,
+    );
+  }
+  if (process.getuid?.() !== 0) {
+    throw new ClusterError('CLUSTER_TOOL_MISSING', 'tier 2 needs root (network namespace, mounts, cgroups)');
+  }
+}
+
 export function netnsExists(): boolean {
   return existsSync(`/run/netns/${nodeNetns}`);
 }

@@ -193,7 +193,9 @@ export async function startIstiod(options: IstiodOptions = {}): Promise<{ pid: n
   child.unref();
   writeFileSync(join(pidDir, `${istiod.name}.pid`), `${child.pid}\n`);
   log(`istiod ${istioVersion} pid ${child.pid}, log ${istiodLog}`);
+  const spawned = performance.now();
   await waitIstiodReady(options.timeoutMs);
+  log(`istiod ready (and webhook caBundle patched) in ${((performance.now() - spawned) / 1000).toFixed(1)}s`);
   return { pid: child.pid, started: true };
 }
 

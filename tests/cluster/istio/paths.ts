@@ -96,7 +96,7 @@ export function requireIstioBinaries(): void {
     throw new ClusterError(
       'CLUSTER_BINARIES_MISSING',
       `Istio is not built: missing ${missing.join(', ')}. Run \`bash ${istioBuildScript}\` once ` +
-        '(builds pilot-discovery and pilot-agent from the istio.io/istio Go module, ~15 min cold on 2 cores).',
+        '(builds pilot-discovery and pilot-agent from the istio.io/istio Go module, ~20 min cold on 2 busy cores).',
     );
   }
 }

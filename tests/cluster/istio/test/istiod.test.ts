@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { requireBinaries, useCluster } from '../../cluster.ts';
 import { waitFor } from '../../wait.ts';
-import { applyManifest, deleteManifest, kubectlAdmin, startIstiod, stopIstiod, syncz } from '../istio.ts';
+import {
+  applyManifest,
+  deleteManifest,
+  istiodStatus,
+  kubectlAdmin,
+  startIstiod,
+  stopIstiod,
+  syncz,
+} from '../istio.ts';
 import { requireEnvoy, requireIstioBinaries, sidecarsDir } from '../paths.ts';
 import { headerRoutes, median, subsetCluster } from '../routes.ts';
 import { type Sidecar, startSidecar, startXdsRelay, type XdsRelay } from '../sidecar.ts';
@@ -263,6 +271,10 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
     const ms = seconds.map((s) => Math.round(s * 1000));
     log(`VirtualService write -> route in Envoy: ${ms.join(', ')} ms; median ${Math.round(median(ms))} ms`);
     assert.ok(median(ms) < 10_000, `median ${median(ms)} ms`);
+    const memory = istiodStatus();
+    log(
+      `istiod memory with ${workloads.length} proxies: rss ${memory.rssMiB} MiB, peak ${memory.peakMiB} MiB`,
+    );
   });
 
   it('requests follow the header route through both sidecars over mutual TLS (STRICT)', async () => {

@@ -161,6 +161,22 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
   const apps: ChildProcess[] = [];
   const sidecars: Record<string, Sidecar> = {};
 
+  /** A request from the caller's app through its sidecar (Envoy's egress listener on 127.0.0.1:8080). */
+  const send = async (headers: string[]) =>
+    JSON.parse(
+      await (sidecars.caller as Sidecar).exec([
+        'curl',
+        '-sS',
+        '--fail-with-body',
+        '--max-time',
+        '5',
+        ...headers.flatMap((h) => ['-H', h]),
+        '-H',
+        `host: ${ordersHost}:${servicePort}`,
+        `http://127.0.0.1:${servicePort}/orders`,
+      ]),
+    ) as { name: string; headers: Record<string, string> };
+
   before(async () => {
     requireIstioBinaries();
     requireEnvoy();
@@ -279,20 +295,6 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
 
   it('requests follow the header route through both sidecars over mutual TLS (STRICT)', async () => {
     const caller = sidecars.caller as Sidecar;
-    const send = async (headers: string[]) =>
-      JSON.parse(
-        await caller.exec([
-          'curl',
-          '-sS',
-          '--fail-with-body',
-          '--max-time',
-          '5',
-          ...headers.flatMap((h) => ['-H', h]),
-          '-H',
-          `host: ${ordersHost}:${servicePort}`,
-          `http://127.0.0.1:${servicePort}/orders`,
-        ]),
-      ) as { name: string; headers: Record<string, string> };
     const plain = await waitFor('a request through the caller sidecar', () => send([]), {
       timeoutMs: 30_000,
       intervalMs: 500,
@@ -314,6 +316,42 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
         () => 'refused',
       );
     assert.equal(direct, 'refused', 'orders answered plain text despite PeerAuthentication STRICT');
+  });
+
+  it('PERMISSIVE (the mesh default): sidecar traffic still uses mTLS, plain text is accepted too', async () => {
+    await applyManifest(
+      yamlDocs({
+        apiVersion: 'security.istio.io/v1',
+        kind: 'PeerAuthentication',
+        metadata: { name: 'default', namespace: ns },
+        spec: { mtls: { mode: 'PERMISSIVE' } },
+      }),
+    );
+    const caller = sidecars.caller as Sidecar;
+    const direct = await waitFor(
+      'orders-v1 to accept plain text once PERMISSIVE reaches its Envoy',
+      async () =>
+        JSON.parse(
+          await caller.exec([
+            'curl',
+            '-sS',
+            '--max-time',
+            '3',
+            `http://${net?.addresses['orders-v1']}:${servicePort}/`,
+          ]),
+        ) as { name: string; headers: Record<string, string> },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    assert.equal(direct.name, 'orders-v1');
+    assert.equal(direct.headers['x-forwarded-client-cert'], undefined);
+    // Without istio.alpn the client offers ALPN "istio" only; the PERMISSIVE inbound must still pick
+    // its mTLS chain for it.
+    const dev = await send(['x-dev: dev-a']);
+    assert.equal(dev.name, 'orders-v2');
+    assert.match(
+      dev.headers['x-forwarded-client-cert'] ?? '',
+      new RegExp(`URI=spiffe://cluster.local/ns/${ns}/sa/caller`),
+    );
   });
 
   it('the injection webhook (url https://127.0.0.1:15017/inject) adds the istio-proxy sidecar to a pod', async () => {

@@ -3,7 +3,7 @@
 # <component>-<version>) and extracts the Istio and Gateway API CRDs from their modules.
 # Usage: scripts/cluster-build.sh [component...]   (default: every tier-1 component and the CRDs)
 # Components: etcd kube-apiserver kube-controller-manager kubectl crds (tier 1);
-#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns pause-image netcheck-image coredns-image (tier 2)
+#   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns pause-image netcheck-image coredns-image node-image (tier 2)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -126,14 +126,43 @@ binary_image() {
   echo "image $ref: $out"
 }
 
-# oci_image <work dir> <layer.tar> <entrypoint JSON> <image name> <out.tar>: one-layer OCI archive.
+# node_image: a Node 24 base image (for detour's agent and the sample apps): the node binary that
+# scripts/node-env.sh fetched from the npm registry, the glibc libraries it links, a passwd entry and /tmp.
+node_image() {
+  # shellcheck source=node-env.sh
+  . "$ROOT/scripts/node-env.sh" >/dev/null
+  local node version out work
+  node=$(command -v node)
+  version=$(node --version | tr -d v)
+  out=$CACHE/images/node-$version.oci.tar
+  if [[ -s $out ]]; then
+    echo "image detour.local/node:$version: cached ($out)"
+    return
+  fi
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs/usr/local/bin" "$work/rootfs/etc" "$work/rootfs/tmp" "$work/oci/blobs/sha256" "$CACHE/images"
+  chmod 1777 "$work/rootfs/tmp"
+  cp "$node" "$work/rootfs/usr/local/bin/node"
+  ldd "$node" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' | while read -r lib; do
+    mkdir -p "$work/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$work/rootfs$lib"
+  done
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnode:x:1000:1000:node:/tmp:/sbin/nologin\n' >"$work/rootfs/etc/passwd"
+  printf 'root:x:0:\nnode:x:1000:\n' >"$work/rootfs/etc/group"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" .
+  oci_image "$work" "$work/layer.tar" '["/usr/local/bin/node"]' "detour.local/node:$version" "$out" 1000:1000
+  rm -rf "$work"
+  echo "image detour.local/node:$version: $out"
+}
+
+# oci_image <work dir> <layer.tar> <entrypoint JSON> <image name> <out.tar> [user]: one-layer OCI archive.
 oci_image() {
-  local work=$1 layer=$2 entrypoint=$3 name=$4 out=$5
+  local work=$1 layer=$2 entrypoint=$3 name=$4 out=$5 user=${6:-65535:65535}
   local blobs=$work/oci/blobs/sha256 layer_digest layer_size config config_digest manifest manifest_digest
   layer_digest=$(sha256sum "$layer" | cut -d' ' -f1)
   layer_size=$(stat -c %s "$layer")
   cp "$layer" "$blobs/$layer_digest"
-  config='{"architecture":"amd64","os":"linux","config":{"Entrypoint":'"$entrypoint"',"User":"65535:65535"},'
+  config='{"architecture":"amd64","os":"linux","config":{"Entrypoint":'"$entrypoint"',"User":"'"$user"'"},'
   config+='"rootfs":{"type":"layers","diff_ids":["sha256:'"$layer_digest"'"]}}'
   printf '%s' "$config" >"$work/config.json"
   config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
@@ -171,6 +200,7 @@ for c in "${components[@]}"; do
       binary_image pause "$PAUSE_VERSION" "$PAUSE_IMAGE" "$ROOT/tests/cluster/build/pause" '["/pause"]' ;;
     netcheck-image)
       binary_image netcheck "$NETCHECK_VERSION" "$NETCHECK_IMAGE" "$ROOT/tests/cluster/build/netcheck" '["/netcheck"]' ;;
+    node-image) node_image ;;
     coredns-image)
       coredns
       binary_image coredns "$COREDNS_VERSION" "$COREDNS_IMAGE" "" '["/coredns"]' ;;

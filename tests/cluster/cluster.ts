@@ -13,6 +13,7 @@ import {
   importImages,
   netnsExists,
   nodeDown,
+  nodeImageFile,
   nodeIp,
   nodeName,
   nodeSpecs,
@@ -452,6 +453,7 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
     `pause-${versions.pause}.oci.tar`,
     `netcheck-${versions.netcheck}.oci.tar`,
     `coredns-${versions.coredns}.oci.tar`,
+    nodeImageFile,
   ];
   if (missing.length > 0 || images.some((file) => !existsSync(join(imageDir, file)))) {
     if (!build) {
@@ -461,7 +463,7 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
       );
     }
     await step(log, `build ${[...missing, 'images'].join(', ')}`, () =>
-      runBuild(log, [...missing, 'pause-image', 'netcheck-image', 'coredns-image']),
+      runBuild(log, [...missing, 'pause-image', 'netcheck-image', 'coredns-image', 'node-image']),
     );
   }
   requireNodeTools();

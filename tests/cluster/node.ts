@@ -321,6 +321,13 @@ export function nodeSpecs(kubeconfig: (name: string) => string, name: string): P
   ];
 }
 
+/**
+ * The Node 24 base image (scripts/cluster-build.sh node-image) for detour's agent and the sample
+ * apps: the Node binary this process runs on, so its version is the one scripts/node-env.sh chose.
+ */
+export const nodeImage = `detour.local/node:${process.versions.node}`;
+export const nodeImageFile = `node-${process.versions.node}.oci.tar`;
+
 /** Imports the locally built pause image (and any other archive in imageDir) into containerd's k8s.io namespace. */
 export function importImages(): string[] {
   const imported: string[] = [];

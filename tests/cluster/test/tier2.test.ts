@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { execInPod, kubeconfigPath, kubectl, useCluster, waitForPodsReady } from '../cluster.ts';
+import { nodeImage } from '../node.ts';
 import { binaryPath } from '../paths.ts';
 import { versions } from '../versions.ts';
 import { waitFor } from '../wait.ts';
@@ -57,6 +58,26 @@ describe('tier 2 cluster: a node running locally built images', {
         pod('client', ['serve', ':8081']),
         {
           apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'node-app', namespace },
+          spec: {
+            terminationGracePeriodSeconds: 1,
+            containers: [
+              {
+                name: 'node',
+                image: nodeImage,
+                imagePullPolicy: 'IfNotPresent',
+                args: [
+                  '-e',
+                  "require('node:http').createServer((q, s) => s.end('node ' + process.version)).listen(8080)",
+                ],
+                readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
+              },
+            ],
+          },
+        },
+        {
+          apiVersion: 'v1',
           kind: 'Service',
           metadata: { name: 'server', namespace },
           spec: { selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080 }] },
@@ -64,7 +85,16 @@ describe('tier 2 cluster: a node running locally built images', {
       ],
     });
     await ok(['apply', '-f', '-'], manifest);
-    await waitForPodsReady(namespace, ['server', 'client']);
+    await waitForPodsReady(namespace, ['server', 'client', 'node-app']);
+  });
+
+  it('runs Node 24 from the locally built base image', async () => {
+    const ip = (
+      await ok(['get', '-n', namespace, 'pod', 'node-app', '-o', 'jsonpath={.status.podIP}'])
+    ).trim();
+    const result = await execInPod(namespace, 'client', ['/netcheck', 'get', `http://${ip}:8080/`]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `node v${process.versions.node}`);
   });
 
   it('reaches a Service VIP from another pod (kube-proxy) through kubectl exec', async () => {

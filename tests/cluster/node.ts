@@ -310,6 +310,8 @@ export function nodeSpecs(kubeconfig: (name: string) => string, name: string): P
         `--kubeconfig=${kubeconfig('kube-proxy')}`,
         `--hostname-override=${name}`,
         '--proxy-mode=iptables',
+        // NodePorts only on the node address, not on every address of the namespace.
+        '--nodeport-addresses=primary',
         '--cluster-cidr=198.18.128.0/17',
         // The namespace's conntrack table is the host's: leave its size alone.
         '--conntrack-max-per-core=0',

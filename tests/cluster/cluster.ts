@@ -40,7 +40,14 @@ import {
 } from './paths.ts';
 import { type CertRequest, ensurePki } from './pki.ts';
 import { ports } from './ports.ts';
-import { memoryMiB, type ProcessSpec, runningPid, startProcess, stopProcess } from './processes.ts';
+import {
+  memoryMiB,
+  type ProcessSpec,
+  runningPid,
+  startedWithOtherArgs,
+  startProcess,
+  stopProcess,
+} from './processes.ts';
 import { versions } from './versions.ts';
 import { waitFor } from './wait.ts';
 
@@ -407,6 +414,11 @@ export async function clusterUp(options: ClusterOptions = {}): Promise<UpResult>
       log(
         `  ${component.name} pid ${pid}${fresh ? '' : ' (already running)'}, log ${join(logDir, `${component.name}.log`)}`,
       );
+      if (!fresh && startedWithOtherArgs(pid, component)) {
+        log(
+          `  warning: ${component.name} runs with older flags; npm run cluster:down && npm run cluster:up applies the new ones`,
+        );
+      }
       await waitHealthy(component, url, tlsClient, timeoutMs);
     });
   }

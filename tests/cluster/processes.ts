@@ -43,6 +43,22 @@ export function runningPid(pidDir: string, spec: Pick<ProcessSpec, 'name' | 'bin
   return undefined;
 }
 
+/**
+ * True when a running component was started with other arguments than `spec` now has (an older
+ * checkout started it): it keeps running as it is until the cluster is restarted.
+ */
+export function startedWithOtherArgs(pid: number, spec: ProcessSpec): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((arg) => arg !== '');
+    const args = argv.slice(argv.indexOf(spec.binary) + 1);
+    return args.join('\0') !== spec.args.join('\0');
+  } catch {
+    return false;
+  }
+}
+
 /** Starts the component unless it already runs; output goes to <logDir>/<name>.log. */
 export function startProcess(
   pidDir: string,

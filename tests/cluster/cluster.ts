@@ -647,7 +647,7 @@ export function execInPod(
   return kubectl(options.who ?? 'admin', ['exec', '-n', namespace, pod, ...container, '--', ...command]);
 }
 
-/** Waits until every pod matched (a name, or `-l selector`) is Ready; throws CLUSTER_TIMEOUT otherwise. */
+/** Waits until every pod matched (a name, `kind/name`, or `-l selector`) is Ready; throws CLUSTER_TIMEOUT otherwise. */
 export async function waitForPodsReady(
   namespace: string,
   pods: string[],
@@ -658,7 +658,9 @@ export async function waitForPodsReady(
     '-n',
     namespace,
     '--for=condition=Ready',
-    ...pods.map((pod) => (pod.startsWith('-l') || pod.includes('/') ? pod : `pod/${pod}`)),
+    ...pods.flatMap((pod) =>
+      pod.startsWith('-l') ? ['-l', pod.slice(2).trim()] : [pod.includes('/') ? pod : `pod/${pod}`],
+    ),
     `--timeout=${Math.ceil(timeoutMs / 1000)}s`,
   ]);
   if (result.code !== 0) {

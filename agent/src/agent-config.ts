@@ -26,6 +26,26 @@ export const AgentConfig = z.object({
     .describe('Accepted session tokens, comma-separated (tests; prefer DETOUR_TOKEN_FILE).'),
   DETOUR_AGENT_NAME: z.string().default(hostname()),
   DETOUR_HEARTBEAT_MS: z.coerce.number().int().min(50).default(5000),
+  DETOUR_JANITOR: z
+    .enum(['on', 'off'])
+    .default('off')
+    .describe('Revert routes of sessions whose CLI vanished (needs the agent Role).'),
+  DETOUR_NAMESPACE: z
+    .string()
+    .optional()
+    .describe("The agent's namespace (downward API); the janitor cleans there."),
+  DETOUR_JANITOR_GRACE_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(15_000)
+    .describe('How long a dropped session may take to reconnect.'),
+  DETOUR_JANITOR_INTERVAL_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(30_000)
+    .describe('How often expired leases are swept.'),
 });
 
 export interface ListenAddress {
@@ -41,6 +61,7 @@ export interface ResolvedAgentConfig {
   tokens: string[];
   agentName: string;
   heartbeatMs: number;
+  janitor: { namespace: string; graceMs: number; intervalMs: number } | undefined;
 }
 
 export function parseHostPort(value: string): ListenAddress {
@@ -80,5 +101,21 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
     tokens,
     agentName: config.DETOUR_AGENT_NAME,
     heartbeatMs: config.DETOUR_HEARTBEAT_MS,
+    janitor: janitorConfig(config),
+  };
+}
+
+function janitorConfig(config: z.infer<typeof AgentConfig>): ResolvedAgentConfig['janitor'] {
+  if (config.DETOUR_JANITOR === 'off') return undefined;
+  if (!config.DETOUR_NAMESPACE) {
+    throw new InvalidInputError(
+      'DETOUR_AGENT_CONFIG',
+      'DETOUR_JANITOR=on needs DETOUR_NAMESPACE (set it from the downward API: fieldRef metadata.namespace)',
+    );
+  }
+  return {
+    namespace: config.DETOUR_NAMESPACE,
+    graceMs: config.DETOUR_JANITOR_GRACE_MS,
+    intervalMs: config.DETOUR_JANITOR_INTERVAL_MS,
   };
 }

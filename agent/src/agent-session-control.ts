@@ -14,6 +14,8 @@ export const RegisterSessionParams = z.object({
   targetPort: z.number().int().min(1).max(65535),
   /** FQDN of the target Service; without it the session takes matching requests for any host. */
   targetHost: z.string().min(1).max(253).optional(),
+  /** The session's Lease in the cluster: the agent ends it if the CLI does not come back. */
+  lease: z.object({ name: z.string().min(1), namespace: z.string().min(1) }).optional(),
 });
 export type RegisterSessionParams = z.input<typeof RegisterSessionParams>;
 
@@ -45,9 +47,9 @@ export function summarize(session: AgentSession): SessionSummary {
 export function serveSessionControl(
   registry: SessionRegistry,
   tunnel: TunnelConnection,
-  onDropped: (sessions: SessionSummary[]) => void = () => {},
+  onDropped: (sessions: AgentSession[]) => void = () => {},
 ): void {
-  tunnel.on('close', () => onDropped(registry.dropTunnel(tunnel).map(summarize)));
+  tunnel.on('close', () => onDropped(registry.dropTunnel(tunnel)));
   tunnel.onControl((method: string, params: unknown): unknown => {
     switch (method) {
       case 'session.register': {
@@ -85,6 +87,7 @@ export function serveSessionControl(
           tunnel,
           registeredAt: new Date(),
           hosts,
+          lease: parsed.data.lease,
         };
         registry.register(session);
         return summarize(session);

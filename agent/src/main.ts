@@ -2,10 +2,12 @@
 import type { AddressInfo } from 'node:net';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { TunnelCode } from '@detour/router/tunnel/index';
-import { loadAgentConfig } from './agent-config.ts';
+import { KubeConfig } from '@kubernetes/client-node';
+import { loadAgentConfig, type ResolvedAgentConfig } from './agent-config.ts';
 import { AdminListener } from './inbound/admin-listener.ts';
 import { InboundListener } from './inbound/inbound-listener.ts';
-import { jsonLog } from './log.ts';
+import { AgentJanitor } from './janitor/agent-janitor.ts';
+import { jsonLog, type Log } from './log.ts';
 import { SessionRegistry } from './session-registry.ts';
 import { startTunnelListener } from './tunnel-listener.ts';
 
@@ -14,6 +16,7 @@ async function main(): Promise<void> {
   const log = jsonLog();
   const config = loadAgentConfig();
   const registry = new SessionRegistry();
+  const janitor = config.janitor ? startJanitor(config.janitor, registry, log) : undefined;
   const inbound = await InboundListener.listen({ registry, ...config.inbound, upstream: config.upstream });
   const tunnel = await startTunnelListener({
     ...config.tunnel,
@@ -23,6 +26,9 @@ async function main(): Promise<void> {
     dialer: new DirectDialer(),
     log,
     heartbeatMs: config.heartbeatMs,
+    onSessionsDropped: (sessions) => {
+      for (const session of sessions) if (session.lease) janitor?.sessionLost(session.id, session.lease);
+    },
   });
   const admin = await AdminListener.listen({
     metrics: inbound.metrics,
@@ -38,6 +44,7 @@ async function main(): Promise<void> {
 
   const shutdown = async (signal: string) => {
     log.info('agent.stopping', { signal, sessions: registry.list().length });
+    janitor?.stop();
     for (const connection of tunnel.tunnels)
       connection.close(TunnelCode.closed, 'the agent is shutting down');
     tunnel.server.close();
@@ -46,6 +53,19 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+function startJanitor(
+  settings: NonNullable<ResolvedAgentConfig['janitor']>,
+  registry: SessionRegistry,
+  log: Log,
+): AgentJanitor {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const janitor = new AgentJanitor({ kc, ...settings, log, isLive: (id) => registry.has(id) });
+  janitor.start();
+  log.info('janitor.started', settings);
+  return janitor;
 }
 
 main().catch((error: Error & { code?: string }) => {

@@ -13,6 +13,8 @@ export interface AgentSession {
   registeredAt: Date;
   /** Names the target Service answers to (`orders`, `orders.staging`, ... FQDN); undefined: any host. */
   hosts?: ReadonlySet<string> | undefined;
+  /** Where the session's Lease lives, when it has one (cluster mode). */
+  lease?: { name: string; namespace: string } | undefined;
 }
 
 /** A request as the inbound listener sees it: what filters match on, plus the host it was sent to. */
@@ -49,6 +51,10 @@ export function hostsOverlap(
  */
 export class SessionRegistry {
   private readonly sessions = new Map<string, AgentSession>();
+
+  has(id: string): boolean {
+    return this.sessions.has(id);
+  }
 
   register(session: AgentSession): void {
     this.sessions.set(session.id, session);

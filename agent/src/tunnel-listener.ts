@@ -2,9 +2,9 @@ import net from 'node:net';
 import type { EgressDialer } from '@detour/router/egress/dialer';
 import { serveEgressStream } from '@detour/router/egress/serve-egress-stream';
 import { TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
-import { serveSessionControl } from './agent-session-control.ts';
+import { serveSessionControl, summarize } from './agent-session-control.ts';
 import type { Log } from './log.ts';
-import type { SessionRegistry } from './session-registry.ts';
+import type { AgentSession, SessionRegistry } from './session-registry.ts';
 
 export interface TunnelListenerOptions {
   host: string;
@@ -15,6 +15,8 @@ export interface TunnelListenerOptions {
   dialer: EgressDialer;
   log: Log;
   heartbeatMs?: number;
+  /** Sessions whose tunnel closed (the janitor gives them a grace period to come back). */
+  onSessionsDropped?: (sessions: AgentSession[]) => void;
 }
 
 /**
@@ -38,14 +40,15 @@ export async function startTunnelListener(
       .then((tunnel) => {
         tunnels.add(tunnel);
         log.info('tunnel.open', { peer, client: tunnel.peerName });
-        serveSessionControl(registry, tunnel, (droppedSessions) =>
+        serveSessionControl(registry, tunnel, (dropped) => {
           log.info('tunnel.closed', {
             peer,
             client: tunnel.peerName,
             reason: tunnel.closeReason?.message,
-            droppedSessions,
-          }),
-        );
+            droppedSessions: dropped.map(summarize),
+          });
+          options.onSessionsDropped?.(dropped);
+        });
         tunnel.on('stream', (stream) => {
           if (stream.open.kind === 'http')
             stream.reset(TunnelCode.refused, 'the agent does not accept http streams from a CLI');

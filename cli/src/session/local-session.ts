@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { layerEnv } from '@detour/layer';
+import { leaseName } from '@detour/mesh-adapters';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
@@ -90,6 +91,7 @@ export class LocalSession {
   #routing: ClusterRouting | undefined;
   #targetEnv: Record<string, string> = {};
   #targetHost: string | undefined;
+  #leaseRef: { name: string; namespace: string } | undefined;
   #proxyAddress: { host: string; port: number } | undefined;
 
   constructor(options: SessionOptions, reporter: Reporter) {
@@ -119,6 +121,7 @@ export class LocalSession {
           mode: options.mirror ? 'mirror' : 'steal',
           targetPort: this.ports.target,
           ...(this.#targetHost ? { targetHost: this.#targetHost } : {}),
+          ...(this.#leaseRef ? { lease: this.#leaseRef } : {}),
         });
       },
       onStream: (stream) => this.#serve(stream),
@@ -218,6 +221,8 @@ export class LocalSession {
       target: target.service.targetPort,
       local: this.#ports?.local ?? target.service.targetPort,
     };
+    this.#targetHost = target.service.host;
+    this.#leaseRef = { name: leaseName(this.id), namespace };
     this.#reporter.step(
       'target.resolved',
       `target ${target.workload.kind} ${namespace}/${target.workload.name}, container ${target.container.name}, Service ${target.service.name}:${target.service.port} → port ${target.service.targetPort}`,

@@ -134,13 +134,11 @@ export class OrdersFixture {
     const api = KubernetesObjectApi.makeApiClient(this.#admin);
     for (const object of objects)
       await api.create({ ...object, metadata: { ...object.metadata, namespace } });
-    const token = await this.#admin
-      .makeApiClient(CoreV1Api)
-      .createNamespacedServiceAccountToken({
-        name: 'detour-agent',
-        namespace,
-        body: { spec: { expirationSeconds: 3600 } },
-      });
+    const token = await this.#admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+      name: 'detour-agent',
+      namespace,
+      body: { spec: { expirationSeconds: 3600 } },
+    });
     const cluster = this.#admin.getCurrentCluster();
     if (!cluster) throw new Error('the admin kubeconfig has no cluster');
     const path = join(tmpdir(), `detour-agent-${namespace}.kubeconfig`);

@@ -14,7 +14,7 @@ import {
 
 // --require (not --import) because only --require preloads from NODE_OPTIONS also run in worker threads.
 const layer = { NODE_OPTIONS: '--require @detour/layer/register', DETOUR_ROUTING_HEADERS: 'x-dev,baggage' };
-const httpKinds = ['http', 'https', 'fetch', 'undici'] as const;
+const httpKinds = ['http', 'https', 'fetch', 'undici', 'undici7'] as const;
 
 describe('the layer in a real node app, against a stand-in cluster', () => {
   let cluster: FakeCluster;
@@ -38,7 +38,12 @@ describe('the layer in a real node app, against a stand-in cluster', () => {
       assert.equal(result.headers?.['x-dev'], 'dev-a', JSON.stringify(result));
       assert.equal(result.headers?.baggage, 'k=v');
       assert.match(result.headers?.host ?? '', /^payments/);
-      assert.ok(cluster.proxy.stats.layerForward > before || kind === 'undici' || kind === 'fetch');
+      assert.ok(
+        cluster.proxy.stats.layerForward > before ||
+          kind === 'undici' ||
+          kind === 'undici7' ||
+          kind === 'fetch',
+      );
       if (kind === 'https') assert.equal(result.servername, 'payments.staging.svc.cluster.local');
     });
 

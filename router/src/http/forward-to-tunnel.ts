@@ -45,14 +45,9 @@ export function unreachableText(sessionId: string, code: string, detail?: string
   return detail ? `${first}\n${detail}` : first;
 }
 
-/** Forwards one HTTP/1.1 request (no upgrade) to the session's tunnel. */
-export function forwardHttp1(
-  req: IncomingMessage,
-  res: ServerResponse,
-  session: TunnelTarget,
-  report: ForwardReport = ignore,
-): void {
-  const open: HttpStreamOpen = {
+/** The stream-open of an HTTP/1.1 request; with `upgrade`, its Upgrade and Connection headers kept. */
+function http1Open(req: IncomingMessage, session: TunnelTarget, upgrade: boolean): HttpStreamOpen {
+  return {
     kind: 'http',
     session: session.id,
     mode: session.mode,
@@ -61,10 +56,20 @@ export function forwardHttp1(
     method: req.method ?? 'GET',
     path: req.url ?? '/',
     authority: req.headers.host ?? '',
-    headers: headerPairsFromRaw(req.rawHeaders, { drop: dropHttp1 }),
+    headers: headerPairsFromRaw(req.rawHeaders, { keepUpgrade: upgrade, drop: dropHttp1 }),
     remoteAddress: req.socket.remoteAddress,
-    upgrade: false,
+    upgrade,
   };
+}
+
+/** Forwards one HTTP/1.1 request (no upgrade) to the session's tunnel. */
+export function forwardHttp1(
+  req: IncomingMessage,
+  res: ServerResponse,
+  session: TunnelTarget,
+  report: ForwardReport = ignore,
+): void {
+  const open = http1Open(req, session, false);
   req.on('error', noop);
   if (session.mode === 'mirror') {
     mirror(session, open, req, report);
@@ -146,19 +151,7 @@ export function forwardUpgrade(
   session: TunnelTarget,
   report: ForwardReport = ignore,
 ): void {
-  const open: HttpStreamOpen = {
-    kind: 'http',
-    session: session.id,
-    mode: session.mode,
-    targetPort: session.targetPort,
-    httpVersion: '1.1',
-    method: req.method ?? 'GET',
-    path: req.url ?? '/',
-    authority: req.headers.host ?? '',
-    headers: headerPairsFromRaw(req.rawHeaders, { keepUpgrade: true, drop: dropHttp1 }),
-    remoteAddress: req.socket.remoteAddress,
-    upgrade: true,
-  };
+  const open = http1Open(req, session, true);
   socket.on('error', noop);
   let stream: TunnelStream;
   try {

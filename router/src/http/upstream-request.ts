@@ -217,11 +217,7 @@ export class UpstreamExchange {
 
   private fail(error: Error): void {
     if (this.done) return;
-    this.done = true;
-    this.body.unpipe();
-    this.source?.unpipe();
-    this.h1?.destroy();
-    if (this.h2 && !this.h2.closed) this.h2.close(h2.NGHTTP2_CANCEL);
+    this.abort();
     // Drain what the client still sends, so a keep-alive connection stays usable.
     this.body.resume();
     const { status, text, code } = this.describe(error, this.writer.headSent);

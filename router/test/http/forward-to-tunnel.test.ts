@@ -48,6 +48,25 @@ describe('forwardHttp1 / forwardHttp2 (agent side) against a scripted CLI', () =
   beforeEach(() => {
     outcomes = [];
   });
+
+  /** Scripts a CLI that answers 200 and a first chunk, then waits; resolves with the error its stream gets. */
+  const cliAnsweringUntilCancelled = (): Promise<TunnelStreamError> => {
+    const cancelled = Promise.withResolvers<TunnelStreamError>();
+    cli = (stream) => {
+      stream.resume();
+      stream.on('error', (error) => cancelled.resolve(error as TunnelStreamError));
+      stream.writeHeaders({ status: 200, headers: [] });
+      stream.write('first');
+    };
+    return cancelled.promise;
+  };
+
+  /** The one outcome reported is client_aborted (reported soon after the cancel: up to 50 × 5 ms). */
+  const assertClientAborted = async () => {
+    for (let i = 0; i < 50 && outcomes.length === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(outcomes, ['client_aborted']);
+  };
   after(async () => {
     h1.closeAllConnections();
     h1.close();
@@ -151,23 +170,15 @@ describe('forwardHttp1 / forwardHttp2 (agent side) against a scripted CLI', () =
   });
 
   it('an HTTP/2 client that resets its stream resets the tunnel stream', async () => {
-    const cancelled = Promise.withResolvers<TunnelStreamError>();
-    cli = (stream) => {
-      stream.resume();
-      stream.on('error', (error) => cancelled.resolve(error as TunnelStreamError));
-      stream.writeHeaders({ status: 200, headers: [] });
-      stream.write('first');
-    };
+    const cancelled = cliAnsweringUntilCancelled();
     const client = http2.connect(h2Url);
     try {
       const req = client.request({ ':path': '/long' });
       req.end();
       await once(req, 'data');
       req.close(http2.constants.NGHTTP2_CANCEL);
-      assert.equal((await cancelled.promise).code, TunnelCode.cancel);
-      for (let i = 0; i < 50 && outcomes.length === 0; i++)
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      assert.deepEqual(outcomes, ['client_aborted']);
+      assert.equal((await cancelled).code, TunnelCode.cancel);
+      await assertClientAborted();
     } finally {
       client.close();
     }
@@ -206,22 +217,14 @@ describe('forwardHttp1 / forwardHttp2 (agent side) against a scripted CLI', () =
   });
 
   it('a client that leaves mid-response resets the tunnel stream (the CLI sees the cancel)', async () => {
-    const cancelled = Promise.withResolvers<TunnelStreamError>();
-    cli = (stream) => {
-      stream.resume();
-      stream.on('error', (error) => cancelled.resolve(error as TunnelStreamError));
-      stream.writeHeaders({ status: 200, headers: [] });
-      stream.write('first');
-    };
+    const cancelled = cliAnsweringUntilCancelled();
     const socket = net.connect((h1.address() as AddressInfo).port, '127.0.0.1');
     socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await once(socket, 'data');
     socket.destroy();
-    const error = await cancelled.promise;
+    const error = await cancelled;
     assert.equal(error.code, TunnelCode.cancel);
-    for (let i = 0; i < 50 && outcomes.length === 0; i++)
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    assert.deepEqual(outcomes, ['client_aborted']);
+    await assertClientAborted();
   });
 
   it('a closed tunnel → 502 at once', async () => {

@@ -6,9 +6,8 @@
  * app, the second by the remote one. Everything is torn down at the end, whatever happens.
  * Exits 0 only if both answers were right.
  */
-import { inbound, ports, Rig, supportDir } from '../support/detour.ts';
+import { inbound, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
-import { waitFor } from '../support/wait.ts';
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
 
@@ -23,23 +22,7 @@ async function demo(rig: Rig): Promise<boolean> {
   say(
     `▸ detour exec --header x-dev=dev-a --port ${ports.inbound}:${ports.localApp} -- node http-app.ts --name local`,
   );
-  await rig.startSession({
-    name: 'demo-dev-a',
-    headers: ['x-dev=dev-a'],
-    port: `${ports.inbound}:${ports.localApp}`,
-    command: [
-      process.execPath,
-      `${supportDir}apps/http-app.ts`,
-      '--name',
-      'local',
-      '--port',
-      String(ports.localApp),
-    ],
-  });
-  await waitFor({ what: 'the local app to answer through the session', timeoutMs: 15_000 }, async () => {
-    const result = await rig.curl('cluster', ['-sf', ...inbound('/ready', 'dev-a')]);
-    return result.code === 0 && JSON.parse(result.stdout).app === 'local';
-  });
+  await rig.startLocalAppSession('demo-dev-a', 'dev-a', 15_000);
 
   let right = true;
   for (const [label, dev, expected] of [

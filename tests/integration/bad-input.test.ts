@@ -4,10 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { inbound, ports, Rig, supportDir } from '../support/detour.ts';
+import { inbound, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import { run } from '../support/processes.ts';
-import { waitFor } from '../support/wait.ts';
 
 describe('bad input', { timeout: 120_000 }, () => {
   let rig: Rig;
@@ -25,23 +24,7 @@ describe('bad input', { timeout: 120_000 }, () => {
     rig = new Rig('bad');
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
     await rig.startAgent();
-    await rig.startSession({
-      name: 'holder-a',
-      headers: ['x-dev=dev-a'],
-      port: `${ports.inbound}:${ports.localApp}`,
-      command: [
-        process.execPath,
-        `${supportDir}apps/http-app.ts`,
-        '--name',
-        'local',
-        '--port',
-        String(ports.localApp),
-      ],
-    });
-    await waitFor({ what: 'the local app to answer through the session', timeoutMs: 10_000 }, async () => {
-      const result = await rig.curl('cluster', ['-sf', ...inbound('/ready', 'dev-a')]);
-      return result.code === 0 && JSON.parse(result.stdout).app === 'local';
-    });
+    await rig.startLocalAppSession('holder-a', 'dev-a');
   });
 
   after(async () => {

@@ -5,10 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { inbound, paymentsName, ports, Rig, supportDir } from '../support/detour.ts';
+import { inbound, paymentsName, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import { run } from '../support/processes.ts';
-import { waitFor } from '../support/wait.ts';
 
 describe('egress: local app → CLI → tunnel → agent → cluster service', { timeout: 120_000 }, () => {
   let rig: Rig;
@@ -18,23 +17,7 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
     await rig.startApp('cluster', 'payments', { port: ports.payments, host: addresses.cluster });
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
     await rig.startAgent();
-    await rig.startSession({
-      name: 'dev-e',
-      headers: ['x-dev=dev-e'],
-      port: `${ports.inbound}:${ports.localApp}`,
-      command: [
-        process.execPath,
-        `${supportDir}apps/http-app.ts`,
-        '--name',
-        'local',
-        '--port',
-        String(ports.localApp),
-      ],
-    });
-    await waitFor({ what: 'the local app behind the session to answer', timeoutMs: 10_000 }, async () => {
-      const result = await rig.curl('cluster', ['-sf', ...inbound('/ready', 'dev-e')]);
-      return result.code === 0 && JSON.parse(result.stdout).app === 'local';
-    });
+    await rig.startLocalAppSession('dev-e', 'dev-e');
   });
 
   after(async () => {

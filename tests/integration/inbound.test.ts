@@ -27,23 +27,7 @@ describe('inbound: cluster caller → agent → tunnel → CLI → local app', {
     work = await mkdtemp(join(tmpdir(), 'detour-it-'));
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
     await rig.startAgent();
-    await rig.startSession({
-      name: 'dev-a',
-      headers: ['x-dev=dev-a'],
-      port: `${ports.inbound}:${ports.localApp}`,
-      command: [
-        process.execPath,
-        `${supportDir}apps/http-app.ts`,
-        '--name',
-        'local',
-        '--port',
-        String(ports.localApp),
-      ],
-    });
-    await waitFor({ what: 'the local app behind the session to answer', timeoutMs: 10_000 }, async () => {
-      const result = await rig.curl('cluster', ['-sf', ...inbound('/ready', 'dev-a')]);
-      return result.code === 0 && JSON.parse(result.stdout).app === 'local';
-    });
+    await rig.startLocalAppSession('dev-a', 'dev-a');
   });
 
   after(async () => {

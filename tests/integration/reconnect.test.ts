@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { inbound, ports, Rig, supportDir } from '../support/detour.ts';
+import { inbound, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import { waitFor } from '../support/wait.ts';
@@ -24,19 +24,7 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
     rig = new Rig('rc');
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
     await rig.startAgent();
-    cli = await rig.startSession({
-      name: 'dev-a',
-      headers: ['x-dev=dev-a'],
-      port: `${ports.inbound}:${ports.localApp}`,
-      command: [
-        process.execPath,
-        `${supportDir}apps/http-app.ts`,
-        '--name',
-        'local',
-        '--port',
-        String(ports.localApp),
-      ],
-    });
+    cli = await rig.startLocalAppSession('dev-a', 'dev-a');
     up = await rig.startSession({
       name: 'dev-b',
       headers: ['x-dev=dev-b'],
@@ -45,9 +33,6 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
       waitReady: false,
     });
     await up.waitForLine('stderr', /session dev-b ready/, 'detour up: session dev-b ready');
-    await waitFor({ what: 'the local app to answer through the session', timeoutMs: 10_000 }, async () =>
-      (await answerFor('dev-a')) === 'local' ? true : undefined,
-    );
   });
 
   after(async () => {

@@ -143,6 +143,35 @@ export class Rig {
     return cli;
   }
 
+  /**
+   * Starts the developer's "local" app (tests/support/apps/http-app.ts named `local` on
+   * ports.localApp) under `detour exec`, routing `x-dev: <dev>` from the inbound port to it, and
+   * waits until a request with that header from the cluster is answered by it.
+   */
+  async startLocalAppSession(name: string, dev: string, readyTimeoutMs = 10_000): Promise<ManagedProcess> {
+    const cli = await this.startSession({
+      name,
+      headers: [`x-dev=${dev}`],
+      port: `${ports.inbound}:${ports.localApp}`,
+      command: [
+        process.execPath,
+        `${supportDir}apps/http-app.ts`,
+        '--name',
+        'local',
+        '--port',
+        String(ports.localApp),
+      ],
+    });
+    await waitFor(
+      { what: `the local app to answer through session ${name}`, timeoutMs: readyTimeoutMs },
+      async () => {
+        const result = await this.curl('cluster', ['-sf', ...inbound('/ready', dev)]);
+        return result.code === 0 && JSON.parse(result.stdout).app === 'local';
+      },
+    );
+    return cli;
+  }
+
   /** Runs curl in a namespace (bounded: curl's own --max-time plus a hard kill). */
   curl(role: Role, args: readonly string[], timeoutMs = 20_000): Promise<RunResult> {
     return run(

@@ -133,6 +133,26 @@ const defaultHosts = '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopb
 const deadEndResolver = 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n';
 
 /**
+ * A veth pair from the pod (`to-<peer>`, `podSide`/24) to the peer namespace (`to-pod`,
+ * `peerAddress`/24), both ends up, and the peer's route to the pod's own address through it. Links
+ * are created inside the namespaces: no interface ever appears in the host's namespace.
+ */
+function linkPodTo(
+  names: Readonly<Record<Role, string>>,
+  peer: 'laptop' | 'cluster',
+  podSide: string,
+  peerAddress: string,
+): void {
+  const podLink = `to-${peer}`;
+  ip('-n', names.pod, 'link', 'add', podLink, 'type', 'veth', 'peer', 'name', 'to-pod', 'netns', names[peer]);
+  ip('-n', names.pod, 'addr', 'add', `${podSide}/24`, 'dev', podLink);
+  ip('-n', names.pod, 'link', 'set', podLink, 'up');
+  ip('-n', names[peer], 'addr', 'add', `${peerAddress}/24`, 'dev', 'to-pod');
+  ip('-n', names[peer], 'link', 'set', 'to-pod', 'up');
+  ip('-n', names[peer], 'route', 'add', `${addresses.pod}/32`, 'via', podSide);
+}
+
+/**
  * Creates the three namespaces for one test file (tag keeps files of one run apart). They are
  * removed by `remove()`, and, should the test process die first, by the next run's sweep.
  */
@@ -157,46 +177,9 @@ export function createTopology(tag: string): Topology {
       writeFileSync(`/etc/netns/${name}/hosts`, defaultHosts);
       writeFileSync(`/etc/netns/${name}/resolv.conf`, deadEndResolver);
     }
-    // Links are created inside the namespaces: no interface ever appears in the host's namespace.
-    ip(
-      '-n',
-      names.pod,
-      'link',
-      'add',
-      'to-laptop',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'to-pod',
-      'netns',
-      names.laptop,
-    );
-    ip(
-      '-n',
-      names.pod,
-      'link',
-      'add',
-      'to-cluster',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'to-pod',
-      'netns',
-      names.cluster,
-    );
     ip('-n', names.pod, 'addr', 'add', `${addresses.pod}/32`, 'dev', 'lo');
-    ip('-n', names.pod, 'addr', 'add', `${addresses.podTowardLaptop}/24`, 'dev', 'to-laptop');
-    ip('-n', names.pod, 'addr', 'add', `${addresses.podTowardCluster}/24`, 'dev', 'to-cluster');
-    ip('-n', names.pod, 'link', 'set', 'to-laptop', 'up');
-    ip('-n', names.pod, 'link', 'set', 'to-cluster', 'up');
-    ip('-n', names.laptop, 'addr', 'add', `${addresses.laptop}/24`, 'dev', 'to-pod');
-    ip('-n', names.laptop, 'link', 'set', 'to-pod', 'up');
-    ip('-n', names.laptop, 'route', 'add', `${addresses.pod}/32`, 'via', addresses.podTowardLaptop);
-    ip('-n', names.cluster, 'addr', 'add', `${addresses.cluster}/24`, 'dev', 'to-pod');
-    ip('-n', names.cluster, 'link', 'set', 'to-pod', 'up');
-    ip('-n', names.cluster, 'route', 'add', `${addresses.pod}/32`, 'via', addresses.podTowardCluster);
+    linkPodTo(names, 'laptop', addresses.podTowardLaptop, addresses.laptop);
+    linkPodTo(names, 'cluster', addresses.podTowardCluster, addresses.cluster);
   } catch (error) {
     remove();
     process.off('exit', remove);

@@ -5,6 +5,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listenOn } from './listen-on.ts';
 import { type MetricsRegistry, prometheusContentType } from './metrics.ts';
 
 export interface AdminListenerOptions {
@@ -27,13 +28,7 @@ export class AdminListener {
 
   static async listen(options: AdminListenerOptions): Promise<AdminListener> {
     const listener = new AdminListener(options);
-    await new Promise<void>((resolve, reject) => {
-      listener.server.once('error', reject);
-      listener.server.listen(options.port ?? 0, options.host ?? '0.0.0.0', () => {
-        listener.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(listener.server, options.port ?? 0, options.host ?? '0.0.0.0');
     return listener;
   }
 

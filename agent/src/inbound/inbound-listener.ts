@@ -27,6 +27,7 @@ import { parseHostPort } from '../agent-config.ts';
 import type { InboundRequest, SessionRegistry } from '../session-registry.ts';
 import { Http1Passthrough } from './http1-passthrough.ts';
 import { InboundMetrics } from './inbound-metrics.ts';
+import { listenOn } from './listen-on.ts';
 import { MetricsRegistry } from './metrics.ts';
 
 const h2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -158,13 +159,7 @@ export class InboundListener {
 
   static async listen(options: InboundListenerOptions): Promise<InboundListener> {
     const listener = new InboundListener(options);
-    await new Promise<void>((resolve, reject) => {
-      listener.server.once('error', reject);
-      listener.server.listen(options.port ?? 0, options.host ?? '0.0.0.0', () => {
-        listener.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(listener.server, options.port ?? 0, options.host ?? '0.0.0.0');
     return listener;
   }
 

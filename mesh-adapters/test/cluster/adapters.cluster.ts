@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { kubeConfig, useCluster } from '../../../tests/cluster/cluster.ts';
+import { inNamespace, QUERIES } from '../../src/adapter.ts';
 import { applySession, janitorQueries, revertSession, runJanitor } from '../../src/applier.ts';
 import { restoredExactly } from '../../src/canonical.ts';
 import type { MeshKind } from '../../src/index.ts';
@@ -93,24 +94,14 @@ describe('mesh adapters against the tier-1 apiserver', () => {
       );
       const a = admin();
       for (const o of objects) await a.create(o);
-      const before = await a.list({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'VirtualService',
-        resource: 'virtualservices',
-        namespace: ns,
-      });
+      const before = await a.list(inNamespace(QUERIES.virtualServices, ns));
       const client = dev();
       const i = target(sessionIntent('fx'));
       const lease = await client.create(buildLease(i, new Date()));
       i.lease.uid = lease.metadata.uid as string;
       await applySession(client, adapterFor('istio'), i, fast);
       await revertSession(client, adapterFor('istio'), i.sessionId, fast);
-      const afterList = await a.list({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'VirtualService',
-        resource: 'virtualservices',
-        namespace: ns,
-      });
+      const afterList = await a.list(inNamespace(QUERIES.virtualServices, ns));
       for (const b of before) {
         const now = afterList.find((o) => o.metadata.name === b.metadata.name);
         assert.deepEqual(restoredExactly(b, now), { ok: true }, b.metadata.name);
@@ -135,12 +126,7 @@ describe('mesh adapters against the tier-1 apiserver', () => {
     // The other writer: read-modify-write of an unrelated route's timeout, retrying on conflict.
     const writer = (async () => {
       while (!stopWriter) {
-        const [current] = await a.list({
-          apiVersion: 'networking.istio.io/v1',
-          kind: 'VirtualService',
-          resource: 'virtualservices',
-          namespace: ns,
-        });
+        const [current] = await a.list(inNamespace(QUERIES.virtualServices, ns));
         const edited = structuredClone(current as VirtualService);
         const canary = edited.spec?.http?.find((r) => r.name === 'canary');
         if (canary) canary.timeout = `${(writerEdits % 9) + 1}s`;
@@ -160,12 +146,7 @@ describe('mesh adapters against the tier-1 apiserver', () => {
         for (let cycle = 0; cycle < 10; cycle++) {
           const applied = await applySession(client, istio, i, { ...fast, maxAttempts: 40 });
           conflicts += applied.attempts - 2;
-          const [now] = await client.list({
-            apiVersion: 'networking.istio.io/v1',
-            kind: 'VirtualService',
-            resource: 'virtualservices',
-            namespace: ns,
-          });
+          const [now] = await client.list(inNamespace(QUERIES.virtualServices, ns));
           assert.ok(
             ((now as VirtualService).spec?.http ?? []).some((r) => r.name === `detour-${i.sessionId}`),
             `route of ${i.sessionId} present`,
@@ -180,12 +161,7 @@ describe('mesh adapters against the tier-1 apiserver', () => {
     console.log(
       `# 400 apply/revert cycles in ${Date.now() - started} ms, ${conflicts} re-plans, ${writerEdits} edits by the other writer`,
     );
-    const [final] = await a.list({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'VirtualService',
-      resource: 'virtualservices',
-      namespace: ns,
-    });
+    const [final] = await a.list(inNamespace(QUERIES.virtualServices, ns));
     const lastTimeout = (final as VirtualService).spec?.http?.find((r) => r.name === 'canary')?.timeout;
     assert.ok(writerEdits > 0);
     assert.deepEqual(
@@ -224,31 +200,10 @@ describe('mesh adapters against the tier-1 apiserver', () => {
       result.dead.map((d) => d.sessionId),
       ['crashed'],
     );
-    const [now] = await a.list({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'VirtualService',
-      resource: 'virtualservices',
-      namespace: ns,
-    });
+    const [now] = await a.list(inNamespace(QUERIES.virtualServices, ns));
     assert.deepEqual(restoredExactly(created, now), { ok: true });
-    assert.deepEqual(
-      await a.list({
-        apiVersion: 'networking.istio.io/v1alpha3',
-        kind: 'EnvoyFilter',
-        resource: 'envoyfilters',
-        namespace: ns,
-      }),
-      [],
-    );
-    assert.deepEqual(
-      await a.list({
-        apiVersion: 'coordination.k8s.io/v1',
-        kind: 'Lease',
-        resource: 'leases',
-        namespace: ns,
-      }),
-      [],
-    );
+    assert.deepEqual(await a.list(inNamespace(QUERIES.envoyFilters, ns)), []);
+    assert.deepEqual(await a.list(inNamespace(QUERIES.leases, ns)), []);
     await a.delete(refOf(created), {});
   });
 
@@ -288,10 +243,9 @@ describe('mesh adapters against the tier-1 apiserver', () => {
       const adapter = adapterFor(kind, { envoyFilter: { namespace: ns } });
       const everything = async () => {
         const lists = await Promise.all(
-          [
-            ...janitorQueries(allAdapters()),
-            { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', resource: 'leases' },
-          ].map((q) => a.list({ ...q, namespace: q.kind === 'ReferenceGrant' ? 'default' : ns })),
+          [...janitorQueries(allAdapters()), QUERIES.leases].map((q) =>
+            a.list({ ...q, namespace: q.kind === 'ReferenceGrant' ? 'default' : ns }),
+          ),
         );
         return lists.flat();
       };
@@ -395,12 +349,7 @@ describe('mesh adapters against the tier-1 apiserver', () => {
         child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
         child.on('exit', (code) => reject(new Error(`session child exited with ${code}`)));
       });
-      const [routed] = await a.list({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'VirtualService',
-        resource: 'virtualservices',
-        namespace: ns,
-      });
+      const [routed] = await a.list(inNamespace(QUERIES.virtualServices, ns));
       assert.equal((routed as VirtualService).spec?.http?.[0]?.name, 'detour-killed');
       // Still alive: the janitor leaves it alone.
       await new Promise((r) => setTimeout(r, 2500));
@@ -416,22 +365,9 @@ describe('mesh adapters against the tier-1 apiserver', () => {
         `# SIGKILLed session reverted by the janitor ${Date.now() - killedAt} ms after the kill (Lease duration 2 s)`,
       );
       assert.deepEqual(dead, ['killed']);
-      const [now] = await a.list({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'VirtualService',
-        resource: 'virtualservices',
-        namespace: ns,
-      });
+      const [now] = await a.list(inNamespace(QUERIES.virtualServices, ns));
       assert.deepEqual(restoredExactly(created, now), { ok: true });
-      assert.deepEqual(
-        await a.list({
-          apiVersion: 'coordination.k8s.io/v1',
-          kind: 'Lease',
-          resource: 'leases',
-          namespace: ns,
-        }),
-        [],
-      );
+      assert.deepEqual(await a.list(inNamespace(QUERIES.leases, ns)), []);
     } finally {
       child.kill('SIGKILL');
       await a.delete(refOf(created), {}).catch(() => {});

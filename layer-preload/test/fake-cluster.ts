@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -13,6 +13,7 @@ import { HostsDialer } from '@detour/cli/egress/hosts-dialer';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import * as grpc from '@grpc/grpc-js';
+import { makeTestCertificate } from '../../tests/support/test-certificate.ts';
 
 /** Where the stand-in cluster's services live: 127.77.0.0/16 is "the cluster" (declared remote). */
 export const clusterAddress = '127.77.0.10';
@@ -42,33 +43,10 @@ function listen(server: net.Server): Promise<number> {
  */
 export async function startFakeCluster(): Promise<FakeCluster> {
   const dir = mkdtempSync(path.join(tmpdir(), 'detour-layer-'));
-  const keyFile = path.join(dir, 'key.pem');
-  const caFile = path.join(dir, 'cert.pem');
-  try {
-    execFileSync(
-      'openssl',
-      [
-        ...[
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-days',
-          '1',
-        ],
-        ...['-keyout', keyFile, '-out', caFile, '-subj', '/CN=payments.staging.svc.cluster.local'],
-        ...['-addext', 'subjectAltName=DNS:payments.staging.svc.cluster.local,DNS:payments'],
-      ],
-      { stdio: 'ignore' },
-    );
-  } catch (err) {
-    throw new Error('these tests need openssl on PATH to make a test certificate (apt-get install openssl)', {
-      cause: err,
-    });
-  }
+  const { keyFile, certFile: caFile } = makeTestCertificate(dir, [
+    'payments.staging.svc.cluster.local',
+    'payments',
+  ]);
   const accepted = { http: 0, https: 0, http2: 0, grpc: 0, tcp: 0, database: 0 };
   const echo = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const servername = (req.socket as { servername?: string | false }).servername;

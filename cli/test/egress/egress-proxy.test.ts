@@ -16,6 +16,7 @@ import { HostsDialer } from '@detour/cli/egress/hosts-dialer';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { encodeAddress, readAddress, readExactly } from '@detour/router/egress/socks5';
+import { makeTestCertificate } from '../../../tests/support/test-certificate.ts';
 
 const run = promisify(execFile);
 const clusterAddress = '127.77.0.10';
@@ -69,35 +70,8 @@ describe('the loopback egress proxy', () => {
     need('python3', 'apt-get install python3');
     need('openssl', 'apt-get install openssl', ['version']);
     dir = mkdtempSync(path.join(tmpdir(), 'detour-egress-'));
-    caFile = path.join(dir, 'cert.pem');
-    const keyFile = path.join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        ...[
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-days',
-          '1',
-        ],
-        ...[
-          '-keyout',
-          keyFile,
-          '-out',
-          caFile,
-          '-subj',
-          `/CN=${clusterName}`,
-          '-addext',
-          `subjectAltName=DNS:${clusterName}`,
-        ],
-      ],
-      { stdio: 'ignore' },
-    );
+    const { keyFile, certFile } = makeTestCertificate(dir, [clusterName]);
+    caFile = certFile;
     const echo = (req: http.IncomingMessage, res: http.ServerResponse) => {
       const servername = (req.socket as { servername?: string }).servername ?? null;
       res.setHeader('content-type', 'application/json');

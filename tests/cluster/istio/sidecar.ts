@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterError } from '../errors.ts';
@@ -116,9 +116,31 @@ export interface XdsRelay {
   stop(): Promise<void>;
 }
 
+/**
+ * Host relays of runs that died: each run leaves relay-<run pid>.pid; the relay is stopped when that
+ * run is gone and the pid still names this relay script.
+ */
+async function stopStaleRelays(): Promise<void> {
+  for (const file of readdirSync(sidecarsDir)) {
+    const owner = Number(/^relay-(\d+)\.pid$/.exec(file)?.[1]);
+    if (!owner || owner === process.pid || isAlive(owner)) continue;
+    const pid = Number.parseInt(readFileSync(join(sidecarsDir, file), 'utf8'), 10);
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      // gone
+    }
+    if (cmdline.includes(relayScript)) await stopPid(pid, 2000);
+    rmSync(join(sidecarsDir, file), { force: true });
+    rmSync(join(sidecarsDir, `istiod-xds-${owner}.sock`), { force: true });
+  }
+}
+
 /** Host side of the relay: a Unix socket forwarding to istiod's XDS/CA port on loopback. */
 export async function startXdsRelay(): Promise<XdsRelay> {
   mkdirSync(sidecarsDir, { recursive: true });
+  await stopStaleRelays();
   const socket = join(sidecarsDir, `istiod-xds-${process.pid}.sock`);
   const child = spawnLogged(
     [process.execPath, relayScript, `unix:${socket}`, `tcp:127.0.0.1:${istiodPorts.secureGrpc}`],
@@ -138,7 +160,16 @@ export async function startXdsRelay(): Promise<XdsRelay> {
     { timeoutMs: 10_000 },
   );
   const pid = child.pid as number;
-  return { socket, pid, stop: () => stopPid(pid, 2000) };
+  const pidFile = join(sidecarsDir, `relay-${process.pid}.pid`);
+  writeFileSync(pidFile, `${pid}\n`);
+  return {
+    socket,
+    pid,
+    stop: async () => {
+      await stopPid(pid, 2000);
+      rmSync(pidFile, { force: true });
+    },
+  };
 }
 
 /** A service-account token istiod accepts (audience istio-ca), from the apiserver's TokenRequest API. */

@@ -34,9 +34,46 @@ function removeNamespace(name: string): void {
   rmSync(`/etc/netns/${name}`, { recursive: true, force: true });
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Processes still running inside namespaces of a run that died (sidecars, relays, apps it started
+ * there) are killed by pid before the namespaces go: otherwise they would outlive their network.
+ */
+export function killStaleWorkloads(tag: string): number[] {
+  const killed: number[] = [];
+  const names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.split(' ')[0] ?? '');
+  for (const name of names) {
+    const owner = Number(new RegExp(`^dt-(\\d+)-${tag}-`).exec(name)?.[1]);
+    if (!owner || owner === process.pid || isAlive(owner)) continue;
+    const pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
+    for (const pid of pids.map(Number)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      } catch {
+        // already gone
+      }
+    }
+  }
+  return killed;
+}
+
 /** Creates a namespace per workload (addresses .2, .3, ... in order) plus the bridge's namespace. */
 export function createWorkloadNet(tag: string, workloads: readonly string[]): WorkloadNet {
   requireNetns();
+  killStaleWorkloads(tag);
   sweepStaleNamespaces();
   const bridge = `dt-${process.pid}-${tag}-br`;
   const names: Record<string, string> = {};

@@ -49,7 +49,7 @@ build() {
     echo "$name: $out"
     return
   fi
-  echo "build $name $ISTIO_VERSION ($COMMIT): building (first time only; ~10 min per binary on 2 cores)..."
+  echo "build $name $ISTIO_VERSION ($COMMIT): building (first time only; 5-20 min on 2 cores, depending on load)..."
   local t0
   t0=$(now)
   # GOTOOLCHAIN=local: use the installed Go rather than fetching the toolchain go.mod names.

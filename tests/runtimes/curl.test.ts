@@ -2,13 +2,14 @@
  * curl under `detour exec`: --socks5-hostname, -x and the proxy variables the session sets. curl
  * calls payments, which only the agent's pod can resolve and reach.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   assertFailed,
   assertReachedPayments,
   paymentsTlsUrl,
   paymentsUrl,
-  RuntimeRig,
+  type RuntimeRig,
+  useRuntimeRig,
 } from './runtime-rig.ts';
 import { requireTool } from './toolchains.ts';
 
@@ -21,17 +22,11 @@ describe('curl: reaches payments through the agent', { timeout: 120_000 }, () =>
   const curlUrl = (prelude: string, args: string, url: string) =>
     rt.exec(['bash', '-c', `${prelude} exec curl -sS --fail --max-time 10 ${args} "$0"`, url]);
 
-  before(async () => {
-    requireTool('curl', 'apt-get install curl');
-    rt = await RuntimeRig.start('rtc');
-  });
-
-  after(async () => {
-    await rt?.close();
-  });
-
-  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
-    await rt.assertPaymentsOnlyThroughAgent();
+  useRuntimeRig('rtc', {
+    prepare: () => requireTool('curl', 'apt-get install curl'),
+    started: (started) => {
+      rt = started;
+    },
   });
 
   test('curl: --socks5-hostname $DETOUR_PROXY (remote DNS)', async () => {

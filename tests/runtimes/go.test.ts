@@ -5,13 +5,14 @@
  * resolve and reach.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   assertFailed,
   assertReachedPayments,
   paymentsTlsUrl,
   paymentsUrl,
-  RuntimeRig,
+  type RuntimeRig,
+  useRuntimeRig,
 } from './runtime-rig.ts';
 import { buildGo, scratchDir } from './toolchains.ts';
 
@@ -24,19 +25,15 @@ describe('go: a real net/http program reaches payments through the agent', { tim
   const inSession = (prelude: string, url: string) =>
     rt.exec(['bash', '-c', `${prelude} exec "$0" "$1"`, probe, url]);
 
-  before(async () => {
-    // The first build compiles net/http into the cache (~/.cache/detour/go-build); later ones reuse it.
-    probe = await buildGo(scratch.path);
-    rt = await RuntimeRig.start('rtg');
-  });
-
-  after(async () => {
-    await rt?.close();
-    scratch.remove();
-  });
-
-  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
-    await rt.assertPaymentsOnlyThroughAgent();
+  useRuntimeRig('rtg', {
+    prepare: async () => {
+      // The first build compiles net/http into the cache (~/.cache/detour/go-build); later ones reuse it.
+      probe = await buildGo(scratch.path);
+    },
+    started: (started) => {
+      rt = started;
+    },
+    cleanup: () => scratch.remove(),
   });
 
   test('go: net/http default client via HTTP_PROXY (http://, absolute-URI request)', async () => {

@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { repoRoot } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import type { ManagedProcess } from '../support/processes.ts';
-import { paymentsName, paymentsUrl, ports, RuntimeRig } from './runtime-rig.ts';
+import { paymentsName, paymentsUrl, ports, type RuntimeRig, useRuntimeRig } from './runtime-rig.ts';
 import { compileJava, type Java, programsDir, scratchDir } from './toolchains.ts';
 
 const defaultHeaders = JSON.stringify({ 'x-dev': 'dev-a' });
@@ -100,38 +100,34 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
     ...extra,
   });
 
-  before(async () => {
-    java = await compileJava(scratch.path);
-    rt = await RuntimeRig.start('rti');
-    up = rt.rig.start(
-      'laptop',
-      'detour up',
-      rt.rig.cli(
-        rt.rig.sessionArgs({ name: 'ide-a', headers: ['x-dev=dev-a'], port: String(ports.inbound) }),
-      ),
-      { ...process.env, DETOUR_STATE_DIR: stateDir },
-    );
-    // The CLI reports progress as JSON lines on stderr (--json); stdout is for data.
-    const ready = (await up.waitForLine(
-      'stderr',
-      (line) => line.event === 'session.ready',
-      'session ide-a ready',
-    )) as { proxy?: { port: number } };
-    proxyPort = ready.proxy?.port ?? 0;
-    await up.waitForLine('stderr', (line) => line.event === 'session.env', 'session ide-a published');
-    formats.json = JSON.parse(await detourEnv('json')) as Record<string, string>;
-    formats.dotenv = parseDotenv(await detourEnv('dotenv'));
-    formats.vscode = (JSON.parse(await detourEnv('vscode')) as { env: Record<string, string> }).env;
-    formats.intellij = parseIntellij(await detourEnv('intellij'));
-  });
-
-  after(async () => {
-    await rt?.close();
-    scratch.remove();
-  });
-
-  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
-    await rt.assertPaymentsOnlyThroughAgent();
+  useRuntimeRig('rti', {
+    prepare: async () => {
+      java = await compileJava(scratch.path);
+    },
+    started: async (started) => {
+      rt = started;
+      up = rt.rig.start(
+        'laptop',
+        'detour up',
+        rt.rig.cli(
+          rt.rig.sessionArgs({ name: 'ide-a', headers: ['x-dev=dev-a'], port: String(ports.inbound) }),
+        ),
+        { ...process.env, DETOUR_STATE_DIR: stateDir },
+      );
+      // The CLI reports progress as JSON lines on stderr (--json); stdout is for data.
+      const ready = (await up.waitForLine(
+        'stderr',
+        (line) => line.event === 'session.ready',
+        'session ide-a ready',
+      )) as { proxy?: { port: number } };
+      proxyPort = ready.proxy?.port ?? 0;
+      await up.waitForLine('stderr', (line) => line.event === 'session.env', 'session ide-a published');
+      formats.json = JSON.parse(await detourEnv('json')) as Record<string, string>;
+      formats.dotenv = parseDotenv(await detourEnv('dotenv'));
+      formats.vscode = (JSON.parse(await detourEnv('vscode')) as { env: Record<string, string> }).env;
+      formats.intellij = parseIntellij(await detourEnv('intellij'));
+    },
+    cleanup: () => scratch.remove(),
   });
 
   test('detour env: json, dotenv, vscode and intellij carry the same env, pointing at the running session', () => {

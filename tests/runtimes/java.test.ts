@@ -5,14 +5,15 @@
  * time) call payments, which only the agent's pod can resolve and reach.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   assertFailed,
   assertReachedPayments,
   paymentsTlsUrl,
   paymentsUrl,
   ports,
-  RuntimeRig,
+  type RuntimeRig,
+  useRuntimeRig,
 } from './runtime-rig.ts';
 import { compileJava, type Java, scratchDir } from './toolchains.ts';
 
@@ -34,19 +35,15 @@ describe('java: a real JVM program reaches payments through the agent', { timeou
     url,
   ];
 
-  before(async () => {
-    java = await compileJava(scratch.path);
-    rt = await RuntimeRig.start('rtj');
-    trustFlags = await rt.jvmTrustFlags();
-  });
-
-  after(async () => {
-    await rt?.close();
-    scratch.remove();
-  });
-
-  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
-    await rt.assertPaymentsOnlyThroughAgent();
+  useRuntimeRig('rtj', {
+    prepare: async () => {
+      java = await compileJava(scratch.path);
+    },
+    started: async (started) => {
+      rt = started;
+      trustFlags = await rt.jvmTrustFlags();
+    },
+    cleanup: () => scratch.remove(),
   });
 
   test('java: java.net.Socket via socksProxyHost (name unresolvable locally → sent to the proxy)', async () => {

@@ -4,13 +4,14 @@
  * pod can resolve and reach.
  */
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   assertFailed,
   assertReachedPayments,
   paymentsTlsUrl,
   paymentsUrl,
-  RuntimeRig,
+  type RuntimeRig,
+  useRuntimeRig,
 } from './runtime-rig.ts';
 import { programsDir, pythonWithRequests } from './toolchains.ts';
 
@@ -26,17 +27,13 @@ describe('python: real urllib and requests programs reach payments through the a
   const inSession = (prelude: string, script: string, url: string) =>
     rt.exec(['bash', '-c', `${prelude} exec "$0" "$1" "$2"`, python, script, url]);
 
-  before(async () => {
-    ({ python } = await pythonWithRequests());
-    rt = await RuntimeRig.start('rtp');
-  });
-
-  after(async () => {
-    await rt?.close();
-  });
-
-  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
-    await rt.assertPaymentsOnlyThroughAgent();
+  useRuntimeRig('rtp', {
+    prepare: async () => {
+      ({ python } = await pythonWithRequests());
+    },
+    started: (started) => {
+      rt = started;
+    },
   });
 
   test('python: urllib.request.urlopen via http_proxy', async () => {

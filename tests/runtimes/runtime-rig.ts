@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { after, before, test } from 'node:test';
 import { paymentsName, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import { type RunResult, run } from '../support/processes.ts';
@@ -201,6 +202,39 @@ export class RuntimeRig {
       this.#scratch.remove();
     }
   }
+}
+
+/**
+ * The frame of every runtime test file, registered in the enclosing `describe`: before its tests,
+ * `prepare` (build or find the runtime's toolchain), then a RuntimeRig handed to `started`; after
+ * them, the rig closed and `cleanup` run; and first of its tests, the premise
+ * (RuntimeRig.assertPaymentsOnlyThroughAgent).
+ */
+export function useRuntimeRig(
+  tag: string,
+  hooks: {
+    prepare?: () => unknown;
+    started: (rt: RuntimeRig) => unknown;
+    cleanup?: () => void;
+  },
+): void {
+  let rt: RuntimeRig | undefined;
+  before(async () => {
+    await hooks.prepare?.();
+    rt = await RuntimeRig.start(tag);
+    await hooks.started(rt);
+  });
+  after(async () => {
+    try {
+      await rt?.close();
+    } finally {
+      hooks.cleanup?.();
+    }
+  });
+  test('premise: the laptop namespace cannot resolve or reach payments directly', async () => {
+    assert.ok(rt, 'the runtime rig did not start');
+    await rt.assertPaymentsOnlyThroughAgent();
+  });
 }
 
 /** The payments answers among the lines a program printed (one JSON object per answer). */

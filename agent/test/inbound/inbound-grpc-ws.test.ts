@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { WebSocket, WebSocketServer } from 'ws';
+import { loadEcho } from '../../../tests/support/apps/echo-proto.ts';
 import { listen, portOf, type Stack, startStack } from './stack.ts';
 
 interface Message {
@@ -22,14 +21,7 @@ type EchoClient = grpc.Client & {
   Chat(metadata: grpc.Metadata): grpc.ClientDuplexStream<Message, Message>;
 };
 
-const definition = protoLoader.loadSync(fileURLToPath(new URL('./echo.proto', import.meta.url)), {
-  keepCase: true,
-  defaults: true,
-});
-const proto = grpc.loadPackageDefinition(definition) as unknown as {
-  detour: { test: { Echo: grpc.ServiceClientConstructor & { service: grpc.ServiceDefinition } } };
-};
-const Echo = proto.detour.test.Echo;
+const { Echo } = loadEcho();
 
 function devA(): grpc.Metadata {
   const metadata = new grpc.Metadata();

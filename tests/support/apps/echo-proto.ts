@@ -7,7 +7,10 @@ export interface EchoMessage {
   app: string;
 }
 
-/** The Echo service definition, loaded from echo.proto for both the server and the client. */
+/**
+ * The Echo service definition from echo.proto: for the test apps and clients here and for the
+ * agent's unit tests (agent/test/inbound).
+ */
 export function loadEcho(): { Echo: grpc.ServiceClientConstructor } {
   const definition = protoLoader.loadSync(fileURLToPath(new URL('./echo.proto', import.meta.url)), {
     keepCase: true,

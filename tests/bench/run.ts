@@ -90,6 +90,18 @@ function machine() {
     h2load: execFileSync('sh', ['-c', 'h2load --version 2>&1 | head -1 || true'], {
       encoding: 'utf8',
     }).trim(),
+    // The code measured: HEAD plus however many uncommitted changes the data-plane packages had.
+    commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim(),
+    uncommitted: execFileSync(
+      'git',
+      ['status', '--porcelain', '--', 'agent', 'cli', 'router', 'layer-preload'],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    )
+      .split('\n')
+      .filter(Boolean).length,
   };
 }
 
@@ -650,7 +662,7 @@ async function main(): Promise<void> {
   bench(table(records));
   bench('');
   bench(
-    `machine: ${info.cpu}, ${info.cores} cores; node ${info.node}; envoy ${info.envoy}; load average before ${loadBefore}, after ${loadAverage()}`,
+    `machine: ${info.cpu}, ${info.cores} cores; node ${info.node}; envoy ${info.envoy}; code ${info.commit} + ${info.uncommitted} uncommitted data-plane files; load average before ${loadBefore}, after ${loadAverage()}`,
   );
   const missed = records.filter((r) => r.met === false);
   bench(

@@ -117,6 +117,7 @@ export function table(records: ResultRecord[]): string {
     'value',
     'ref',
     'ratio',
+    'diff',
     'spread s/r',
     'goal',
     'met',

@@ -220,3 +220,23 @@ export async function syncz(): Promise<SyncStatus[]> {
     throw new ClusterError('CLUSTER_COMMAND_FAILED', `/debug/syncz: HTTP ${res.status}`);
   return JSON.parse(res.body) as SyncStatus[];
 }
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Deletes the Kubernetes namespaces (detour-mesh-<pid>, detour-img-<pid>) of mesh test runs that died. */
+export async function deleteStaleTestNamespaces(): Promise<string[]> {
+  const stale = (await kubectlAdmin(['get', 'namespaces', '-o', 'name']))
+    .split('\n')
+    .map((line) => /^namespace\/(detour-(?:mesh|img)-(\d+))$/.exec(line.trim()))
+    .filter((m): m is RegExpExecArray => m !== null && !isRunning(Number(m[2])))
+    .map((m) => m[1] as string);
+  if (stale.length > 0) await kubectlAdmin(['delete', 'namespace', '--wait=false', ...stale]);
+  return stale;
+}

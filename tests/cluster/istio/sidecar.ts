@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +27,11 @@ export interface SidecarSpec {
   address: string;
   /** Unix socket of the host relay to istiod's XDS port (see startXdsRelay). */
   xdsSocket: string;
+  /**
+   * Run the image's own pilot-agent and Envoy, chrooted into this unpacked root filesystem as uid 1337
+   * with the image's default paths (see proxy-image.ts), instead of the host's binaries.
+   */
+  rootfs?: string;
 }
 
 export interface Sidecar {
@@ -137,10 +142,25 @@ async function stopStaleRelays(): Promise<void> {
   }
 }
 
+/**
+ * Working directories, logs and unpacked images of runs that died (kept until now for their failure
+ * logs). Named <something>-<run pid>-..., relay-<run pid>.log or image-<run pid>.
+ */
+function removeStaleRunFiles(): void {
+  for (const entry of readdirSync(sidecarsDir)) {
+    const match = /^detour-[a-z]+-(\d+)-|^relay-(\d+)\.log$|^image-(\d+)$/.exec(entry);
+    const owner = Number(match?.[1] ?? match?.[2] ?? match?.[3]);
+    if (owner && owner !== process.pid && !isAlive(owner)) {
+      rmSync(join(sidecarsDir, entry), { recursive: true, force: true });
+    }
+  }
+}
+
 /** Host side of the relay: a Unix socket forwarding to istiod's XDS/CA port on loopback. */
 export async function startXdsRelay(): Promise<XdsRelay> {
   mkdirSync(sidecarsDir, { recursive: true });
   await stopStaleRelays();
+  removeStaleRunFiles();
   const socket = join(sidecarsDir, `istiod-xds-${process.pid}.sock`);
   const child = spawnLogged(
     [process.execPath, relayScript, `unix:${socket}`, `tcp:127.0.0.1:${istiodPorts.secureGrpc}`],
@@ -209,7 +229,7 @@ export async function meshRootCert(namespace: string): Promise<string> {
 
 /** Starts pilot-agent (which starts Envoy) for a workload inside its namespace. */
 export async function startSidecar(spec: SidecarSpec): Promise<Sidecar> {
-  const envoy = requireEnvoy();
+  const envoy = spec.rootfs ? '/usr/local/bin/envoy' : requireEnvoy();
   const dir = join(sidecarsDir, `${spec.namespace}-${spec.workload}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'var', 'run', 'secrets', 'tokens'), { recursive: true });
@@ -218,8 +238,15 @@ export async function startSidecar(spec: SidecarSpec): Promise<Sidecar> {
     join(dir, 'var', 'run', 'secrets', 'tokens', 'istio-token'),
     await serviceAccountToken(spec.namespace, spec.serviceAccount),
   );
-  const rootCert = join(dir, 'var', 'run', 'secrets', 'istio', 'root-cert.pem');
-  writeFileSync(rootCert, await meshRootCert(spec.namespace));
+  writeFileSync(
+    join(dir, 'var', 'run', 'secrets', 'istio', 'root-cert.pem'),
+    await meshRootCert(spec.namespace),
+  );
+  mkdirSync(join(dir, 'etc', 'istio', 'proxy'), { recursive: true });
+  // Paths as pilot-agent sees them: under the workload's directory, or the image's own in a chroot
+  // (where the directory's secrets and proxy config are bind-mounted).
+  const seen = (path: string) => (spec.rootfs ? path : join(dir, path));
+  const rootCert = seen('/var/run/secrets/istio/root-cert.pem');
   const log = join(dir, 'sidecar.log');
   const inNs = (argv: readonly string[]) => ['ip', 'netns', 'exec', spec.netns, ...argv];
 
@@ -236,8 +263,9 @@ export async function startSidecar(spec: SidecarSpec): Promise<Sidecar> {
   const proxyConfig = {
     discoveryAddress: `127.0.0.1:${istiodPorts.secureGrpc}`,
     binaryPath: envoy,
-    configPath: join(dir, 'etc', 'istio', 'proxy'),
-    proxyBootstrapTemplatePath: bootstrapTemplateFile,
+    configPath: seen('/etc/istio/proxy'),
+    // The image keeps the template at pilot-agent's default path (./var/lib/istio/envoy/, cwd /).
+    ...(spec.rootfs ? {} : { proxyBootstrapTemplatePath: bootstrapTemplateFile }),
     proxyAdminPort: envoyAdminPort,
     statusPort: 15020,
     drainDuration: '2s',
@@ -246,8 +274,8 @@ export async function startSidecar(spec: SidecarSpec): Promise<Sidecar> {
     controlPlaneAuthPolicy: 'MUTUAL_TLS',
   };
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: dir,
+    PATH: spec.rootfs ? '/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' : process.env.PATH,
+    HOME: spec.rootfs ? '/tmp' : dir,
     PROXY_CONFIG: JSON.stringify(proxyConfig),
     POD_NAME: spec.workload,
     POD_NAMESPACE: spec.namespace,
@@ -267,20 +295,41 @@ export async function startSidecar(spec: SidecarSpec): Promise<Sidecar> {
     PILOT_CERT_PROVIDER: 'istiod',
     JWT_POLICY: 'third-party-jwt',
   };
+  const agentArgs = [
+    'proxy',
+    'sidecar',
+    `--domain=${spec.namespace}.svc.cluster.local`,
+    '--proxyLogLevel=warning',
+    '--log_output_level=default:info',
+  ];
+  let argv: string[];
+  if (spec.rootfs) {
+    // A private mount namespace holds what a container runtime would mount: /proc, /dev, the token and
+    // root certificate, a writable /etc/istio/proxy. Every step execs in place: the pid stays pilot-agent's.
+    // uid 1337 must be able to reopen its stdout (the mesh's access log is /dev/stdout; Envoy NACKs a
+    // listener whose log file it cannot open): in a pod stdout is the runtime's pipe, here a file.
+    writeFileSync(log, '');
+    execFileSync('chown', ['-R', '1337:1337', join(dir, 'var'), join(dir, 'etc'), log]);
+    for (const mountPoint of ['proc', 'dev', 'var/run/secrets', 'etc/istio/proxy']) {
+      mkdirSync(join(spec.rootfs, mountPoint), { recursive: true });
+    }
+    const script = [
+      'set -e',
+      'mount --make-rprivate /',
+      'mount -t proc proc "$1/proc"',
+      'mount --rbind /dev "$1/dev"',
+      'mount --bind "$2/var/run/secrets" "$1/var/run/secrets"',
+      'mount --bind "$2/etc/istio/proxy" "$1/etc/istio/proxy"',
+      'shift 2',
+      `exec chroot --userspec=1337:1337 "${spec.rootfs}" /usr/local/bin/pilot-agent "$@"`,
+    ].join('; ');
+    argv = inNs(['unshare', '-m', 'sh', '-c', script, 'sh', spec.rootfs, dir, ...agentArgs]);
+  } else {
+    argv = inNs([istioBinaryPath('pilot-agent'), ...agentArgs]);
+  }
   let agent: ChildProcess;
   try {
-    agent = spawnLogged(
-      inNs([
-        istioBinaryPath('pilot-agent'),
-        'proxy',
-        'sidecar',
-        `--domain=${spec.namespace}.svc.cluster.local`,
-        '--proxyLogLevel=warning',
-        '--log_output_level=default:info',
-      ]),
-      log,
-      { cwd: dir, env },
-    );
+    agent = spawnLogged(argv, log, { cwd: dir, env });
   } catch (error) {
     await stopPid(relay.pid, 2000);
     throw error;

@@ -77,6 +77,9 @@ done
 printf 'root:x:0:0:root:/root:/sbin/nologin\nistio-proxy:x:1337:1337:istio-proxy:/tmp:/sbin/nologin\n' >"$root/etc/passwd"
 printf 'root:x:0:\nistio-proxy:x:1337:\n' >"$root/etc/group"
 printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+# The kubelet mounts its own /etc/hosts over this; outside a pod (tests chroot into the image)
+# pilot-agent still resolves localhost (its drain call to Envoy's admin port).
+printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
 # Root CAs for anything pilot-agent fetches over public TLS (it warns without them; the mesh uses its own CA).
 if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
   mkdir -p "$root/etc/ssl/certs"

@@ -6,7 +6,7 @@
 // webhook at https://127.0.0.1:15017 mutates a pod. Needs root (network namespaces).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { requireBinaries, useCluster } from '../../cluster.ts';
@@ -14,6 +14,7 @@ import { waitFor } from '../../wait.ts';
 import {
   applyManifest,
   deleteManifest,
+  deleteStaleTestNamespaces,
   istiodStatus,
   kubectlAdmin,
   startIstiod,
@@ -31,15 +32,6 @@ const appPort = 18080;
 const servicePort = 8080;
 const workloads = ['caller', 'orders-v1', 'orders-v2'] as const;
 const log = (line: string) => console.log(`# ${line}`);
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function yamlDocs(...docs: object[]): string {
   return docs.map((doc) => JSON.stringify(doc)).join('\n---\n');
@@ -193,19 +185,7 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
     istiodStarted = (await startIstiod({ log })).started;
     net = createWorkloadNet('mesh', workloads);
     // Namespaces of runs that died (their pid is gone) are deleted, like their network namespaces.
-    const stale = (await kubectlAdmin(['get', 'namespaces', '-o', 'name']))
-      .split('\n')
-      .map((line) => /^namespace\/(detour-mesh-(\d+))$/.exec(line.trim()))
-      .filter((m): m is RegExpExecArray => m !== null && !isRunning(Number(m[2])))
-      .map((m) => m[1] as string);
-    if (stale.length > 0) await kubectlAdmin(['delete', 'namespace', '--wait=false', ...stale]);
-    // Sidecar working directories and logs of earlier runs (kept until now for their failure logs).
-    for (const entry of existsSync(sidecarsDir) ? readdirSync(sidecarsDir) : []) {
-      // relay-<pid>.pid stays: startXdsRelay reads it to stop a dead run's relay.
-      const match = /^detour-mesh-(\d+)-|^relay-(\d+)\.log$/.exec(entry);
-      const owner = Number(match?.[1] ?? match?.[2]);
-      if (owner && !isRunning(owner)) rmSync(join(sidecarsDir, entry), { recursive: true, force: true });
-    }
+    await deleteStaleTestNamespaces();
     await applyManifest(
       yamlDocs({
         apiVersion: 'v1',

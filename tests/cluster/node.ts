@@ -330,6 +330,38 @@ export function nodeSpecs(kubeconfig: (name: string) => string, name: string): P
 export const nodeImage = `detour.local/node:${process.versions.node}`;
 export const nodeImageFile = `node-${process.versions.node}.oci.tar`;
 
+/**
+ * Forwarders that make a host loopback port reachable from pods at nodeIp:<nodePort> (for a control
+ * plane component that runs on the host, e.g. istiod): host side connects to 127.0.0.1:<hostPort>,
+ * node side listens on the node address only; a Unix socket joins them.
+ */
+export function exposeSpecs(name: string, hostPort: number, nodePort: number): ProcessSpec[] {
+  const socket = join(nodeDir, `expose-${name}.sock`);
+  return [
+    {
+      name: `forward-${name}-host`,
+      binary: '/usr/bin/socat',
+      args: [`UNIX-LISTEN:${socket},fork,unlink-early`, `TCP:127.0.0.1:${hostPort}`],
+    },
+    {
+      name: `forward-${name}-node`,
+      binary: '/usr/bin/socat',
+      netns: nodeNetns,
+      args: [`TCP-LISTEN:${nodePort},bind=${nodeIp},fork,reuseaddr`, `UNIX-CONNECT:${socket}`],
+    },
+  ];
+}
+
+/** Stops every forwarder (pid file forward-*), the fixed ones and those exposeSpecs made. */
+export async function stopForwarders(log: (line: string) => void): Promise<void> {
+  if (!existsSync(pidDir)) return;
+  for (const file of readdirSync(pidDir).filter((f) => f.startsWith('forward-') && f.endsWith('.pid'))) {
+    const name = file.slice(0, -'.pid'.length);
+    const pid = await stopProcess(pidDir, { name, binary: '/usr/bin/socat' });
+    if (pid !== undefined) log(`stopped ${name} (pid ${pid})`);
+  }
+}
+
 /** Imports the locally built pause image (and any other archive in imageDir) into containerd's k8s.io namespace. */
 export function importImages(): string[] {
   const imported: string[] = [];
@@ -490,15 +522,8 @@ export async function nodeDown(specs: ProcessSpec[], log: (line: string) => void
     log(`killed ${shims.length} containerd shims`);
     await sleep(300);
   }
-  for (const name of [
-    'kube-scheduler',
-    'forward-kubelet-host',
-    'forward-kubelet-node',
-    'forward-apiserver-node',
-  ]) {
-    await stop(name);
-  }
-  await stop('forward-apiserver-host');
+  await stop('kube-scheduler');
+  await stopForwarders(log);
 
   // Mounts the kubelet (volumes) and containerd (rootfs, shm) made under the node dir, deepest first.
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')

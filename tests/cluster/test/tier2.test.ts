@@ -3,8 +3,18 @@
 // namespace and ~1 GiB more memory); skipped, and said so, otherwise.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { execInPod, kubeconfigPath, kubectl, useCluster, waitForPodsReady } from '../cluster.ts';
+import {
+  execInPod,
+  exposeHostPort,
+  kubeconfigPath,
+  kubectl,
+  unexposeHostPort,
+  useCluster,
+  waitForPodsReady,
+} from '../cluster.ts';
 import { nodeImage } from '../node.ts';
 import { binaryPath } from '../paths.ts';
 import { versions } from '../versions.ts';
@@ -123,6 +133,28 @@ describe('tier 2 cluster: a node running locally built images', {
       { timeoutMs: 30_000, intervalMs: 1000 },
     );
     assert.match(body, /^netcheck server \/via-dns/);
+  });
+
+  it('reaches a process on the host loopback through a Service (exposeHostPort)', async () => {
+    const server = createServer((_req, res) => res.end('from the host'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const hostPort = (server.address() as AddressInfo).port;
+    try {
+      await exposeHostPort({ name: 'host-echo', namespace, hostPort, port: 80, nodePort: 31080 });
+      const url = `http://host-echo.${namespace}.svc.cluster.local/`;
+      const body = await waitFor(
+        `${url} from pod client`,
+        async () => {
+          const result = await execInPod(namespace, 'client', ['/netcheck', 'get', url]);
+          return result.code === 0 ? result.stdout : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 1000 },
+      );
+      assert.equal(body, 'from the host');
+    } finally {
+      server.close();
+      await unexposeHostPort('host-echo');
+    }
   });
 
   it('forwards a local port to a pod (kubectl port-forward)', async () => {

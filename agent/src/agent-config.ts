@@ -61,7 +61,9 @@ export interface ResolvedAgentConfig {
   tokens: string[];
   agentName: string;
   heartbeatMs: number;
-  janitor: { namespace: string; graceMs: number; intervalMs: number } | undefined;
+  /** The agent's namespace, when it talks to the apiserver: session Leases admit CLIs, the janitor cleans. */
+  namespace: string | undefined;
+  janitor: { graceMs: number; intervalMs: number } | undefined;
 }
 
 export function parseHostPort(value: string): ListenAddress {
@@ -87,10 +89,10 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
     .split(',')
     .map((token) => token.trim())
     .filter(Boolean);
-  if (tokens.length === 0) {
+  if (tokens.length === 0 && !config.DETOUR_NAMESPACE) {
     throw new InvalidInputError(
       'DETOUR_AGENT_CONFIG',
-      'the agent has no session token: set DETOUR_TOKEN_FILE (a mounted Secret) or DETOUR_TOKENS',
+      'the agent admits no one: set DETOUR_NAMESPACE (CLIs are admitted by their session Lease) or DETOUR_TOKENS / DETOUR_TOKEN_FILE',
     );
   }
   return {
@@ -101,6 +103,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
     tokens,
     agentName: config.DETOUR_AGENT_NAME,
     heartbeatMs: config.DETOUR_HEARTBEAT_MS,
+    namespace: config.DETOUR_NAMESPACE,
     janitor: janitorConfig(config),
   };
 }
@@ -114,7 +117,6 @@ function janitorConfig(config: z.infer<typeof AgentConfig>): ResolvedAgentConfig
     );
   }
   return {
-    namespace: config.DETOUR_NAMESPACE,
     graceMs: config.DETOUR_JANITOR_GRACE_MS,
     intervalMs: config.DETOUR_JANITOR_INTERVAL_MS,
   };

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import type { AddressInfo } from 'node:net';
+import { type ClusterClient, kubeClient } from '@detour/mesh-adapters';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { TunnelCode } from '@detour/router/tunnel/index';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadAgentConfig, type ResolvedAgentConfig } from './agent-config.ts';
+import { leaseTokenAuthenticator } from './auth/lease-tokens.ts';
 import { AdminListener } from './inbound/admin-listener.ts';
 import { InboundListener } from './inbound/inbound-listener.ts';
 import { AgentJanitor } from './janitor/agent-janitor.ts';
@@ -16,11 +18,13 @@ async function main(): Promise<void> {
   const log = jsonLog();
   const config = loadAgentConfig();
   const registry = new SessionRegistry();
-  const janitor = config.janitor ? startJanitor(config.janitor, registry, log) : undefined;
+  const kube = config.namespace ? kubeAccess(config.namespace) : undefined;
+  const janitor = kube && config.janitor ? startJanitor(kube, config.janitor, registry, log) : undefined;
   const inbound = await InboundListener.listen({ registry, ...config.inbound, upstream: config.upstream });
   const tunnel = await startTunnelListener({
     ...config.tunnel,
     tokens: config.tokens,
+    ...(kube ? { authenticate: leaseTokenAuthenticator(kube.client, kube.namespace) } : {}),
     agentName: config.agentName,
     registry,
     dialer: new DirectDialer(),
@@ -55,16 +59,28 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void shutdown('SIGINT'));
 }
 
+interface KubeAccess {
+  kc: KubeConfig;
+  client: ClusterClient;
+  namespace: string;
+}
+
+/** In a pod: the ServiceAccount's credentials; elsewhere: KUBECONFIG. */
+function kubeAccess(namespace: string): KubeAccess {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return { kc, client: kubeClient(kc, { fieldManager: 'detour-agent' }), namespace };
+}
+
 function startJanitor(
+  kube: KubeAccess,
   settings: NonNullable<ResolvedAgentConfig['janitor']>,
   registry: SessionRegistry,
   log: Log,
 ): AgentJanitor {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const janitor = new AgentJanitor({ kc, ...settings, log, isLive: (id) => registry.has(id) });
+  const janitor = new AgentJanitor({ ...kube, ...settings, log, isLive: (id) => registry.has(id) });
   janitor.start();
-  log.info('janitor.started', settings);
+  log.info('janitor.started', { namespace: kube.namespace, ...settings });
   return janitor;
 }
 

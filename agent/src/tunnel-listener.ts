@@ -10,6 +10,8 @@ export interface TunnelListenerOptions {
   host: string;
   port: number;
   tokens: readonly string[];
+  /** Admits tokens that are not static ones (session Leases). */
+  authenticate?: (token: string) => Promise<boolean>;
   agentName: string;
   registry: SessionRegistry;
   dialer: EgressDialer;
@@ -34,6 +36,7 @@ export async function startTunnelListener(
     socket.on('error', () => {});
     TunnelConnection.accept(socket, {
       tokens: options.tokens,
+      ...(options.authenticate ? { authenticate: options.authenticate } : {}),
       agent: options.agentName,
       heartbeatMs: options.heartbeatMs,
     })

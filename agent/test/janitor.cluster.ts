@@ -3,14 +3,16 @@
 // its route behind; the agent sees the tunnel drop and, after its grace period, ends the session's
 // Lease and reverts the route: long before the Lease would have expired.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { TunnelConnection } from '@detour/router/tunnel/index';
 import { kubeConfig, kubeconfigPath, useCluster } from '../../tests/cluster/cluster.ts';
 import { OrdersFixture } from '../../tests/support/cluster-fixtures.ts';
 import { type LoopbackAgent, loopbackAgent, sessionArgs } from '../../tests/support/loopback-session.ts';
 import { ProcessSet } from '../../tests/support/processes.ts';
 import { waitFor } from '../../tests/support/wait.ts';
 
-describe('agent janitor (real apiserver, agent Role)', () => {
+describe('agent admission and janitor (real apiserver, agent Role)', () => {
   const processes = new ProcessSet();
   let stopCluster: () => Promise<void>;
   let fixture: OrdersFixture;
@@ -26,6 +28,8 @@ describe('agent janitor (real apiserver, agent Role)', () => {
       DETOUR_JANITOR_GRACE_MS: '1000',
       DETOUR_JANITOR_INTERVAL_MS: '600000',
       DETOUR_HEARTBEAT_MS: '500',
+      // No static token: CLIs are admitted only by their session Lease.
+      DETOUR_TOKENS: '',
     });
   });
 
@@ -61,6 +65,20 @@ describe('agent janitor (real apiserver, agent Role)', () => {
     );
     process.stderr.write(
       `# agent reverted a SIGKILLed session ${tookMs} ms after the kill (grace 1 s, lease 120 s)\n`,
+    );
+  });
+
+  it('refuses a tunnel whose token no live session Lease carries', async () => {
+    const [host = '', port = ''] = agent.tunnel.split(':');
+    await assert.rejects(
+      TunnelConnection.connect(net.connect(Number(port), host), { token: 'guessed', client: 'intruder' }),
+      {
+        code: 'DETOUR_TUNNEL_AUTH',
+        message: /session token was not accepted/,
+      },
+    );
+    await waitFor({ what: 'the agent to log the refusal', timeoutMs: 5_000, detail: agent.log }, () =>
+      /"event":"tunnel.refused".*DETOUR_TUNNEL_AUTH/.test(agent.log()),
     );
   });
 

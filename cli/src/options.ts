@@ -10,10 +10,17 @@ export const SessionOptions = z.object({
   agent: z
     .string()
     .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port')
+    .optional()
     .describe(
       'Address of the agent tunnel (host:port): a port-forward or an agent the machine reaches directly.',
     ),
-  token: z.string().min(1).describe('Session token the agent accepts.'),
+  token: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Session token the agent accepts. With --target, a fresh one is made and the session Lease admits it.',
+    ),
   header: z
     .array(z.string())
     .default([])

@@ -28,7 +28,7 @@ export class ApplyGaveUpError extends DetourError {
   readonly attempts: number;
   constructor(what: string, attempts: number, last: unknown) {
     super(
-      'apply-gave-up',
+      'DETOUR_APPLY_GAVE_UP',
       `${what}: still conflicting after ${attempts} attempts (others keep writing the same objects). ` +
         'Run the command again; if it persists, look for a controller that rewrites the object (GitOps) and use --mesh istio-envoyfilter.',
       { cause: last },

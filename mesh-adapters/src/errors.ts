@@ -9,7 +9,7 @@ import { describeRef, type ObjectRef } from './k8s-object.ts';
 export class InvalidIntentError extends InvalidInputError {
   readonly field: string;
   constructor(field: string, problem: string, fix: string) {
-    super('invalid-intent', `${field}: ${problem}. ${fix}`);
+    super('DETOUR_INVALID_INTENT', `${field}: ${problem}. ${fix}`);
     this.field = field;
   }
 }
@@ -19,7 +19,7 @@ export class UneditableObjectError extends DetourError {
   readonly object: ObjectRef;
   readonly field: string;
   constructor(object: ObjectRef, field: string, problem: string, fix: string) {
-    super('uneditable-object', `${describeRef(object)}, field ${field}: ${problem}. Fix: ${fix}`);
+    super('DETOUR_UNEDITABLE_OBJECT', `${describeRef(object)}, field ${field}: ${problem}. Fix: ${fix}`);
     this.object = object;
     this.field = field;
   }
@@ -29,7 +29,7 @@ export class UneditableObjectError extends DetourError {
 export class UnknownTargetError extends InvalidInputError {
   readonly host: string;
   constructor(host: string, detail: string, fix: string) {
-    super('unknown-target', `no Service serves ${host}: ${detail}. ${fix}`);
+    super('DETOUR_UNKNOWN_TARGET', `no Service serves ${host}: ${detail}. ${fix}`);
     this.host = host;
   }
 }
@@ -39,7 +39,7 @@ export class UnsupportedByAdapterError extends InvalidInputError {
   readonly adapter: string;
   readonly field: string;
   constructor(adapter: string, field: string, problem: string, fix: string) {
-    super('unsupported-by-adapter', `${field}: ${problem} with --mesh ${adapter}. ${fix}`);
+    super('DETOUR_UNSUPPORTED_BY_ADAPTER', `${field}: ${problem} with --mesh ${adapter}. ${fix}`);
     this.adapter = adapter;
     this.field = field;
   }
@@ -59,7 +59,7 @@ export class FilterHeldError extends DetourError {
     sessionId: string;
   }) {
     super(
-      'filter-held',
+      'DETOUR_FILTER_HELD',
       `${params.what} on ${params.host}:${params.port} is already routed by session ${params.sessionId} ` +
         `of ${params.holder} since ${params.since}. Pick another header value (--header x-dev=<you>), ` +
         `or wait until that session ends (its Lease expires if its owner is gone; then \`detour clean\`).`,
@@ -77,7 +77,7 @@ export class PermissionDeniedError extends DetourError {
   readonly namespace: string | undefined;
   constructor(verb: string, group: string, resource: string, namespace: string | undefined, detail = '') {
     super(
-      'permission-denied',
+      'DETOUR_PERMISSION_DENIED',
       `not allowed to ${verb} ${resource}${group ? `.${group}` : ''}${namespace ? ` in namespace ${namespace}` : ' (all namespaces)'}` +
         `${detail ? ` (${detail})` : ''}. Ask an admin to bind the ClusterRole detour-developer ` +
         '(manifests/rbac/detour-developer.yaml) to you, or a Role with that rule for this namespace.',

@@ -13,7 +13,7 @@ import type { Plan, Write } from './plan.ts';
 export class WriteConflictError extends DetourError {
   readonly ref: ObjectRef;
   constructor(ref: ObjectRef, detail: string) {
-    super('write-conflict', `${describeRef(ref)}: ${detail}; re-read the object and plan again.`);
+    super('DETOUR_WRITE_CONFLICT', `${describeRef(ref)}: ${detail}; re-read the object and plan again.`);
     this.ref = ref;
   }
 }

@@ -30,7 +30,7 @@ export const RESOURCES: Record<string, string> = {
 export class KubeApiError extends DetourError {
   readonly status: number;
   constructor(status: number, what: string, message: string) {
-    super('kube-api', `${what}: the apiserver answered ${status}: ${message}`);
+    super('DETOUR_KUBE_API', `${what}: the apiserver answered ${status}: ${message}`);
     this.status = status;
   }
 }
@@ -56,7 +56,7 @@ export function kubeClient(
   const cluster = kc.getCurrentCluster();
   if (cluster === null)
     throw new DetourError(
-      'no-kube-context',
+      'DETOUR_NO_KUBE_CONTEXT',
       'the kubeconfig has no current cluster: set one with kubectl config use-context',
     );
   const server = new URL(cluster.server);

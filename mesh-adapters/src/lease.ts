@@ -4,6 +4,7 @@
  * lists, what conflict detection reads, and what the janitor trusts: a route whose Lease is gone
  * or expired belongs to nobody and is reverted.
  */
+import { createHash } from 'node:crypto';
 import { formatFilter } from '@detour/router/match/filter-expression';
 import { filtersOverlap } from '@detour/router/match/filter-key';
 import { canonicalJson } from './canonical.ts';
@@ -33,7 +34,14 @@ export const LEASE_ANNOTATIONS = {
   mode: 'detour.dev/mode',
   /** the adapter that placed the routes (istio, istio-envoyfilter, gateway-api, service) */
   adapter: 'detour.dev/adapter',
+  /** sha256 (hex) of the session's tunnel token: the agent admits a CLI whose token hashes to a live Lease's */
+  tokenSha256: 'detour.dev/token-sha256',
 } as const;
+
+/** What a Lease records of a session's tunnel token: its sha256, hex. */
+export function tokenSha256(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
 
 /** Default: the CLI renews every 10 s; three missed renewals and the session is presumed dead. */
 export const DEFAULT_LEASE_SECONDS = 30;
@@ -50,7 +58,7 @@ export function leaseName(sessionId: string): string {
 export function buildLease(
   intent: SessionIntent,
   now: Date,
-  options: { durationSeconds?: number; adapter?: string } = {},
+  options: { durationSeconds?: number; adapter?: string; tokenSha256?: string } = {},
 ): Lease {
   const filter = sessionFilter(intent.mode);
   const annotations: Record<string, string> = {
@@ -60,6 +68,7 @@ export function buildLease(
   };
   if (filter !== undefined) annotations[LEASE_ANNOTATIONS.filter] = canonicalJson(filter);
   if (options.adapter !== undefined) annotations[LEASE_ANNOTATIONS.adapter] = options.adapter;
+  if (options.tokenSha256 !== undefined) annotations[LEASE_ANNOTATIONS.tokenSha256] = options.tokenSha256;
   const time = microTime(now);
   return {
     apiVersion: 'coordination.k8s.io/v1',

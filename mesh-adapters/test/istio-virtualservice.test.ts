@@ -332,7 +332,7 @@ describe('istio VirtualService adapter: refusals name the object, the field and 
         () => adapter.plan(loadFixture(`virtualservices/${fixture}`), intent()),
         (e: unknown) => {
           assert.ok(e instanceof UneditableObjectError);
-          assert.equal(e.code, 'uneditable-object');
+          assert.equal(e.code, 'DETOUR_UNEDITABLE_OBJECT');
           assert.match(e.message, message);
           return true;
         },

@@ -85,7 +85,7 @@ describe('validateIntent', () => {
   test('field names are carried on the error', () => {
     assert.throws(
       () => validateIntent(intent({ holder: 'x' })),
-      (e: unknown) => e instanceof InvalidIntentError && e.field === 'holder' && e.code === 'invalid-intent',
+      (e: unknown) => e instanceof InvalidIntentError && e.field === 'holder' && e.code === 'DETOUR_INVALID_INTENT',
     );
   });
 });

@@ -55,6 +55,8 @@ export async function sessionArgs(spec: {
   session: string;
   leaseSeconds?: number;
   command?: string[];
+  /** The tunnel token; null: none, so the CLI makes one and its Lease admits it. */
+  token?: string | null;
 }): Promise<string[]> {
   const localPort = await freePort();
   return [
@@ -67,8 +69,7 @@ export async function sessionArgs(spec: {
     spec.fixture.namespace,
     '--agent',
     spec.agent.tunnel,
-    '--token',
-    'tok',
+    ...(spec.token === null ? [] : ['--token', spec.token ?? 'tok']),
     '--header',
     'x-dev=dev-a',
     '--port',

@@ -6,7 +6,6 @@ import {
   runJanitor,
 } from '@detour/mesh-adapters';
 import type { ListQuery } from '@detour/mesh-adapters/adapter';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Log } from '../log.ts';
 
 export interface SessionLease {
@@ -15,7 +14,7 @@ export interface SessionLease {
 }
 
 export interface AgentJanitorOptions {
-  kc: KubeConfig;
+  client: ClusterClient;
   /** The agent's namespace: its Role allows cleaning there, and only there. */
   namespace: string;
   /** How long a session whose tunnel dropped may take to come back before its lease is ended. */
@@ -46,7 +45,7 @@ export class AgentJanitor {
 
   constructor(options: AgentJanitorOptions) {
     this.#options = options;
-    this.#client = inNamespace(kubeClient(options.kc, { fieldManager: 'detour-agent' }), options.namespace);
+    this.#client = inNamespace(options.client, options.namespace);
   }
 
   start(): void {

@@ -63,7 +63,11 @@ export class ClusterRouting {
     return this.#adapter?.kind;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Detects the mesh, refuses a filter another live session holds, and creates the session's Lease
+   * (carrying the tunnel token's hash, which is how the agent admits this CLI). Nothing is routed yet.
+   */
+  async acquireLease(tokenSha256: string): Promise<void> {
     const { target, reporter, sessionId } = this.#options;
     const namespace = target.namespace;
     const discovery = await discoverMesh(this.#options.kc, namespace);
@@ -86,6 +90,7 @@ export class ClusterRouting {
       buildLease(intent, new Date(), {
         durationSeconds: this.#options.leaseSeconds,
         adapter: detection.mesh,
+        tokenSha256,
       }),
     )) as Lease;
     reporter.step(
@@ -94,7 +99,12 @@ export class ClusterRouting {
     );
     this.#renewTimer = setInterval(() => void this.#renew(), (this.#options.leaseSeconds * 1000) / 3);
     this.#renewTimer.unref();
+  }
 
+  /** Writes the route through the mesh adapter (the Lease must be held). */
+  async route(): Promise<void> {
+    const { reporter, sessionId } = this.#options;
+    if (!this.#adapter || !this.#lease) throw new Error('route() before acquireLease()');
     try {
       const result = await applySession(this.#client, this.#adapter, this.#intent(this.#lease.metadata.uid));
       for (const warning of result.warnings) reporter.warn('route.warning', warning);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { layerEnv } from '@detour/layer';
-import { leaseName } from '@detour/mesh-adapters';
+import { leaseName, tokenSha256 } from '@detour/mesh-adapters';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
@@ -19,6 +19,7 @@ import { TunnelCode, type TunnelStream } from '@detour/router/tunnel/index';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
+import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { type ResolvedTarget, resolveTarget } from '../kube/target.ts';
 import { targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
@@ -84,7 +85,8 @@ export class LocalSession {
   readonly filter: RouteFilter;
   readonly #options: SessionOptions;
   readonly #reporter: Reporter;
-  readonly #tunnel: AgentTunnel;
+  #tunnel: AgentTunnel | undefined;
+  #portForward: AgentPortForward | undefined;
   readonly #proxy: EgressProxy;
   readonly #forwarder: LocalAppForwarder;
   #ports: PortMapping | undefined;
@@ -106,44 +108,13 @@ export class LocalSession {
     }
     if (options.port) this.#ports = parsePortMapping(options.port);
     this.id = options.session ?? defaultSessionId();
-    const [host = '', port = ''] = options.agent.split(':');
     this.#forwarder = new LocalAppForwarder({ localPort: () => this.ports.local });
-    this.#tunnel = new AgentTunnel({
-      host,
-      port: Number(port),
-      token: options.token,
-      client: `${userInfo().username}@${hostname()}`,
-      onConnected: async (tunnel) => {
-        await tunnel.request('session.register', {
-          id: this.id,
-          filter: this.filter,
-          allowMatchAll: options.stealAll,
-          mode: options.mirror ? 'mirror' : 'steal',
-          targetPort: this.ports.target,
-          ...(this.#targetHost ? { targetHost: this.#targetHost } : {}),
-          ...(this.#leaseRef ? { lease: this.#leaseRef } : {}),
-        });
-      },
-      onStream: (stream) => this.#serve(stream),
-    });
-    this.#tunnel.on('lost', (reason) =>
-      reporter.warn('tunnel.lost', `lost the tunnel to the agent (${reason.message}); reconnecting`),
-    );
-    this.#tunnel.on('restored', (attempts) =>
-      reporter.step(
-        'tunnel.restored',
-        `tunnel restored after ${attempts} attempt(s); session ${this.id} is back`,
-        {
-          attempts,
-        },
-      ),
-    );
     const policy = new EgressPolicy({ include: options.egressInclude, exclude: options.egressExclude });
     this.#proxy = new EgressProxy({
       port: options.proxyPort,
       router: new EgressRouter({
         policy,
-        remote: new TunnelDialer(() => this.#tunnel.current),
+        remote: new TunnelDialer(() => this.#tunnel?.current),
         local: new DirectDialer(),
       }),
     });
@@ -155,7 +126,7 @@ export class LocalSession {
   }
 
   get agentAddress(): string {
-    return this.#options.agent;
+    return this.#portForward?.address ?? this.#options.agent ?? '';
   }
 
   #serve(stream: TunnelStream): void {
@@ -184,15 +155,74 @@ export class LocalSession {
     };
   }
 
+  #createTunnel(address: string, token: string): AgentTunnel {
+    const [host = '', port = ''] = address.split(':');
+    const options = this.#options;
+    const tunnel = new AgentTunnel({
+      host,
+      port: Number(port),
+      token,
+      client: `${userInfo().username}@${hostname()}`,
+      onConnected: async (connection) => {
+        await connection.request('session.register', {
+          id: this.id,
+          filter: this.filter,
+          allowMatchAll: options.stealAll,
+          mode: options.mirror ? 'mirror' : 'steal',
+          targetPort: this.ports.target,
+          ...(this.#targetHost ? { targetHost: this.#targetHost } : {}),
+          ...(this.#leaseRef ? { lease: this.#leaseRef } : {}),
+        });
+      },
+      onStream: (stream) => this.#serve(stream),
+    });
+    tunnel.on('lost', (reason) =>
+      this.#reporter.warn('tunnel.lost', `lost the tunnel to the agent (${reason.message}); reconnecting`),
+    );
+    tunnel.on('restored', (attempts) =>
+      this.#reporter.step(
+        'tunnel.restored',
+        `tunnel restored after ${attempts} attempt(s); session ${this.id} is back`,
+        {
+          attempts,
+        },
+      ),
+    );
+    return tunnel;
+  }
+
+  /**
+   * Cluster mode: target, Lease (which admits this CLI at the agent), port-forward, tunnel, then
+   * the route, so the mesh sends nothing before the session can serve it. Direct mode: the tunnel.
+   */
   async start(): Promise<void> {
     const mode = this.#options.mirror ? 'mirror' : 'steal';
-    const cluster = this.#options.target ? await this.#resolveTarget() : undefined;
-    this.#reporter.step('tunnel.connecting', `connecting to the agent at ${this.#options.agent}`);
+    let agentAddress = this.#options.agent;
+    let token = this.#options.token;
+    if (this.#options.target) {
+      const { kc, target } = await this.#resolveTarget();
+      token ??= randomBytes(24).toString('base64url');
+      this.#routing = await this.#acquireLease(kc, target, tokenSha256(token));
+      if (!agentAddress) {
+        this.#portForward = await forwardToAgent(kc, target.namespace, this.#options.agentService);
+        agentAddress = this.#portForward.address;
+        this.#reporter.step(
+          'agent.port-forward',
+          `port-forwarding ${agentAddress} to the agent's tunnel through the apiserver`,
+        );
+      }
+    }
+    if (!agentAddress || !token) {
+      throw new InvalidInputError(
+        'DETOUR_BAD_OPTION',
+        'without --target, give the agent to connect to: --agent HOST:PORT --token TOKEN (or --target deploy/NAME to find it in the cluster)',
+      );
+    }
+    this.#reporter.step('tunnel.connecting', `connecting to the agent at ${agentAddress}`);
+    this.#tunnel = this.#createTunnel(agentAddress, token);
     const tunnel = await this.#tunnel.start();
     this.#proxyAddress = await this.#proxy.listen();
-    if (cluster) {
-      this.#routing = await this.#route(cluster.kc, cluster.target);
-    }
+    await this.#routing?.route();
     this.#reporter.step(
       'session.ready',
       `session ${this.id} ready: ${mode} ${formatFilter(this.filter) || 'all requests'} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`,
@@ -239,7 +269,7 @@ export class LocalSession {
     return { kc, target };
   }
 
-  async #route(kc: KubeConfig, target: ResolvedTarget): Promise<ClusterRouting> {
+  async #acquireLease(kc: KubeConfig, target: ResolvedTarget, tokenHash: string): Promise<ClusterRouting> {
     const agentService = await kc
       .makeApiClient(CoreV1Api)
       .readNamespacedService({ name: this.#options.agentService, namespace: target.namespace })
@@ -266,16 +296,17 @@ export class LocalSession {
       leaseSeconds: this.#options.leaseSeconds,
       reporter: this.#reporter,
     });
-    await routing.start();
+    await routing.acquireLease(tokenHash);
     return routing;
   }
 
   async stop(): Promise<void> {
     // The route goes first, so the mesh stops sending requests before the session disappears.
     await this.#routing?.stop();
-    const tunnel = this.#tunnel.current;
+    const tunnel = this.#tunnel?.current;
     if (tunnel) await tunnel.request('session.unregister', { id: this.id }).catch(() => {});
-    this.#tunnel.stop();
+    this.#tunnel?.stop();
+    await this.#portForward?.close();
     this.#forwarder.close();
     await this.#proxy.close();
     this.#reporter.step('session.ended', `session ${this.id} ended`, { session: this.id });

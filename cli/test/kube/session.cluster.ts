@@ -101,10 +101,15 @@ describe('a session against the real apiserver', () => {
 
     const early = await run([process.execPath, agent.cli, 'clean', '--json'], { env: developerEnv });
     assert.match(early.stderr, /0 dead session\(s\) reverted/, 'a live lease is left alone');
-    await waitFor({ what: 'the janitor to revert s2', timeoutMs: 30_000 }, async () => {
-      const { stderr } = await run([process.execPath, agent.cli, 'clean', '--json'], { env: developerEnv });
-      return /reverted session s2 .*its lease expired/.test(stderr);
-    });
+    let lastClean = '';
+    await waitFor(
+      { what: 'the janitor to revert s2', timeoutMs: 30_000, detail: () => lastClean },
+      async () => {
+        lastClean = (await run([process.execPath, agent.cli, 'clean', '--json'], { env: developerEnv }))
+          .stderr;
+        return /reverted session s2 .*its lease expired/.test(lastClean);
+      },
+    );
     const revertedAfterMs = Date.now() - killedAt;
     assert.ok(await fixture.restoredExactly());
     assert.ok(
@@ -129,7 +134,7 @@ describe('a session against the real apiserver', () => {
       },
     );
     assert.equal(second.code, 2);
-    assert.match(second.stderr, /held by session s3/);
+    assert.match(second.stderr, /already routed by session s3 of/);
     assert.equal(JSON.stringify((await fixture.virtualService()).spec), before);
     await assert.rejects(
       leases().readNamespacedLease({ name: 'detour-s4', namespace: fixture.namespace }),

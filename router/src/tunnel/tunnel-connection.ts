@@ -136,13 +136,19 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   /** Agent side: waits for the client's hello and accepts it only with a valid token and version. */
   static accept(
     socket: Socket,
-    options: TunnelConnectionOptions & { tokens: readonly string[]; agent: string },
+    options: TunnelConnectionOptions & {
+      agent: string;
+      /** Tokens accepted as they are (compared in constant time). */
+      tokens?: readonly string[];
+      /** Other tokens: asked when no static one matches (the agent checks session Leases). */
+      authenticate?: (token: string) => boolean | Promise<boolean>;
+    },
   ): Promise<TunnelConnection> {
     const connection = new TunnelConnection(socket, 'server');
     return connection.runHandshake(
       options,
       () => {},
-      (frame) => {
+      async (frame) => {
         if (frame.type !== FrameType.hello)
           throw new TunnelProtocolError(`expected a hello, got frame type ${frame.type}`);
         const hello = parseJson(Hello, frame.payload, 'hello');
@@ -153,7 +159,10 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
             `the CLI speaks tunnel protocol v${hello.version} but this agent speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
           );
         }
-        if (!options.tokens.some((token) => tokensEqual(token, hello.token))) {
+        const accepted =
+          (options.tokens ?? []).some((token) => tokensEqual(token, hello.token)) ||
+          ((await options.authenticate?.(hello.token)) ?? false);
+        if (!accepted) {
           throw new TunnelClosedError(
             TunnelCode.auth,
             'the session token was not accepted: start the session again with `detour` so it fetches a fresh token',
@@ -176,7 +185,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   private runHandshake(
     options: TunnelConnectionOptions,
     start: () => void,
-    onFrame: (frame: Frame) => void,
+    onFrame: (frame: Frame) => void | Promise<void>,
   ): Promise<TunnelConnection> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -197,13 +206,16 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
         done(error ?? new TunnelClosedError(TunnelCode.closed, 'the tunnel closed during the handshake'));
       this.on('close', onClose);
       this.handshake = (frame) => {
-        try {
-          onFrame(frame);
-          done();
-        } catch (error) {
-          const failure = error as TunnelClosedError;
-          this.close(failure.code, failure.message);
-        }
+        // The peer waits for the answer to its first frame: anything else before it is a violation.
+        this.handshake = () => {
+          throw new TunnelProtocolError('a frame arrived before the handshake was answered');
+        };
+        Promise.resolve()
+          .then(() => onFrame(frame))
+          .then(
+            () => done(),
+            (error: TunnelClosedError) => this.close(error.code ?? TunnelCode.protocol, error.message),
+          );
       };
       start();
     });

@@ -1,0 +1,57 @@
+import net from 'node:net';
+import { DetourError } from '@detour/router/errors';
+import { type KubeConfig, PortForward } from '@kubernetes/client-node';
+
+/** The agent's tunnel port inside its pod (bound to the pod's loopback, reachable only this way). */
+export const agentTunnelPort = 7700;
+
+export interface AgentPortForward {
+  /** `127.0.0.1:<port>`: dial it to reach the agent's tunnel port through the apiserver. */
+  address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback listener whose every connection is port-forwarded, through the apiserver and the
+ * kubelet, to the tunnel port of a ready pod behind the agent's Service. The pod is looked up per
+ * connection, so a reconnect after the agent pod was replaced reaches the new one.
+ */
+export async function forwardToAgent(
+  kc: KubeConfig,
+  namespace: string,
+  service: string,
+): Promise<AgentPortForward> {
+  const forward = new PortForward(kc, true);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    forward
+      .portForwardService(namespace, service, [agentTunnelPort], socket, null, socket)
+      .then((ws) => {
+        const current = typeof ws === 'function' ? ws() : ws;
+        socket.once('close', () => current?.close());
+      })
+      .catch(() => socket.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) =>
+      reject(
+        new DetourError(
+          'DETOUR_PORT_FORWARD',
+          `could not open a local port for the port-forward: ${error.message}`,
+        ),
+      ),
+    );
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    address: `127.0.0.1:${port}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

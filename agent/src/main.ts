@@ -1,15 +1,11 @@
 #!/usr/bin/env node
 import type { AddressInfo } from 'node:net';
-import { type ClusterClient, kubeClient } from '@detour/mesh-adapters';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { TunnelCode } from '@detour/router/tunnel/index';
-import { KubeConfig } from '@kubernetes/client-node';
-import { loadAgentConfig, type ResolvedAgentConfig } from './agent-config.ts';
-import { leaseTokenAuthenticator } from './auth/lease-tokens.ts';
+import { loadAgentConfig } from './agent-config.ts';
 import { AdminListener } from './inbound/admin-listener.ts';
 import { InboundListener } from './inbound/inbound-listener.ts';
-import { AgentJanitor } from './janitor/agent-janitor.ts';
-import { jsonLog, type Log } from './log.ts';
+import { jsonLog } from './log.ts';
 import { SessionRegistry } from './session-registry.ts';
 import { startTunnelListener } from './tunnel-listener.ts';
 
@@ -18,13 +14,21 @@ async function main(): Promise<void> {
   const log = jsonLog();
   const config = loadAgentConfig();
   const registry = new SessionRegistry();
-  const kube = config.namespace ? kubeAccess(config.namespace) : undefined;
-  const janitor = kube && config.janitor ? startJanitor(kube, config.janitor, registry, log) : undefined;
+  // Loaded only when the agent talks to the apiserver: the Kubernetes client is most of its memory.
+  const cluster = config.namespace
+    ? await (await import('./cluster-access.ts')).connectCluster(
+        config.namespace,
+        config.janitor,
+        registry,
+        log,
+      )
+    : undefined;
+  const janitor = cluster?.janitor;
   const inbound = await InboundListener.listen({ registry, ...config.inbound, upstream: config.upstream });
   const tunnel = await startTunnelListener({
     ...config.tunnel,
     tokens: config.tokens,
-    ...(kube ? { authenticate: leaseTokenAuthenticator(kube.client, kube.namespace) } : {}),
+    ...(cluster ? { authenticate: cluster.authenticate } : {}),
     agentName: config.agentName,
     registry,
     dialer: new DirectDialer(),
@@ -57,31 +61,6 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
-}
-
-interface KubeAccess {
-  kc: KubeConfig;
-  client: ClusterClient;
-  namespace: string;
-}
-
-/** In a pod: the ServiceAccount's credentials; elsewhere: KUBECONFIG. */
-function kubeAccess(namespace: string): KubeAccess {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  return { kc, client: kubeClient(kc, { fieldManager: 'detour-agent' }), namespace };
-}
-
-function startJanitor(
-  kube: KubeAccess,
-  settings: NonNullable<ResolvedAgentConfig['janitor']>,
-  registry: SessionRegistry,
-  log: Log,
-): AgentJanitor {
-  const janitor = new AgentJanitor({ ...kube, ...settings, log, isLive: (id) => registry.has(id) });
-  janitor.start();
-  log.info('janitor.started', { namespace: kube.namespace, ...settings });
-  return janitor;
 }
 
 main().catch((error: Error & { code?: string }) => {

@@ -142,8 +142,9 @@ async function allocatePorts(): Promise<Ports> {
   return ports;
 }
 
+/** The agent as it ships in its image: the bundle `npm run build:agent` makes (built by main()). */
 function startAgent(ports: Ports, suffix = ''): Started {
-  return start(`agent${suffix}`, node, ['agent/src/main.ts'], {
+  return start(`agent${suffix}`, node, ['dist/agent/main.mjs'], {
     cwd: root,
     cpu: PROXY_CPU,
     env: {
@@ -581,6 +582,7 @@ async function main(): Promise<void> {
   requireTool('h2load', 'apt-get install nghttp2-client');
   requireTool('taskset', 'apt-get install util-linux');
   const envoy = envoyBinary();
+  execFileSync(node, ['scripts/build-agent.mjs'], { cwd: root, stdio: 'inherit' });
   const startedAt = new Date().toISOString();
   const loadBefore = loadAverage();
   bench(

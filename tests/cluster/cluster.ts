@@ -12,11 +12,11 @@ import {
   ensureNetns,
   exposeSpecs,
   importImages,
-  netnsExists,
   nodeDown,
   nodeImageFile,
   nodeIp,
   nodeName,
+  nodeOwnedHere,
   nodeSpecs,
   requireNodeTools,
   saveHostSysctls,
@@ -579,7 +579,8 @@ export async function clusterDown(options: DownOptions = {}): Promise<string[]> 
   const log = options.log ?? console.log;
   const stopped: string[] = [];
   const node = await allNodeSpecs();
-  if (netnsExists() || node.some((spec) => runningPid(pidDir, spec) !== undefined)) {
+  // Only this state dir's node: another cluster's (DETOUR_CLUSTER_DIR) is left running.
+  if (nodeOwnedHere() || node.some((spec) => runningPid(pidDir, spec) !== undefined)) {
     await nodeDown(node, (line) => {
       stopped.push(line);
       log(line);

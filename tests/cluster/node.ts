@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterError } from './errors.ts';
-import { binaryPath, imageDir, nodeDir, pidDir } from './paths.ts';
+import { binaryPath, imageDir, nodeDir, pidDir, stateDir } from './paths.ts';
 import { ports } from './ports.ts';
 import { type ProcessSpec, runningPid, stopProcess } from './processes.ts';
 import { versions } from './versions.ts';
@@ -101,8 +101,37 @@ export function netnsExists(): boolean {
   return existsSync(`/run/netns/${nodeNetns}`);
 }
 
-/** Creates the node's network namespace (idempotent). */
+/**
+ * The node is one per machine (the namespace name, the kubepods cgroups and the shims are global),
+ * while state dirs (DETOUR_CLUSTER_DIR) can be several: this file names the state dir whose cluster
+ * owns the node, so another cluster's up or down leaves it alone.
+ */
+const ownerFile = `/run/${nodeNetns}.owner`;
+
+export function nodeOwner(): string | undefined {
+  try {
+    return readFileSync(ownerFile, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the node (if any) belongs to this state dir, or to nobody that still says so. */
+export function nodeOwnedHere(): boolean {
+  const owner = nodeOwner();
+  return owner === stateDir || (owner === undefined && netnsExists());
+}
+
+/** Creates the node's network namespace (idempotent), refusing one another cluster owns. */
 export function ensureNetns(): void {
+  const owner = nodeOwner();
+  if (owner !== undefined && owner !== stateDir && netnsExists()) {
+    throw new ClusterError(
+      'CLUSTER_START_FAILED',
+      `the tier-2 node belongs to the cluster in ${owner}: stop it first (DETOUR_CLUSTER_DIR=${owner} npm run cluster:down)`,
+    );
+  }
+  writeFileSync(ownerFile, `${stateDir}\n`);
   if (netnsExists()) return;
   run('ip', ['netns', 'add', nodeNetns]);
   try {
@@ -545,6 +574,7 @@ export async function nodeDown(specs: ProcessSpec[], log: (line: string) => void
     run('ip', ['netns', 'delete', nodeNetns]);
     log(`deleted network namespace ${nodeNetns}`);
   }
+  rmSync(ownerFile, { force: true });
 }
 
 export function nodeRunning(specs: ProcessSpec[]): boolean {

@@ -281,14 +281,22 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     if (this.socket.destroyed || (this.closed && type !== FrameType.goaway)) return true;
     const header = encodeFrameHeader(type, flags, stream, payload.length);
     this.bytesOut += header.length + payload.length;
-    if (payload.length < 4096)
-      return this.socket.write(payload.length ? Buffer.concat([header, payload]) : header);
-    this.socket.cork();
+    // Frames written in one tick leave in one writev: a request is several small frames (open,
+    // headers, data, end), and a syscall each would dominate the cost of a small request.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     this.socket.write(header);
-    const flowing = this.socket.write(payload);
-    this.socket.uncork();
-    return flowing;
+    return payload.length === 0 ? !this.socket.writableNeedDrain : this.socket.write(payload);
   }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   whenWritable(callback: () => void): void {
     if (!this.socket.writableNeedDrain || this.closed) callback();

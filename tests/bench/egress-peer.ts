@@ -5,6 +5,9 @@
  *   send HOST PORT BYTES direct|proxy   writes BYTES to the sink, directly or through HTTP_PROXY
  *   open HOST PORT COUNT SECONDS   opens COUNT connections through HTTP_PROXY, checks each with a
  *                                  round-trip, prints READY, holds them until SIGTERM or SECONDS
+ *   connect HOST PORT COUNT        COUNT connections one after another with plain net.connect (under
+ *                                  the layer they go through the tunnel), each timed from connect()
+ *                                  to the echo of its first byte
  * Results are one line `BENCHJSON {...}` on stdout.
  */
 import net from 'node:net';
@@ -133,15 +136,34 @@ async function open(host: string, port: number, count: number, seconds: number):
   setTimeout(done, seconds * 1000);
 }
 
+async function connectLatency(host: string, port: number, count: number): Promise<void> {
+  const millis: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = process.hrtime.bigint();
+    const socket = net.connect(port, host);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.once('connect', () => socket.write('x'));
+      socket.once('data', () => resolve());
+    });
+    millis.push(Number(process.hrtime.bigint() - started) / 1e6);
+    socket.destroy();
+  }
+  millis.sort((a, b) => a - b);
+  const at = (q: number) => millis[Math.min(millis.length - 1, Math.floor(q * millis.length))] ?? Number.NaN;
+  report({ count, p50Ms: at(0.5), p99Ms: at(0.99) });
+}
+
 const run: Record<string, () => void | Promise<void>> = {
   sink: () => sink(Number(args[0])),
   hold: () => hold(Number(args[0])),
   send: () => send(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2]), args[3] === 'proxy'),
   open: () => open(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2]), Number(args[3])),
+  connect: () => connectLatency(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2])),
 };
 const selected = run[mode ?? ''];
 if (!selected) {
-  process.stderr.write(`usage: egress-peer.ts sink|hold|send|open ...\n`);
+  process.stderr.write(`usage: egress-peer.ts sink|hold|send|open|connect ...\n`);
   process.exit(2);
 }
 Promise.resolve(selected()).catch((error: Error) => {

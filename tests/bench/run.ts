@@ -14,6 +14,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { caseLayerConnect, caseLayerStartup } from './layer-cases.ts';
 import { envoyArgs, envoyBinary, writeBackendBootstrap, writeProxyBootstrap } from './lib/envoy.ts';
 import { runFixedRate } from './lib/h2load.ts';
 import {
@@ -35,7 +36,7 @@ const { values: flags } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     runs: { type: 'string', default: '3' },
-    cases: { type: 'string', default: '1,2,3,4' },
+    cases: { type: 'string', default: '1,2,3,4,5,6' },
     bytes: { type: 'string', default: String(1 << 30) },
     connections: { type: 'string', default: '1000' },
     out: { type: 'string', default: fileURLToPath(new URL('results.json', import.meta.url)) },
@@ -609,7 +610,7 @@ async function main(): Promise<void> {
     writeProxyBootstrap(join(dir, 'envoy.yaml'), ports.envoy, ports.envoyAdmin, ports.backend, ports.backend);
     const backend = start('backend-envoy', envoy, envoyArgs(join(dir, 'backend.yaml')), { cpu: LOAD_CPU });
     await waitForPort(ports.backend, backend);
-    if (cases.has('1') || cases.has('2') || cases.has('3')) {
+    if (cases.has('1') || cases.has('2') || cases.has('3') || cases.has('6')) {
       const agent = startAgent(ports);
       await waitForPort(ports.inbound, agent);
       // One steal session x-dev=dev-a for the whole run: case 1 evaluates it on every request,
@@ -649,12 +650,24 @@ async function main(): Promise<void> {
         await caseBulkEgress(ports, records);
         write('partial');
       }
+      if (cases.has('6')) {
+        const hold = start('hold', node, [peer, 'hold', String(ports.hold)], { cwd: root });
+        await waitForPort(ports.hold, hold);
+        await caseLayerConnect(
+          records,
+          { root, peer, holdPort: ports.hold, sessionArgs: sessionArgs(ports, 'x-dev=bench-connect'), runs },
+          bench,
+        );
+        await stop(hold);
+        write('partial');
+      }
       await stop(cli);
       await stop(agent);
     }
     if (cases.has('4')) {
       await caseMemory(ports, records);
     }
+    if (cases.has('5')) caseLayerStartup(records, bench);
     write('complete');
   } finally {
     await stopAll();

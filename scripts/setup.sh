@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in curl:curl h2load:nghttp2-client wrk:wrk ip:iproute2 iptables:iptables openssl:openssl python3:python3 taskset:util-linux; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
+# The local cluster's node (tier 2) needs runc, the CNI plugins, socat and conntrack.
+for pair in curl:curl h2load:nghttp2-client wrk:wrk ip:iproute2 iptables:iptables openssl:openssl python3:python3 taskset:util-linux runc:runc /usr/lib/cni/bridge:containernetworking-plugins socat:socat conntrack:conntrack; do
+  tool="${pair%%:*}"
+  { [ -x "$tool" ] || command -v "$tool" >/dev/null 2>&1; } || need_apt+=("${pair#*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

@@ -9,13 +9,15 @@
  * Routes: any path echoes {app, method, path, httpVersion, headers}; PUT/POST /upload answers the
  * body's sha256; GET /download?bytes=N streams payload bytes; GET /barrier?n=N holds each request
  * until N are in flight; GET /hang never answers; GET /abort sends part of a body then resets;
- * GET /stats; GET /egress?url=U calls U with node:http and relays the answer; /ws is a WebSocket echo.
+ * GET /stats; GET /egress?url=U[&client=http|fetch|undici] calls U and relays
+ * the answer; /ws is a WebSocket echo.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { request as undiciRequest } from 'undici';
 import { WebSocketServer } from 'ws';
 import { payloadStream } from '../payload.ts';
 
@@ -33,6 +35,32 @@ type Res = http.ServerResponse | http2.Http2ServerResponse;
 
 const stats = { requests: 0, inFlight: 0, peakInFlight: 0, aborted: 0, barrierReleased: 0 };
 let barrierWaiters: Array<() => void> = [];
+
+/** Calls `target` with one of the clients an app may use; answers the status and the body text. */
+async function callOut(client: string, target: string): Promise<{ status: number; body: string }> {
+  switch (client) {
+    case 'fetch': {
+      const answer = await fetch(target, { signal: AbortSignal.timeout(10_000) });
+      return { status: answer.status, body: await answer.text() };
+    }
+    case 'undici': {
+      const answer = await undiciRequest(target, { headersTimeout: 10_000 });
+      return { status: answer.statusCode, body: await answer.body.text() };
+    }
+    default:
+      return await new Promise((resolve, reject) => {
+        const outbound = http.get(target, { timeout: 10_000 }, (answer) => {
+          let body = '';
+          answer.setEncoding('utf8').on('data', (chunk: string) => {
+            body += chunk;
+          });
+          answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body }));
+        });
+        outbound.on('timeout', () => outbound.destroy(new Error('timed out')));
+        outbound.on('error', reject);
+      });
+  }
+}
 
 function json(res: Res, status: number, body: unknown): void {
   const text = `${JSON.stringify(body)}\n`;
@@ -117,17 +145,17 @@ function handle(req: Req, res: Res): void {
       json(res, 200, { app: name, ...stats });
       return;
     case '/egress': {
+      // The call an app makes while handling a request, with the client the test names: under the
+      // layer each of them must leave from the agent and carry the request's routing header.
       const target = url.searchParams.get('url') ?? '';
-      const outbound = http.get(target, { timeout: 10_000 }, (answer) => {
-        let body = '';
-        answer.setEncoding('utf8').on('data', (chunk: string) => {
-          body += chunk;
-        });
-        answer.on('end', () => json(res, 200, { app: name, status: answer.statusCode, body }));
-      });
-      outbound.on('timeout', () => outbound.destroy(new Error('timed out')));
-      outbound.on('error', (error: NodeJS.ErrnoException) =>
-        json(res, 502, { app: name, error: error.message, code: error.code }),
+      callOut(url.searchParams.get('client') ?? 'http', target).then(
+        (answer) => json(res, 200, { app: name, ...answer }),
+        (error: NodeJS.ErrnoException) =>
+          json(res, 502, {
+            app: name,
+            error: error.message,
+            code: error.code ?? (error.cause as NodeJS.ErrnoException)?.code,
+          }),
       );
       return;
     }

@@ -15,11 +15,6 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
   before(async () => {
     rig = new Rig('eg');
     await rig.startApp('cluster', 'payments', { port: ports.payments, host: addresses.cluster });
-    await rig.startApp('cluster', 'payments', {
-      port: ports.paymentsGrpc,
-      host: addresses.cluster,
-      kind: 'grpc',
-    });
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
     await rig.startAgent();
     await rig.startLocalAppSession('dev-e', 'dev-e');
@@ -66,10 +61,7 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
   // an open bug, recorded on issue 5.
   for (const client of ['http', 'fetch', 'undici'] as const) {
     test(`${client}: the call leaves from the agent and carries the inbound request's routing header`, async () => {
-      const target =
-        client === 'grpc'
-          ? `${paymentsName}:${ports.paymentsGrpc}`
-          : `http://${paymentsName}:${ports.payments}/propagate`;
+      const target = `http://${paymentsName}:${ports.payments}/propagate`;
       const result = await rig.curl('cluster', [
         '-sS',
         ...inbound(`/egress?client=${client}&url=${encodeURIComponent(target)}`, 'dev-e'),

@@ -85,7 +85,8 @@ describe('validateIntent', () => {
   test('field names are carried on the error', () => {
     assert.throws(
       () => validateIntent(intent({ holder: 'x' })),
-      (e: unknown) => e instanceof InvalidIntentError && e.field === 'holder' && e.code === 'DETOUR_INVALID_INTENT',
+      (e: unknown) =>
+        e instanceof InvalidIntentError && e.field === 'holder' && e.code === 'DETOUR_INVALID_INTENT',
     );
   });
 });

@@ -1,10 +1,4 @@
-import {
-  allAdapters,
-  type ClusterClient,
-  type KubeObject,
-  kubeClient,
-  runJanitor,
-} from '@detour/mesh-adapters';
+import { allAdapters, type ClusterClient, type KubeObject, runJanitor } from '@detour/mesh-adapters';
 import type { ListQuery } from '@detour/mesh-adapters/adapter';
 import type { Log } from '../log.ts';
 

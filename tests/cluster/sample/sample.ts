@@ -1,0 +1,308 @@
+// The sample system in namespace `staging` (sidecars injected): frontend -> orders -> payments, each a
+// one-file Node app from this folder in the image detour.local/sample:dev; orders-v2 and payments-v2
+// (version v2) for feature-environment tests; DestinationRules with subsets v1/v2 and VirtualServices
+// that send everything to v1 (the baseline detour's routes go on top of); a `caller` pod that sends
+// requests from inside the mesh; and the detour agent rendered from manifests/agent
+// (image detour.local/agent:dev). Applied as admin; idempotent.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { execInPod, kubectl, waitForPodsReady } from '../cluster.ts';
+import { ClusterError } from '../errors.ts';
+import { applyManifest } from '../istio/istio.ts';
+import { archiveDigest, meshImages } from '../mesh.ts';
+import { repoRoot } from '../paths.ts';
+
+export const sampleNamespace = 'staging';
+export const sampleImage = 'detour.local/sample:dev';
+export const agentImage = 'detour.local/agent:dev';
+/** Container port of every sample app, and the port of their Services. */
+export const appPort = 8080;
+
+type Manifest = Record<string, unknown>;
+
+function serviceAccount(name: string): Manifest {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: sampleNamespace } };
+}
+
+/**
+ * A Deployment of one sample app. The pod template carries the image archive's digest, so a rebuilt
+ * image (same tag) rolls the pods.
+ */
+function deployment(
+  app: string,
+  version: string,
+  digest: string,
+  env: Record<string, string> = {},
+): Manifest {
+  const name = version === 'v1' ? app : `${app}-${version}`;
+  const labels = { app, version };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: sampleNamespace, labels },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels, annotations: { 'detour.local/image-digest': digest } },
+        spec: {
+          serviceAccountName: app,
+          terminationGracePeriodSeconds: 2,
+          containers: [
+            {
+              name: app,
+              image: sampleImage,
+              imagePullPolicy: 'IfNotPresent',
+              args: [`/app/${app}.ts`],
+              ports: [{ name: 'http', containerPort: appPort }],
+              env: [
+                { name: 'PORT', value: String(appPort) },
+                { name: 'VERSION', value: version },
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                ...Object.entries(env).map(([key, value]) => ({ name: key, value })),
+              ],
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+function service(app: string): Manifest {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: app, namespace: sampleNamespace, labels: { app } },
+    spec: {
+      selector: { app },
+      // `http` names the protocol for Istio (no sniffing).
+      ports: [{ name: 'http', port: appPort, targetPort: 'http' }],
+    },
+  };
+}
+
+function destinationRule(app: string): Manifest {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'DestinationRule',
+    metadata: { name: app, namespace: sampleNamespace },
+    spec: {
+      host: app,
+      subsets: [
+        { name: 'v1', labels: { version: 'v1' } },
+        { name: 'v2', labels: { version: 'v2' } },
+      ],
+    },
+  };
+}
+
+/** The baseline: every request to `app` goes to v1 (the Service selects v1 and v2 pods alike). */
+export function baselineVirtualService(app: string): Manifest {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: app, namespace: sampleNamespace },
+    spec: {
+      hosts: [app],
+      http: [{ name: 'default', route: [{ destination: { host: app, subset: 'v1' } }] }],
+    },
+  };
+}
+
+function callerPod(digest: string): Manifest {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'caller',
+      namespace: sampleNamespace,
+      labels: { app: 'caller' },
+      annotations: { 'detour.local/image-digest': digest },
+    },
+    spec: {
+      serviceAccountName: 'caller',
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        { name: 'caller', image: sampleImage, imagePullPolicy: 'IfNotPresent', args: ['/app/caller.ts'] },
+      ],
+    },
+  };
+}
+
+/**
+ * manifests/agent (the kustomize base: its kustomization lists the files) rendered with the yaml
+ * package: namespace set, image replaced, the digest annotation added; plus the tokens Secret the
+ * Deployment mounts. The Secret holds an empty `tokens` file: CLIs are admitted by their session
+ * Lease (DETOUR_NAMESPACE is set), no shared token exists.
+ */
+export function agentManifests(digest: string): Manifest[] {
+  const dir = join(repoRoot, 'manifests', 'agent');
+  const kustomization = parseAllDocuments(
+    readFileSync(join(dir, 'kustomization.yaml'), 'utf8'),
+  )[0]?.toJS() as {
+    resources: string[];
+  };
+  const objects: Manifest[] = [];
+  for (const file of kustomization.resources) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, file), 'utf8'))) {
+      const object = doc.toJS() as Manifest & {
+        kind: string;
+        metadata: Record<string, unknown>;
+        spec?: {
+          template?: {
+            metadata?: { annotations?: Record<string, string> };
+            spec: { containers: Array<{ image: string }> };
+          };
+        };
+      };
+      if (!object) continue;
+      object.metadata.namespace = sampleNamespace;
+      const template = object.spec?.template;
+      if (object.kind === 'Deployment' && template) {
+        for (const container of template.spec.containers) container.image = agentImage;
+        template.metadata ??= {};
+        template.metadata.annotations = {
+          ...template.metadata.annotations,
+          'detour.local/image-digest': digest,
+        };
+      }
+      objects.push(object);
+    }
+  }
+  objects.push({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'detour-agent-tokens', namespace: sampleNamespace },
+    stringData: { tokens: '' },
+  });
+  return objects;
+}
+
+function list(items: Manifest[]): string {
+  return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+}
+
+export interface DeployOptions {
+  log?: (line: string) => void;
+  /** Also deploy the detour agent (default true). */
+  agent?: boolean;
+  timeoutMs?: number;
+}
+
+/** Applies the sample system (and the agent) and waits until every pod is Ready and answers. */
+export async function deploySample(options: DeployOptions = {}): Promise<void> {
+  const log = options.log ?? (() => {});
+  for (const file of [meshImages.sample, meshImages.agent]) {
+    if (!existsSync(file)) {
+      throw new ClusterError(
+        'CLUSTER_BINARIES_MISSING',
+        `no image archive ${file}: run node tests/cluster/mesh.ts up (or bash tests/cluster/sample/build-images.sh)`,
+      );
+    }
+  }
+  const sampleDigest = archiveDigest(meshImages.sample);
+  const started = performance.now();
+  await applyManifest(
+    list([
+      {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: sampleNamespace, labels: { 'istio-injection': 'enabled' } },
+      },
+    ]),
+  );
+  const apps = ['frontend', 'orders', 'payments'];
+  await applyManifest(
+    list([
+      ...[...apps, 'caller'].map(serviceAccount),
+      ...apps.map(service),
+      deployment('frontend', 'v1', sampleDigest),
+      deployment('orders', 'v1', sampleDigest),
+      deployment('orders', 'v2', sampleDigest),
+      deployment('payments', 'v1', sampleDigest),
+      deployment('payments', 'v2', sampleDigest),
+      destinationRule('orders'),
+      destinationRule('payments'),
+      baselineVirtualService('orders'),
+      baselineVirtualService('payments'),
+      callerPod(sampleDigest),
+    ]),
+  );
+  if (options.agent !== false) await applyManifest(list(agentManifests(archiveDigest(meshImages.agent))));
+  const timeoutMs = options.timeoutMs ?? 180_000;
+  for (const name of [
+    'frontend',
+    'orders',
+    'orders-v2',
+    'payments',
+    'payments-v2',
+    ...(options.agent !== false ? ['detour-agent'] : []),
+  ]) {
+    const rollout = await kubectl('admin', [
+      '-n',
+      sampleNamespace,
+      'rollout',
+      'status',
+      `deployment/${name}`,
+      `--timeout=${Math.ceil(timeoutMs / 1000)}s`,
+    ]);
+    if (rollout.code !== 0) {
+      throw new ClusterError(
+        'CLUSTER_TIMEOUT',
+        `deployment/${name} in ${sampleNamespace}: ${rollout.stderr.trim()}`,
+      );
+    }
+  }
+  await waitForPodsReady(sampleNamespace, ['caller'], timeoutMs);
+  log(`sample system (and agent) ready in ${((performance.now() - started) / 1000).toFixed(1)}s`);
+}
+
+/** Removes the sample namespace (everything in it). */
+export async function deleteSample(): Promise<void> {
+  await kubectl('admin', [
+    'delete',
+    'namespace',
+    sampleNamespace,
+    '--ignore-not-found',
+    '--wait=true',
+    '--timeout=60s',
+  ]);
+}
+
+export interface CallerAnswer {
+  status: number;
+  body: Record<string, unknown> & {
+    service?: string;
+    version?: string;
+    pod?: string;
+    from?: string | null;
+    headers?: Record<string, string | null>;
+    called?: CallerCall[];
+  };
+}
+export interface CallerCall {
+  url: string;
+  status: number;
+  body?: CallerAnswer['body'];
+  error?: string;
+}
+
+/** One request from the caller pod (through its sidecar), e.g. callerGet('http://frontend:8080/', { 'x-dev': 'dev-a' }). */
+export async function callerGet(url: string, headers: Record<string, string> = {}): Promise<CallerAnswer> {
+  const result = await execInPod(sampleNamespace, 'caller', [
+    'node',
+    '/app/caller.ts',
+    'get',
+    url,
+    ...Object.entries(headers).map(([name, value]) => `${name}=${value}`),
+  ]);
+  if (result.code !== 0) {
+    throw new ClusterError(
+      'CLUSTER_COMMAND_FAILED',
+      `caller get ${url} failed (${result.code}): ${result.stderr.trim()}`,
+    );
+  }
+  return JSON.parse(result.stdout) as CallerAnswer;
+}

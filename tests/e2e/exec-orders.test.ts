@@ -1,0 +1,166 @@
+// The main flow, end to end on the local cluster with Istio: a developer runs the orders service on
+// this machine with
+//   KUBECONFIG=<developer> detour exec --target deploy/orders -n staging --header x-dev=dev-a \
+//     --port 8080:<local> -- node tests/cluster/sample/orders.ts
+// (no --agent, no --token: the CLI port-forwards to the installed agent through the apiserver, and the
+// agent admits it by its session Lease). A request from the caller pod to frontend with x-dev: dev-a is
+// answered by the local orders, whose call to `payments` (a cluster name) leaves from the agent's pod;
+// without the header the real orders pods answer. After the CLI exits every request reaches the real
+// pods and the VirtualService is exactly as before.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { waitFor } from '../cluster/wait.ts';
+import type { ManagedProcess } from '../support/processes.ts';
+import {
+  callerGet,
+  developerKubectl,
+  getVirtualService,
+  interrupt,
+  localOrdersApp,
+  routingState,
+  sampleNamespace,
+  skipReason,
+  spiffe,
+  startDetour,
+  useSample,
+} from './support.ts';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The orders answer inside frontend's answer to the caller. */
+async function ordersVia(headers: Record<string, string>) {
+  const answer = await callerGet('http://frontend:8080/', headers);
+  assert.equal(answer.status, 200, JSON.stringify(answer));
+  const orders = answer.body.called?.[0];
+  return { orders: orders?.body, status: orders?.status, answer };
+}
+
+describe('detour exec --target deploy/orders through the mesh (issue 3, the main flow)', {
+  skip: skipReason,
+}, () => {
+  let cli: ManagedProcess | undefined;
+  let before_: ReturnType<typeof routingState>;
+
+  before(async () => {
+    await useSample((line) => console.log(`# ${line}`));
+    // Another session on orders (a run that was interrupted) would hold x-dev=dev-a; its Lease runs out.
+    const vs = await waitFor(
+      'no detour session on VirtualService staging/orders (an earlier run’s Lease expires within 30 s)',
+      async () => {
+        const current = await getVirtualService('orders');
+        return current.spec.http.some((route) => String(route.name).startsWith('detour-'))
+          ? undefined
+          : current;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    );
+    before_ = routingState(vs);
+  });
+
+  after(async () => {
+    await cli?.stop(10_000);
+  });
+
+  it('x-dev: dev-a reaches the local orders app, whose payments call leaves from the agent; the rest the real pods', async () => {
+    const local = await freePort();
+    const started = Date.now();
+    cli = startDetour([
+      'exec',
+      '--target',
+      'deploy/orders',
+      process.env.DETOUR_E2E_NS_FLAG ?? '-n',
+      sampleNamespace,
+      '--header',
+      'x-dev=dev-a',
+      '--port',
+      `8080:${local}`,
+      '--json',
+      '--',
+      process.execPath,
+      localOrdersApp,
+      '--port',
+      String(local),
+      '--version',
+      'local',
+      '--name',
+      'laptop',
+    ]);
+    const running = cli;
+    const servedLocally = waitFor(
+      'a request with x-dev: dev-a to be answered by the local orders app',
+      async () => (await ordersVia({ 'x-dev': 'dev-a' })).orders?.version === 'local',
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    const exited = running.exited.then((status) => {
+      throw new Error(`detour exited (${JSON.stringify(status)}) before serving:\n${running.tail(40)}`);
+    });
+    await Promise.race([servedLocally, exited]).catch((error: Error) => {
+      throw new Error(`${error.message}\n${running.tail(40)}`);
+    });
+    console.log(`# detour exec start -> first request served locally: ${Date.now() - started} ms`);
+
+    const dev = await ordersVia({ 'x-dev': 'dev-a', baggage: 'env=dev-a' });
+    assert.equal(dev.orders?.service, 'orders');
+    assert.equal(dev.orders?.pod, 'laptop', JSON.stringify(dev.answer));
+    assert.deepEqual(dev.orders?.headers, { 'x-dev': 'dev-a', baggage: 'env=dev-a' });
+    const payments = dev.orders?.called?.[0];
+    assert.equal(payments?.status, 200, JSON.stringify(dev.answer));
+    assert.equal(payments?.body?.service, 'payments');
+    assert.equal(
+      payments?.body?.from,
+      spiffe('detour-agent'),
+      'the local app’s call to payments left from the agent pod (its sidecar’s identity)',
+    );
+    assert.equal(payments?.body?.headers?.['x-dev'], 'dev-a');
+
+    for (let i = 0; i < 3; i++) {
+      const other = await ordersVia({});
+      assert.equal(other.orders?.version, 'v1', JSON.stringify(other.answer));
+      assert.match(String(other.orders?.pod), /^orders-/);
+      const otherDev = await ordersVia({ 'x-dev': 'dev-b' });
+      assert.equal(otherDev.orders?.version, 'v1', JSON.stringify(otherDev.answer));
+    }
+
+    const during = await getVirtualService('orders');
+    assert.ok(
+      during.spec.http.length === before_.spec.http.length + 1,
+      `detour added one route on top: ${JSON.stringify(during.spec.http)}`,
+    );
+  });
+
+  it('after the CLI exits, every request reaches the real pods and the VirtualService is as before', async () => {
+    assert.ok(cli, 'the session ran');
+    interrupt(cli);
+    const status = await Promise.race([
+      cli.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`detour did not exit:\n${cli?.tail(40)}`)), 30_000),
+      ),
+    ]);
+    console.log(`# detour exited ${JSON.stringify(status)}`);
+    const afterState = routingState(await getVirtualService('orders'));
+    assert.deepEqual(afterState, before_);
+    for (const headers of [{ 'x-dev': 'dev-a' }, {}] as Array<Record<string, string>>) {
+      const { orders } = await ordersVia(headers);
+      assert.equal(orders?.version, 'v1', JSON.stringify(orders));
+    }
+    const leases = JSON.parse(
+      await developerKubectl(['-n', sampleNamespace, 'get', 'leases', '-o', 'json']),
+    ) as { items: Array<{ metadata: { name: string } }> };
+    assert.deepEqual(
+      leases.items.map((l) => l.metadata.name).filter((n) => n.startsWith('detour')),
+      [],
+      'the session Lease is gone',
+    );
+  });
+});

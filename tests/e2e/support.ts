@@ -1,0 +1,161 @@
+// Shared by the end-to-end suites and the cluster demo: the mesh on the local cluster (tier 3 on tier
+// 2), the sample system in `staging`, requests from the caller pod, VirtualService reads and writes as
+// the developer, and `detour exec` against the cluster.
+import { join } from 'node:path';
+import { kubeconfigPath, kubectl } from '../cluster/cluster.ts';
+import { ClusterError } from '../cluster/errors.ts';
+import { missingMeshParts } from '../cluster/istio/paths.ts';
+import { meshRunning, meshUp } from '../cluster/mesh.ts';
+import { binaryPath, repoRoot } from '../cluster/paths.ts';
+import { type CallerAnswer, callerGet, deploySample, sampleNamespace } from '../cluster/sample/sample.ts';
+import { waitFor } from '../cluster/wait.ts';
+import { ManagedProcess } from '../support/processes.ts';
+
+export type { CallerAnswer };
+export { callerGet, sampleNamespace };
+
+export const enabled = process.env.DETOUR_E2E === '1';
+export const skipReason = enabled
+  ? false
+  : 'set DETOUR_E2E=1 (needs root, the tier-2 cluster and Istio built: node tests/cluster/mesh.ts up)';
+
+/** A mesh identity as the server-side sidecar reports it (x-forwarded-client-cert URI). */
+export function spiffe(serviceAccount: string, namespace = sampleNamespace): string {
+  return `spiffe://cluster.local/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+/**
+ * Makes sure the mesh runs (starting it, without building, if it does not) and the sample system is
+ * deployed and answering. Never stops anything: the mesh takes ~1 min to come up with its pods, so
+ * suites share it (node tests/cluster/mesh.ts down stops it).
+ */
+export async function useSample(log: (line: string) => void = () => {}): Promise<void> {
+  if (missingMeshParts().length > 0) {
+    throw new ClusterError(
+      'CLUSTER_BINARIES_MISSING',
+      `Istio is not built: run node tests/cluster/mesh.ts up once (${missingMeshParts().join(', ')})`,
+    );
+  }
+  if (!(await meshRunning())) await meshUp({ log, build: false });
+  await deploySample({ log });
+  // Pods are Ready once their sidecar is; the first requests can still meet a cold route table.
+  await waitFor(
+    'frontend -> orders -> payments to answer through the sidecars',
+    async () => {
+      const answer = await callerGet('http://frontend:8080/');
+      const orders = answer.body.called?.[0];
+      return answer.status === 200 && orders?.status === 200 && orders.body?.called?.[0]?.status === 200;
+    },
+    { timeoutMs: 60_000, intervalMs: 500 },
+  );
+}
+
+/** kubectl as the developer (the identity detour acts as); throws on failure. */
+export async function developerKubectl(args: string[], input?: string): Promise<string> {
+  const result = await kubectl('developer', args, input);
+  if (result.code !== 0) {
+    throw new ClusterError(
+      'CLUSTER_COMMAND_FAILED',
+      `kubectl (developer) ${args.join(' ')}:\n${result.stderr}`,
+    );
+  }
+  return result.stdout;
+}
+
+export interface VirtualServiceObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace: string;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+    labels?: Record<string, string>;
+  };
+  spec: { hosts: string[]; http: Array<Record<string, unknown>> };
+}
+
+export async function getVirtualService(name: string): Promise<VirtualServiceObject> {
+  return JSON.parse(
+    await developerKubectl(['-n', sampleNamespace, 'get', 'virtualservice', name, '-o', 'json']),
+  ) as VirtualServiceObject;
+}
+
+/** What must be exactly as before once a session ended: spec, labels, annotations. */
+export function routingState(vs: VirtualServiceObject) {
+  return { spec: vs.spec, labels: vs.metadata.labels ?? {}, annotations: vs.metadata.annotations ?? {} };
+}
+
+/** Replaces a VirtualService's http routes as the developer; resolves when the API has it. */
+export async function putRoutes(name: string, http: Array<Record<string, unknown>>): Promise<void> {
+  const vs = await getVirtualService(name);
+  vs.spec.http = http;
+  await developerKubectl(['replace', '-f', '-'], JSON.stringify(vs));
+}
+
+/** A caller-pod request loop (`caller.ts until`) that reports when an answer first has `version`. */
+export class VersionWatch {
+  readonly process: ManagedProcess;
+
+  constructor(url: string, version: string, headers: Record<string, string>, timeoutMs = 30_000) {
+    this.process = new ManagedProcess(`watch ${url} for ${version}`, [
+      binaryPath('kubectl'),
+      `--kubeconfig=${kubeconfigPath('admin')}`,
+      '-n',
+      sampleNamespace,
+      'exec',
+      'caller',
+      '--',
+      'node',
+      '/app/caller.ts',
+      'until',
+      url,
+      version,
+      String(timeoutMs),
+      ...Object.entries(headers).map(([n, v]) => `${n}=${v}`),
+    ]);
+  }
+
+  /** Resolves once the loop runs in the pod (its first line). */
+  async started(): Promise<void> {
+    await this.process.waitForLine('stdout', (json) => typeof json.started === 'number', 'loop started');
+  }
+
+  /** The pod's clock (the host's: same kernel) when the version was first seen, and how many tries. */
+  async reached(): Promise<{ reachedAt: number; tries: number }> {
+    const line = (await this.process.waitForLine(
+      'stdout',
+      (json) => typeof json.reachedAt === 'number' || json.timedOut === true,
+      'the version to appear',
+      60_000,
+    )) as { reachedAt?: number; tries: number; last?: unknown };
+    if (line.reachedAt === undefined) {
+      throw new Error(`never reached: last answer ${JSON.stringify(line.last)}`);
+    }
+    return { reachedAt: line.reachedAt, tries: line.tries };
+  }
+}
+
+/** `node cli/src/main.ts <args>` as the developer (KUBECONFIG), in its own process group. */
+export function startDetour(args: string[], env: Record<string, string> = {}): ManagedProcess {
+  return new ManagedProcess('detour', [process.execPath, join(repoRoot, 'cli', 'src', 'main.ts'), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, KUBECONFIG: kubeconfigPath('developer'), ...env },
+  });
+}
+
+/** Like Ctrl-C in a terminal: SIGINT to the CLI's whole process group (the CLI and its command). */
+export function interrupt(cli: ManagedProcess): void {
+  cli.signal('SIGINT');
+}
+
+/** The sample's orders app, for running on this machine under detour exec. */
+export const localOrdersApp = join(repoRoot, 'tests', 'cluster', 'sample', 'orders.ts');
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}

@@ -136,6 +136,12 @@ export class VersionWatch {
   }
 }
 
+/**
+ * The namespace flag of the developer's command, `-n` as in kubectl. DETOUR_E2E_NS_FLAG=--namespace
+ * runs the rest of the flow on a CLI that does not know `-n` yet.
+ */
+export const namespaceFlag = process.env.DETOUR_E2E_NS_FLAG ?? '-n';
+
 /** `node cli/src/main.ts <args>` as the developer (KUBECONFIG), in its own process group. */
 export function startDetour(args: string[], env: Record<string, string> = {}): ManagedProcess {
   return new ManagedProcess('detour', [process.execPath, join(repoRoot, 'cli', 'src', 'main.ts'), ...args], {

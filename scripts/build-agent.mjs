@@ -1,6 +1,10 @@
 // Bundles the agent into one ES module for its container image: no TypeScript stripping at run
 // time (which alone costs tens of MiB of memory), no node_modules to ship.
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+// Chunk names carry content hashes: start from an empty folder so stale chunks never ship.
+rmSync('dist/agent', { recursive: true, force: true });
 
 await build({
   entryPoints: ['agent/src/main.ts'],

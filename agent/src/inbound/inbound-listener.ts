@@ -25,7 +25,7 @@ import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstre
 import { formatFilter } from '@detour/router/match/index';
 import { parseHostPort } from '../agent-config.ts';
 import type { InboundRequest, SessionRegistry } from '../session-registry.ts';
-import { Http1Passthrough } from './http1-passthrough.ts';
+import type { Http1Passthrough } from './http1-passthrough.ts';
 import { InboundMetrics } from './inbound-metrics.ts';
 import { listenOn } from './listen-on.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -106,7 +106,10 @@ export class InboundListener {
   private readonly report: ForwardReport;
   private closing = false;
 
-  private constructor(options: InboundListenerOptions) {
+  private constructor(
+    options: InboundListenerOptions,
+    passthroughClass: typeof Http1Passthrough | undefined,
+  ) {
     this.registry = options.registry;
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.stats = new InboundMetrics(this.metrics, this.registry, () => this.sockets);
@@ -124,9 +127,11 @@ export class InboundListener {
         agent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
         h2: new H2cSessionPool(),
       };
-      this.passthrough = new Http1Passthrough(host, port, {
-        upstreamFailed: () => stats.errors.upstream.inc(),
-      });
+      this.passthrough =
+        passthroughClass &&
+        new passthroughClass(host, port, {
+          upstreamFailed: () => stats.errors.upstream.inc(),
+        });
     }
     // Idle keep-alive connections stay open longer than Envoy keeps its upstream connections idle
     // (1 h by default): if the agent closed first, Envoy could send a request on a connection being
@@ -158,7 +163,11 @@ export class InboundListener {
   }
 
   static async listen(options: InboundListenerOptions): Promise<InboundListener> {
-    const listener = new InboundListener(options);
+    // The pass-through (no-mesh mode) runs on undici, a large module: loaded only when configured.
+    const passthrough = options.upstream
+      ? (await import('./http1-passthrough.ts')).Http1Passthrough
+      : undefined;
+    const listener = new InboundListener(options, passthrough);
     await listenOn(listener.server, options.port ?? 0, options.host ?? '0.0.0.0');
     return listener;
   }

@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
 import { waitFor } from '../cluster/wait.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import {
@@ -46,6 +47,57 @@ async function ordersVia(headers: Record<string, string>) {
   return { orders: orders?.body, status: orders?.status, answer };
 }
 
+async function sessionLeases(): Promise<string[]> {
+  const leases = JSON.parse(
+    await developerKubectl(['-n', sampleNamespace, 'get', 'leases', '-o', 'json']),
+  ) as {
+    items: Array<{ metadata: { name: string } }>;
+  };
+  return leases.items.map((l) => l.metadata.name).filter((n) => n.startsWith('detour-'));
+}
+
+/** Starts the developer's command and resolves once x-dev: dev-a is answered by the local orders app. */
+async function startSession(): Promise<{ cli: ManagedProcess; ms: number }> {
+  const local = await freePort();
+  const started = Date.now();
+  const running = startDetour([
+    'exec',
+    '--target',
+    'deploy/orders',
+    namespaceFlag,
+    sampleNamespace,
+    '--header',
+    'x-dev=dev-a',
+    '--port',
+    `8080:${local}`,
+    '--json',
+    '--',
+    process.execPath,
+    localOrdersApp,
+    '--port',
+    String(local),
+    '--version',
+    'local',
+    '--name',
+    'laptop',
+  ]);
+  const servedLocally = waitFor(
+    'a request with x-dev: dev-a to be answered by the local orders app',
+    async () => (await ordersVia({ 'x-dev': 'dev-a' })).orders?.version === 'local',
+    { timeoutMs: 90_000, intervalMs: 500 },
+  );
+  const exited = running.exited.then((status) => {
+    throw new Error(`detour exited (${JSON.stringify(status)}) before serving`);
+  });
+  try {
+    await Promise.race([servedLocally, exited]);
+  } catch (error) {
+    await running.stop(10_000);
+    throw new Error(`${(error as Error).message}\n${running.tail(40)}`);
+  }
+  return { cli: running, ms: Date.now() - started };
+}
+
 describe('detour exec --target deploy/orders through the mesh (issue 3, the main flow)', {
   skip: skipReason,
 }, () => {
@@ -73,42 +125,9 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
   });
 
   it('x-dev: dev-a reaches the local orders app, whose payments call leaves from the agent; the rest the real pods', async () => {
-    const local = await freePort();
-    const started = Date.now();
-    cli = startDetour([
-      'exec',
-      '--target',
-      'deploy/orders',
-      namespaceFlag,
-      sampleNamespace,
-      '--header',
-      'x-dev=dev-a',
-      '--port',
-      `8080:${local}`,
-      '--json',
-      '--',
-      process.execPath,
-      localOrdersApp,
-      '--port',
-      String(local),
-      '--version',
-      'local',
-      '--name',
-      'laptop',
-    ]);
-    const running = cli;
-    const servedLocally = waitFor(
-      'a request with x-dev: dev-a to be answered by the local orders app',
-      async () => (await ordersVia({ 'x-dev': 'dev-a' })).orders?.version === 'local',
-      { timeoutMs: 90_000, intervalMs: 500 },
-    );
-    const exited = running.exited.then((status) => {
-      throw new Error(`detour exited (${JSON.stringify(status)}) before serving:\n${running.tail(40)}`);
-    });
-    await Promise.race([servedLocally, exited]).catch((error: Error) => {
-      throw new Error(`${error.message}\n${running.tail(40)}`);
-    });
-    console.log(`# detour exec start -> first request served locally: ${Date.now() - started} ms`);
+    const session = await startSession();
+    cli = session.cli;
+    console.log(`# detour exec start -> first request served locally: ${session.ms} ms`);
 
     const dev = await ordersVia({ 'x-dev': 'dev-a', baggage: 'env=dev-a' });
     assert.equal(dev.orders?.service, 'orders');
@@ -155,13 +174,24 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
       const { orders } = await ordersVia(headers);
       assert.equal(orders?.version, 'v1', JSON.stringify(orders));
     }
-    const leases = JSON.parse(
-      await developerKubectl(['-n', sampleNamespace, 'get', 'leases', '-o', 'json']),
-    ) as { items: Array<{ metadata: { name: string } }> };
-    assert.deepEqual(
-      leases.items.map((l) => l.metadata.name).filter((n) => n.startsWith('detour')),
-      [],
-      'the session Lease is gone',
+    assert.deepEqual(await sessionLeases(), [], 'the session Lease is gone');
+  });
+
+  it('a CLI killed with SIGKILL: the agent reverts its route after the grace period (janitor)', async () => {
+    const session = await startSession();
+    cli = session.cli;
+    cli.signal('SIGKILL');
+    await cli.exited;
+    const killed = Date.now();
+    await waitFor(
+      'the agent to revert the route of the killed session',
+      async () => isDeepStrictEqual(routingState(await getVirtualService('orders')), before_),
+      { timeoutMs: 120_000, intervalMs: 500 },
     );
+    const reverted = Date.now() - killed;
+    assert.deepEqual(await sessionLeases(), [], 'the agent ended the session Lease');
+    const { orders } = await ordersVia({ 'x-dev': 'dev-a' });
+    assert.equal(orders?.version, 'v1', JSON.stringify(orders));
+    console.log(`# CLI killed -> route reverted by the agent: ${reverted} ms (grace period 15 s)`);
   });
 });

@@ -1,4 +1,4 @@
-// node tests/cluster/mesh.ts up [--no-build] | down | status | sample
+// node tests/cluster/mesh.ts up [--no-build] | down | status | sample [--no-build]
 //
 // Tier 3 wired onto the tier-2 cluster, from the outside: this module only calls the APIs of
 // tests/cluster (tier 1/2) and tests/cluster/istio (istiod, its Service, the proxy image), so neither
@@ -244,12 +244,19 @@ async function main(): Promise<number> {
       return allUp ? 0 : 3;
     }
     case 'sample': {
+      // Rebuilt and re-imported each time, so the pods (rolled by digest) run this checkout's code.
+      if (!flags.includes('--no-build')) {
+        await step(console.log, 'sample and agent images', () => runScript(console.log, sampleBuildScript));
+        await importIntoNode([meshImages.sample, meshImages.agent]);
+      }
       const { deploySample } = await import('./sample/sample.ts');
       await deploySample({ log: console.log });
       return 0;
     }
     default:
-      console.error('usage: node tests/cluster/mesh.ts up [--no-build] | down | status | sample');
+      console.error(
+        'usage: node tests/cluster/mesh.ts up [--no-build] | down | status | sample [--no-build]',
+      );
       return 2;
   }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm run demo` (until the local cluster exists): agent, CLI and sample apps in three network
+# `npm run demo:local`: agent, CLI and sample apps in three network
 # namespaces on this machine; a request with `x-dev: dev-a` is answered by the local app, one
 # without it by the remote app. Needs root (network namespaces). Exits 0 only if both are right.
 set -euo pipefail

@@ -32,3 +32,6 @@ bash tests/cluster/build/istio/proxy-image.sh
 
 step "cluster tests"
 npm run --silent test:cluster
+
+step "end to end: detour on the cluster with Istio sidecars (sample system in staging)"
+npm run --silent test:e2e

@@ -121,6 +121,9 @@ function envName(key: string): string {
   return `DETOUR_${flagName(key).replaceAll('-', '_').toUpperCase()}`;
 }
 
+/** kubectl's short forms, where detour's flags mean the same. */
+const shortFlags: Partial<Record<OptionKey, string>> = { namespace: 'n' };
+
 /** Each option's JSON type, read from the schema itself so flags cannot drift from it. */
 const jsonTypes = (
   z.toJSONSchema(SessionOptions, { io: 'input' }) as { properties: Record<string, { type?: string }> }
@@ -143,7 +146,11 @@ export function parseSessionOptions(
   const parseOptions = Object.fromEntries(
     keys.map((key) => [
       flagName(key),
-      { type: isFlag(key) ? ('boolean' as const) : ('string' as const), multiple: isList(key) },
+      {
+        type: isFlag(key) ? ('boolean' as const) : ('string' as const),
+        multiple: isList(key),
+        ...(shortFlags[key] ? { short: shortFlags[key] } : {}),
+      },
     ]),
   );
   let parsed: ReturnType<typeof parseArgs>;
@@ -192,7 +199,8 @@ export function optionsHelp(): string {
   return keys
     .map((key) => {
       const value = isFlag(key) ? '' : isList(key) ? ' <value>...' : ' <value>';
-      return `  --${flagName(key)}${value}\n      ${SessionOptions.shape[key].description} [env ${envName(key)}]`;
+      const short = shortFlags[key] ? `-${shortFlags[key]}, ` : '';
+      return `  ${short}--${flagName(key)}${value}\n      ${SessionOptions.shape[key].description} [env ${envName(key)}]`;
     })
     .join('\n');
 }

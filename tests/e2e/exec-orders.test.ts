@@ -19,10 +19,8 @@ import {
   getVirtualService,
   interrupt,
   localOrdersApp,
-  namespaceFlag,
   routingState,
   sampleNamespace,
-  skipReason,
   spiffe,
   startDetour,
   useSample,
@@ -64,7 +62,7 @@ async function startSession(): Promise<{ cli: ManagedProcess; ms: number }> {
     'exec',
     '--target',
     'deploy/orders',
-    namespaceFlag,
+    '-n',
     sampleNamespace,
     '--header',
     'x-dev=dev-a',
@@ -98,9 +96,7 @@ async function startSession(): Promise<{ cli: ManagedProcess; ms: number }> {
   return { cli: running, ms: Date.now() - started };
 }
 
-describe('detour exec --target deploy/orders through the mesh (issue 3, the main flow)', {
-  skip: skipReason,
-}, () => {
+describe('detour exec --target deploy/orders through the mesh (issue 3, the main flow)', () => {
   let cli: ManagedProcess | undefined;
   let before_: ReturnType<typeof routingState>;
 

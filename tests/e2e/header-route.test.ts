@@ -5,7 +5,7 @@
 // answer from the new version (a request every ~10 ms from inside the caller pod).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { callerGet, median, putRoutes, skipReason, spiffe, useSample, VersionWatch } from './support.ts';
+import { callerGet, median, putRoutes, spiffe, useSample, VersionWatch } from './support.ts';
 
 const devRoute = {
   name: 'dev-a',
@@ -28,7 +28,7 @@ async function timeRouteChange(http: Array<Record<string, unknown>>, version: st
   }
 }
 
-describe('tier 3: an x-dev VirtualService route through the sidecars', { skip: skipReason }, () => {
+describe('tier 3: an x-dev VirtualService route through the sidecars', () => {
   before(async () => {
     await useSample((line) => console.log(`# ${line}`));
     await putRoutes('orders', [defaultRoute]);

@@ -14,11 +14,6 @@ import { ManagedProcess } from '../support/processes.ts';
 export type { CallerAnswer };
 export { callerGet, sampleNamespace };
 
-export const enabled = process.env.DETOUR_E2E === '1';
-export const skipReason = enabled
-  ? false
-  : 'set DETOUR_E2E=1 (needs root, the tier-2 cluster and Istio built: node tests/cluster/mesh.ts up)';
-
 /** A mesh identity as the server-side sidecar reports it (x-forwarded-client-cert URI). */
 export function spiffe(serviceAccount: string, namespace = sampleNamespace): string {
   return `spiffe://cluster.local/ns/${namespace}/sa/${serviceAccount}`;
@@ -135,12 +130,6 @@ export class VersionWatch {
     return { reachedAt: line.reachedAt, tries: line.tries };
   }
 }
-
-/**
- * The namespace flag of the developer's command, `-n` as in kubectl. DETOUR_E2E_NS_FLAG=--namespace
- * runs the rest of the flow on a CLI that does not know `-n` yet.
- */
-export const namespaceFlag = process.env.DETOUR_E2E_NS_FLAG ?? '-n';
 
 /** `node cli/src/main.ts <args>` as the developer (KUBECONFIG), in its own process group. */
 export function startDetour(args: string[], env: Record<string, string> = {}): ManagedProcess {

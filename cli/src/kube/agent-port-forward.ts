@@ -8,7 +8,23 @@ export const agentTunnelPort = 7700;
 export interface AgentPortForward {
   /** `127.0.0.1:<port>`: dial it to reach the agent's tunnel port through the apiserver. */
   address: string;
+  /** Why the last port-forward failed, in words a user can act on. */
+  lastError(): DetourError | undefined;
   close(): Promise<void>;
+}
+
+function explain(error: unknown, namespace: string, service: string): DetourError {
+  const text = String((error as Error)?.message ?? error);
+  if (/403|forbidden/i.test(text)) {
+    return new DetourError(
+      'DETOUR_PORT_FORWARD_FORBIDDEN',
+      `the apiserver refused the port-forward to the agent (${text}): your role needs get and create on pods/portforward in ${namespace} (manifests/rbac)`,
+    );
+  }
+  return new DetourError(
+    'DETOUR_PORT_FORWARD',
+    `could not port-forward to a ready pod of Service ${namespace}/${service} (${text}): check \`kubectl get pods -n ${namespace} -l app.kubernetes.io/name=detour-agent\``,
+  );
 }
 
 /**
@@ -23,6 +39,7 @@ export async function forwardToAgent(
 ): Promise<AgentPortForward> {
   const forward = new PortForward(kc, true);
   const sockets = new Set<net.Socket>();
+  let lastError: DetourError | undefined;
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -33,7 +50,10 @@ export async function forwardToAgent(
         const current = typeof ws === 'function' ? ws() : ws;
         socket.once('close', () => current?.close());
       })
-      .catch(() => socket.destroy());
+      .catch((error: unknown) => {
+        lastError = explain(error, namespace, service);
+        socket.destroy();
+      });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) =>
@@ -49,6 +69,7 @@ export async function forwardToAgent(
   const { port } = server.address() as net.AddressInfo;
   return {
     address: `127.0.0.1:${port}`,
+    lastError: () => lastError,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));

@@ -220,7 +220,10 @@ export class LocalSession {
     }
     this.#reporter.step('tunnel.connecting', `connecting to the agent at ${agentAddress}`);
     this.#tunnel = this.#createTunnel(agentAddress, token);
-    const tunnel = await this.#tunnel.start();
+    const tunnel = await this.#tunnel.start().catch((error: Error) => {
+      // Through a port-forward, the tunnel only sees a closed socket: the port-forward knows why.
+      throw this.#portForward?.lastError() ?? error;
+    });
     this.#proxyAddress = await this.#proxy.listen();
     await this.#routing?.route();
     this.#reporter.step(

@@ -133,9 +133,8 @@ function callerPod(digest: string): Manifest {
 
 /**
  * manifests/agent (the kustomize base: its kustomization lists the files) rendered with the yaml
- * package: namespace set, image replaced, the digest annotation added; plus the tokens Secret the
- * Deployment mounts. The Secret holds an empty `tokens` file: CLIs are admitted by their session
- * Lease (DETOUR_NAMESPACE is set), no shared token exists.
+ * package: namespace set, image replaced, the digest annotation added. No token Secret: CLIs are
+ * admitted by their session Lease (DETOUR_NAMESPACE is set).
  */
 export function agentManifests(digest: string): Manifest[] {
   const dir = join(repoRoot, 'manifests', 'agent');
@@ -171,12 +170,6 @@ export function agentManifests(digest: string): Manifest[] {
       objects.push(object);
     }
   }
-  objects.push({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: 'detour-agent-tokens', namespace: sampleNamespace },
-    stringData: { tokens: '' },
-  });
   return objects;
 }
 

@@ -1,7 +1,9 @@
 import { DetourError } from '@detour/router/errors';
 import { compileFilter, filtersOverlap, formatFilter, validateFilter } from '@detour/router/match/index';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
+import { RouteProbeParams } from '@detour/router/tunnel/protocol';
 import { z } from 'zod';
+import type { RouteProbes } from './route-probe.ts';
 import { type AgentSession, hostAliases, hostsOverlap, type SessionRegistry } from './session-registry.ts';
 
 export const RegisterSessionParams = z.object({
@@ -48,6 +50,7 @@ export function serveSessionControl(
   registry: SessionRegistry,
   tunnel: TunnelConnection,
   onDropped: (sessions: AgentSession[]) => void = () => {},
+  probes?: RouteProbes,
 ): void {
   tunnel.on('close', () => onDropped(registry.dropTunnel(tunnel)));
   tunnel.onControl((method: string, params: unknown): unknown => {
@@ -102,6 +105,11 @@ export function serveSessionControl(
       }
       case 'session.list':
         return registry.list().map(summarize);
+      case 'route.probe': {
+        const { url, headers } = RouteProbeParams.parse(params);
+        if (!probes) throw new DetourError('DETOUR_UNKNOWN_METHOD', 'this agent does not probe routes');
+        return probes.probe(url, headers);
+      }
       default:
         throw new DetourError(
           'DETOUR_UNKNOWN_METHOD',

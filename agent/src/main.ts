@@ -6,6 +6,7 @@ import { loadAgentConfig } from './agent-config.ts';
 import { AdminListener } from './inbound/admin-listener.ts';
 import { InboundListener } from './inbound/inbound-listener.ts';
 import { jsonLog } from './log.ts';
+import { RouteProbes } from './route-probe.ts';
 import { SessionRegistry } from './session-registry.ts';
 import { startTunnelListener } from './tunnel-listener.ts';
 
@@ -24,7 +25,13 @@ async function main(): Promise<void> {
       )
     : undefined;
   const janitor = cluster?.janitor;
-  const inbound = await InboundListener.listen({ registry, ...config.inbound, upstream: config.upstream });
+  const probes = new RouteProbes();
+  const inbound = await InboundListener.listen({
+    registry,
+    ...config.inbound,
+    upstream: config.upstream,
+    probes,
+  });
   const tunnel = await startTunnelListener({
     ...config.tunnel,
     tokens: config.tokens,
@@ -34,6 +41,7 @@ async function main(): Promise<void> {
     dialer: new DirectDialer(),
     log,
     heartbeatMs: config.heartbeatMs,
+    probes,
     onSessionsDropped: (sessions) => {
       for (const session of sessions) if (session.lease) janitor?.sessionLost(session.id, session.lease);
     },

@@ -4,6 +4,7 @@ import { serveEgressStream } from '@detour/router/egress/serve-egress-stream';
 import { TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
 import { serveSessionControl, summarize } from './agent-session-control.ts';
 import type { Log } from './log.ts';
+import type { RouteProbes } from './route-probe.ts';
 import type { AgentSession, SessionRegistry } from './session-registry.ts';
 
 export interface TunnelListenerOptions {
@@ -19,6 +20,8 @@ export interface TunnelListenerOptions {
   heartbeatMs?: number;
   /** Sessions whose tunnel closed (the janitor gives them a grace period to come back). */
   onSessionsDropped?: (sessions: AgentSession[]) => void;
+  /** Answers `route.probe` control requests. */
+  probes?: RouteProbes;
 }
 
 /**
@@ -43,15 +46,20 @@ export async function startTunnelListener(
       .then((tunnel) => {
         tunnels.add(tunnel);
         log.info('tunnel.open', { peer, client: tunnel.peerName });
-        serveSessionControl(registry, tunnel, (dropped) => {
-          log.info('tunnel.closed', {
-            peer,
-            client: tunnel.peerName,
-            reason: tunnel.closeReason?.message,
-            droppedSessions: dropped.map(summarize),
-          });
-          options.onSessionsDropped?.(dropped);
-        });
+        serveSessionControl(
+          registry,
+          tunnel,
+          (dropped) => {
+            log.info('tunnel.closed', {
+              peer,
+              client: tunnel.peerName,
+              reason: tunnel.closeReason?.message,
+              droppedSessions: dropped.map(summarize),
+            });
+            options.onSessionsDropped?.(dropped);
+          },
+          options.probes,
+        );
         tunnel.on('stream', (stream) => {
           if (stream.open.kind === 'http')
             stream.reset(TunnelCode.refused, 'the agent does not accept http streams from a CLI');

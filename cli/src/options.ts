@@ -72,6 +72,14 @@ export const SessionOptions = z.object({
     .max(3600)
     .default(30)
     .describe("How long the cluster keeps this session's routes after the CLI stops renewing them."),
+  routeTimeout: z.coerce
+    .number()
+    .min(0)
+    .max(600)
+    .default(30)
+    .describe(
+      "Seconds to wait until the mesh routes the session's requests to the agent (checked from inside the mesh); 0: do not wait.",
+    ),
   session: z
     .string()
     .regex(

@@ -124,6 +124,11 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
     const session = await startSession();
     cli = session.cli;
     console.log(`# detour exec start -> first request served locally: ${session.ms} ms`);
+    // The CLI checked the route from inside the mesh (a probe through the agent's own sidecar)
+    // before it ran the app.
+    const live = /"event":"route.live".*?"ms":(\d+)/.exec(cli.stderr);
+    assert.ok(live, `the CLI reports the route live:\n${cli.tail(20)}`);
+    console.log(`# route write -> live, seen by the agent's probe through its sidecar: ${live[1]} ms`);
 
     const dev = await ordersVia({ 'x-dev': 'dev-a', baggage: 'env=dev-a' });
     assert.equal(dev.orders?.service, 'orders');

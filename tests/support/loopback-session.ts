@@ -78,6 +78,9 @@ export async function sessionArgs(spec: {
     spec.session,
     '--lease-seconds',
     String(spec.leaseSeconds ?? 30),
+    // Tier 1 has no data plane: there is no mesh to carry a route probe.
+    '--route-timeout',
+    '0',
     '--json',
     '--',
     ...(spec.command ?? [process.execPath, '-e', echoAppSource, String(localPort)]),

@@ -23,7 +23,9 @@ import { errorCode, errorMessage } from '@detour/router/http/http-errors';
 import { Http2ResponseWriter } from '@detour/router/http/response-writer';
 import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstream-request';
 import { formatFilter } from '@detour/router/match/index';
+import { PROBE_HEADER } from '@detour/router/tunnel/protocol';
 import { parseHostPort } from '../agent-config.ts';
+import type { RouteProbes } from '../route-probe.ts';
 import type { InboundRequest, SessionRegistry } from '../session-registry.ts';
 import type { Http1Passthrough } from './http1-passthrough.ts';
 import { InboundMetrics } from './inbound-metrics.ts';
@@ -45,6 +47,8 @@ export interface InboundListenerOptions {
   upstream?: string | { host: string; port: number };
   /** Where the listener registers its metrics; a fresh registry when omitted. */
   metrics?: MetricsRegistry;
+  /** Route probes this agent sent: answered here, never forwarded. */
+  probes?: RouteProbes;
 }
 
 /** Header values for matching, joined the way Envoy does (see `compileFilter`), computed on demand. */
@@ -97,6 +101,7 @@ export class InboundListener {
   readonly metrics: MetricsRegistry;
   readonly stats: InboundMetrics;
   private readonly registry: SessionRegistry;
+  private readonly probes: RouteProbes | undefined;
   private readonly server: net.Server;
   private readonly http1: http.Server;
   private readonly h2: http2.Http2Server;
@@ -111,6 +116,7 @@ export class InboundListener {
     passthroughClass: typeof Http1Passthrough | undefined,
   ) {
     this.registry = options.registry;
+    this.probes = options.probes;
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.stats = new InboundMetrics(this.metrics, this.registry, () => this.sockets);
     const stats = this.stats;
@@ -242,6 +248,12 @@ export class InboundListener {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.probes?.answer(req.headers[PROBE_HEADER])) {
+      req.resume();
+      res.writeHead(204, { [PROBE_HEADER]: req.headers[PROBE_HEADER] as string });
+      res.end();
+      return;
+    }
     const session = this.registry.match(new Http1Matchable(req));
     if (session) {
       forwardHttp1(req, res, session, this.report);

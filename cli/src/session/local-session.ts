@@ -15,7 +15,12 @@ import {
   type RouteFilter,
   validateFilter,
 } from '@detour/router/match/index';
-import { TunnelCode, type TunnelStream } from '@detour/router/tunnel/index';
+import {
+  RouteProbeResult,
+  TunnelCode,
+  type TunnelConnection,
+  type TunnelStream,
+} from '@detour/router/tunnel/index';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
@@ -57,6 +62,18 @@ export function filterFromOptions(options: SessionOptions): RouteFilter {
   return validateFilter(filterFromExpressions(expressions), 'filter', { allowMatchAll: options.stealAll });
 }
 
+/** Headers a probe can carry to match `filter`, or undefined when it has conditions a probe cannot meet. */
+function probeHeaders(filter: RouteFilter): Record<string, string> | undefined {
+  if (filter.uri || filter.method) return undefined;
+  const headers: Record<string, string> = {};
+  for (const [name, match] of Object.entries(filter.headers ?? {})) {
+    if ('exact' in match) headers[name] = match.exact;
+    else if (Object.keys(match).length === 0) headers[name] = 'detour-probe';
+    else return undefined;
+  }
+  return headers;
+}
+
 /** The header values a request must carry exactly to match: what `--carry-header` sends. */
 function exactHeaders(filter: RouteFilter): Record<string, string> {
   return Object.fromEntries(
@@ -93,6 +110,7 @@ export class LocalSession {
   #routing: ClusterRouting | undefined;
   #targetEnv: Record<string, string> = {};
   #targetHost: string | undefined;
+  #targetService: { host: string; port: number } | undefined;
   #leaseRef: { name: string; namespace: string } | undefined;
   #proxyAddress: { host: string; port: number } | undefined;
 
@@ -192,6 +210,48 @@ export class LocalSession {
   }
 
   /**
+   * Asks the agent to send a request matching the session's filter to the target from inside the
+   * mesh until it comes back to the agent: then the mesh routes this session's requests, and only
+   * then is the session "ready". Filters no request can be built for (regex, prefix, uri, method)
+   * are not probed.
+   */
+  async #waitUntilRouteLive(tunnel: TunnelConnection): Promise<void> {
+    const timeoutMs = this.#options.routeTimeout * 1000;
+    const service = this.#targetService;
+    if (timeoutMs === 0 || !service) return;
+    const headers = probeHeaders(this.filter);
+    if (!headers) {
+      this.#reporter.warn(
+        'route.unverified',
+        'the route is not verified: only exact and presence header filters can be probed',
+      );
+      return;
+    }
+    const started = Date.now();
+    let last = '';
+    while (Date.now() - started < timeoutMs) {
+      const result = RouteProbeResult.parse(
+        await tunnel.request('route.probe', { url: `http://${service.host}:${service.port}/`, headers }),
+      );
+      if (result.live) {
+        const ms = Date.now() - started;
+        this.#reporter.step(
+          'route.live',
+          `the mesh routes ${formatFilter(this.filter)} to this session (${ms} ms after the write)`,
+          { ms },
+        );
+        return;
+      }
+      last = result.detail;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    this.#reporter.warn(
+      'route.unverified',
+      `the mesh did not route a probe to this session within ${this.#options.routeTimeout} s (last: ${last}); requests may reach the pods until it does`,
+    );
+  }
+
+  /**
    * Cluster mode: target, Lease (which admits this CLI at the agent), port-forward, tunnel, then
    * the route, so the mesh sends nothing before the session can serve it. Direct mode: the tunnel.
    */
@@ -225,7 +285,10 @@ export class LocalSession {
       throw this.#portForward?.lastError() ?? error;
     });
     this.#proxyAddress = await this.#proxy.listen();
-    await this.#routing?.route();
+    if (this.#routing) {
+      await this.#routing.route();
+      await this.#waitUntilRouteLive(tunnel);
+    }
     this.#reporter.step(
       'session.ready',
       `session ${this.id} ready: ${mode} ${formatFilter(this.filter) || 'all requests'} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`,
@@ -255,6 +318,7 @@ export class LocalSession {
       local: this.#ports?.local ?? target.service.targetPort,
     };
     this.#targetHost = target.service.host;
+    this.#targetService = target.service;
     this.#leaseRef = { name: leaseName(this.id), namespace };
     this.#reporter.step(
       'target.resolved',

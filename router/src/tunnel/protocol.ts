@@ -126,6 +126,16 @@ export const ControlMessage = z.discriminatedUnion('type', [
 ]);
 export type ControlMessage = z.infer<typeof ControlMessage>;
 
+/**
+ * Control request `route.probe`: the agent sends a request with `headers` to `url` from inside the
+ * mesh and says whether it came back to itself (the session's route is in effect).
+ */
+export const RouteProbeParams = z.object({ url: z.url(), headers: z.record(z.string(), z.string()) });
+export const RouteProbeResult = z.object({ live: z.boolean(), detail: z.string() });
+export type RouteProbeResult = z.infer<typeof RouteProbeResult>;
+/** Marks a probe: the agent that sent it answers it itself; it never reaches a developer. */
+export const PROBE_HEADER = 'x-detour-probe';
+
 /** Reset and goaway codes. Errno-like codes (ECONNREFUSED, ENOTFOUND, ...) pass through as they are. */
 export const TunnelCode = {
   cancel: 'DETOUR_STREAM_CANCELLED',

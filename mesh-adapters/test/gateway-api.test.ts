@@ -17,7 +17,7 @@ function created(plan: ReturnType<typeof adapter.plan>, kind = 'HTTPRoute'): Gat
 }
 
 describe('gateway-api adapter (GAMMA)', () => {
-  test('an HTTPRoute of the session, parentRef the Service and port, backend the agent', () => {
+  test('an HTTPRoute of the session, parentRef the Service and port, backend the agent; the rest to the Service', () => {
     const route = created(adapter.plan([], intent()));
     assert.equal(route.metadata.name, 'detour-dev-a');
     assert.deepEqual(route.spec?.parentRefs, [{ group: '', kind: 'Service', name: 'orders', port: 8080 }]);
@@ -31,6 +31,11 @@ describe('gateway-api adapter (GAMMA)', () => {
         ],
         backendRefs: [{ group: '', kind: 'Service', name: 'detour-agent', port: 15080, weight: 1 }],
       },
+      // GAMMA: once an HTTPRoute attaches to the Service, unmatched requests would get a 404.
+      {
+        matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+        backendRefs: [{ group: '', kind: 'Service', name: 'orders', port: 8080, weight: 1 }],
+      },
     ]);
     assert.deepEqual(route.metadata.labels, {
       'app.kubernetes.io/managed-by': 'detour',
@@ -40,6 +45,7 @@ describe('gateway-api adapter (GAMMA)', () => {
 
   test('copies the matches of routes already attached so the session rule is always the more specific', () => {
     const route = created(adapter.plan(routes(), intent()));
+    assert.equal(route.spec?.rules?.length, 1, 'the attached routes keep serving the rest');
     assert.deepEqual(route.spec?.rules?.[0]?.matches, [
       {
         path: { type: 'PathPrefix', value: '/api' },

@@ -55,7 +55,7 @@ async function sessionLeases(): Promise<string[]> {
 }
 
 /** Starts the developer's command and resolves once x-dev: dev-a is answered by the local orders app. */
-async function startSession(): Promise<{ cli: ManagedProcess; ms: number }> {
+async function startSession(extraArgs: string[] = []): Promise<{ cli: ManagedProcess; ms: number }> {
   const local = await freePort();
   const started = Date.now();
   const running = startDetour([
@@ -69,6 +69,7 @@ async function startSession(): Promise<{ cli: ManagedProcess; ms: number }> {
     '--port',
     `8080:${local}`,
     '--json',
+    ...extraArgs,
     '--',
     process.execPath,
     localOrdersApp,
@@ -196,3 +197,35 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
     console.log(`# CLI killed -> route reverted by the agent: ${reverted} ms (grace period 15 s)`);
   });
 });
+
+// The other Istio-facing adapters, against the route config istiod really builds: an EnvoyFilter
+// HTTP_ROUTE patch (for GitOps-owned VirtualServices) and a Gateway API (GAMMA) HTTPRoute rule.
+for (const mesh of ['istio-envoyfilter', 'gateway-api'] as const) {
+  describe(`detour exec --mesh ${mesh} through the mesh`, () => {
+    let before_: ReturnType<typeof routingState>;
+
+    before(async () => {
+      await useSample((line) => console.log(`# ${line}`));
+      before_ = routingState(await getVirtualService('orders'));
+    });
+
+    it('x-dev: dev-a reaches the local orders app, the rest the real pods; all as before once it exits', async () => {
+      const { cli, ms } = await startSession(['--mesh', mesh]);
+      try {
+        console.log(`# --mesh ${mesh}: detour exec start -> first request served locally: ${ms} ms`);
+        assert.match(cli.stderr, new RegExp(`"event":"mesh.detected".*routing with ${mesh}`));
+        const other = await ordersVia({ 'x-dev': 'dev-b' });
+        assert.equal(other.orders?.version, 'v1', JSON.stringify(other.answer));
+      } finally {
+        interrupt(cli);
+        await cli.exited;
+      }
+      assert.deepEqual(routingState(await getVirtualService('orders')), before_);
+      assert.deepEqual(await sessionLeases(), [], 'the session Lease is gone');
+      const leftovers = await developerKubectl(['get', 'envoyfilters,httproutes', '-A', '-o', 'name']);
+      assert.equal(leftovers.trim(), '', `nothing detour created is left: ${leftovers}`);
+      const { orders } = await ordersVia({ 'x-dev': 'dev-a' });
+      assert.equal(orders?.version, 'v1', JSON.stringify(orders));
+    });
+  });
+}

@@ -4,8 +4,7 @@
 import { join } from 'node:path';
 import { kubeconfigPath, kubectl } from '../cluster/cluster.ts';
 import { ClusterError } from '../cluster/errors.ts';
-import { missingMeshParts } from '../cluster/istio/paths.ts';
-import { meshRunning, meshUp } from '../cluster/mesh.ts';
+import { importIntoNode, meshBuild, meshImages, meshRunning, meshUp } from '../cluster/mesh.ts';
 import { binaryPath, repoRoot } from '../cluster/paths.ts';
 import { type CallerAnswer, callerGet, deploySample, sampleNamespace } from '../cluster/sample/sample.ts';
 import { waitFor } from '../cluster/wait.ts';
@@ -20,18 +19,15 @@ export function spiffe(serviceAccount: string, namespace = sampleNamespace): str
 }
 
 /**
- * Makes sure the mesh runs (starting it, without building, if it does not) and the sample system is
- * deployed and answering. Never stops anything: the mesh takes ~1 min to come up with its pods, so
- * suites share it (node tests/cluster/mesh.ts down stops it).
+ * Makes sure the mesh runs and the sample system is deployed and answering, with the sample and
+ * agent images built from this checkout (~2 s; Istio is built only when missing). Never stops
+ * anything: the mesh takes ~1 min to come up with its pods, so suites share it
+ * (node tests/cluster/mesh.ts down stops it).
  */
 export async function useSample(log: (line: string) => void = () => {}): Promise<void> {
-  if (missingMeshParts().length > 0) {
-    throw new ClusterError(
-      'CLUSTER_BINARIES_MISSING',
-      `Istio is not built: run node tests/cluster/mesh.ts up once (${missingMeshParts().join(', ')})`,
-    );
-  }
+  await meshBuild(log);
   if (!(await meshRunning())) await meshUp({ log, build: false });
+  else await importIntoNode([meshImages.sample, meshImages.agent]);
   await deploySample({ log });
   // Pods are Ready once their sidecar is; the first requests can still meet a cold route table.
   await waitFor(

@@ -21,14 +21,14 @@ export async function discoverMesh(kc: KubeConfig, namespace: string): Promise<M
   const crds = (
     await Promise.all(
       Object.entries(meshResources).map(async ([group, wanted]) => {
-        const version = groups.find((candidate) => candidate.name === group)?.preferredVersion?.version;
-        if (!version) return [];
-        const served = (await custom.getAPIResources({ group, version })).resources.map(
-          (resource) => resource.name,
-        );
-        return wanted
-          .filter((resource) => served.includes(resource))
-          .map((resource) => `${resource}.${group}`);
+        // Every served version: EnvoyFilter exists only in v1alpha3, not in the preferred v1.
+        const versions = groups.find((candidate) => candidate.name === group)?.versions ?? [];
+        const served = new Set<string>();
+        for (const { version } of versions) {
+          for (const resource of (await custom.getAPIResources({ group, version })).resources)
+            served.add(resource.name);
+        }
+        return wanted.filter((resource) => served.has(resource)).map((resource) => `${resource}.${group}`);
       }),
     )
   ).flat();

@@ -230,9 +230,20 @@ export class LocalSession {
     const started = Date.now();
     let last = '';
     while (Date.now() - started < timeoutMs) {
-      const result = RouteProbeResult.parse(
-        await tunnel.request('route.probe', { url: `http://${service.host}:${service.port}/`, headers }),
-      );
+      const answer = await tunnel
+        .request('route.probe', { url: `http://${service.host}:${service.port}/`, headers })
+        .catch((error: Error & { code?: string }) => {
+          if (error.code !== 'DETOUR_UNKNOWN_METHOD') throw error;
+          return undefined;
+        });
+      if (answer === undefined) {
+        this.#reporter.warn(
+          'route.unverified',
+          'the route is not verified: the agent is of an older release (update the agent image)',
+        );
+        return;
+      }
+      const result = RouteProbeResult.parse(answer);
       if (result.live) {
         const ms = Date.now() - started;
         this.#reporter.step(

@@ -281,6 +281,11 @@ export function planGatewayApi(observed: ObservedObjects, intent: SessionIntent)
       (r.spec?.rules ?? []).flatMap((rule) => (rule.matches ?? [ROOT]).map((m) => conjoin(m, ours))),
     );
     rules.push({ matches: uniqueMatches([...copied, catchAll]), backendRefs: [agentRef] });
+    // Once any HTTPRoute attaches to a Service, requests no rule matches get a 404 (GAMMA): with no
+    // route of its own there, the Service's other traffic needs a rule that sends it where it went.
+    if (attached.length === 0 && mode.kind === 'steal') {
+      rules.push({ matches: [{ path: { type: 'PathPrefix', value: '/' } }], backendRefs: [targetRef] });
+    }
   }
   if (mode.kind === 'steal-all' && attached.length > 0) {
     plan.warnings.push(

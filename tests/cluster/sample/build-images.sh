@@ -73,15 +73,8 @@ agent() {
   local app
   app=$(mktemp -d)
   mkdir -p "$app/app/agent"
-  if node -e 'process.exit(require(process.argv[1]).scripts?.["build:agent"] ? 0 : 1)' "$ROOT/package.json"; then
-    (cd "$ROOT" && npm run -s build:agent)
-    cp -r "$ROOT/dist/agent/." "$app/app/agent/"
-  else
-    # Before the repo had `npm run build:agent`: the same bundle, one file.
-    "$ROOT/node_modules/.bin/esbuild" "$ROOT/agent/src/main.ts" --bundle --platform=node --target=node24 \
-      --format=esm --log-level=warning --outfile="$app/app/agent/main.mjs" \
-      --banner:js="import { createRequire as __detourRequire } from 'node:module'; const require = __detourRequire(import.meta.url);"
-  fi
+  (cd "$ROOT" && npm run -s build:agent)
+  cp -r "$ROOT/dist/agent/." "$app/app/agent/"
   image agent detour.local/agent:dev "$app" '["/usr/local/bin/node","/app/agent/main.mjs"]' 65532:65532
   rm -rf "$app"
 }

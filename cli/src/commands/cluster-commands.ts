@@ -10,14 +10,8 @@ import {
 } from '@detour/mesh-adapters';
 import { QUERIES } from '@detour/mesh-adapters/adapter';
 import { formatFilter } from '@detour/router/match/index';
-import { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { createReporter } from '../reporter.ts';
-
-function kubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  return kc;
-}
 
 /**
  * `detour status [-n NS | --all-namespaces] [--json]`: who holds which route, since when, and
@@ -33,7 +27,7 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
     },
     strict: true,
   });
-  const client = kubeClient(kubeConfig());
+  const client = kubeClient(loadKubeConfig());
   const namespace = values['all-namespaces'] ? undefined : (values.namespace ?? 'default');
   const now = new Date();
   const sessions = leasesOf(await client.list({ ...QUERIES.leases, ...(namespace ? { namespace } : {}) }))
@@ -61,7 +55,7 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
 export async function cleanCommand(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({ args: [...argv], options: { json: { type: 'boolean' } }, strict: true });
   const reporter = createReporter(values.json ?? false);
-  const result = await runJanitor(kubeClient(kubeConfig()), allAdapters(), () => new Date());
+  const result = await runJanitor(kubeClient(loadKubeConfig()), allAdapters(), () => new Date());
   for (const warning of result.warnings) reporter.warn('clean.warning', warning);
   for (const dead of result.dead) {
     reporter.step(

@@ -20,12 +20,29 @@ async function withSession(
   const { options, rest } = parseSessionOptions(argv);
   const reporter = createReporter(options.json);
   const session = new LocalSession(options, reporter);
+  // Ctrl-C while the session starts must not leave a route behind: the start finishes, then the
+  // session is undone like at any other exit.
+  let interrupted: NodeJS.Signals | undefined;
+  const remember = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    reporter.warn(
+      'session.interrupted',
+      `${signal} while starting: undoing the session as soon as the start is done`,
+    );
+  };
+  process.on('SIGINT', remember).on('SIGTERM', remember);
   try {
     await session.start();
   } catch (error) {
     // Whatever part started (tunnel, lease, route) is undone before the error is reported.
     await session.stop().catch(() => {});
     throw error;
+  } finally {
+    process.off('SIGINT', remember).off('SIGTERM', remember);
+  }
+  if (interrupted) {
+    await session.stop();
+    return 130;
   }
   const env = session.processEnv();
   try {

@@ -21,10 +21,11 @@ import {
   type TunnelConnection,
   type TunnelStream,
 } from '@detour/router/tunnel/index';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
+import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { type ResolvedTarget, resolveTarget } from '../kube/target.ts';
 import { targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
@@ -316,8 +317,7 @@ export class LocalSession {
   }
 
   async #resolveTarget(): Promise<{ kc: KubeConfig; target: ResolvedTarget }> {
-    const kc = new KubeConfig();
-    kc.loadFromDefault();
+    const kc = loadKubeConfig();
     const { namespace } = this.#options;
     const target = await resolveTarget(kc, {
       target: this.#options.target as string,

@@ -42,6 +42,8 @@ async function routeLiveMs(mesh: string, session: number): Promise<number> {
   } finally {
     interrupt(cli);
     await cli.exited;
+    if (!/"event":"route.reverted"/.test(cli.stderr))
+      throw new Error(`detour left its route (--mesh ${mesh}):\n${cli.tail(20)}`);
   }
 }
 

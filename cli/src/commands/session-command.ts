@@ -7,54 +7,69 @@ import { createReporter, type Reporter } from '../reporter.ts';
 import { LocalSession } from '../session/local-session.ts';
 import { publishSession } from '../session/session-state.ts';
 
-/** Starts a session, runs `body`, and always ends the session, whatever way `body` ends. */
+interface SessionContext {
+  session: LocalSession;
+  env: Record<string, string>;
+  rest: string[];
+  reporter: Reporter;
+  /** What SIGINT / SIGTERM do from now on (forward to the command, end `detour up`, ...). */
+  onSignal(handler: (signal: NodeJS.Signals) => void): void;
+}
+
+/**
+ * Starts a session, runs `body`, and always ends the session, whatever way `body` ends. One signal
+ * listener stays installed the whole time: removing the last one and adding another would reset
+ * the signal to its default action in between, and a Ctrl-C landing there would kill the CLI
+ * with its route still in the cluster.
+ */
 async function withSession(
   argv: readonly string[],
-  body: (
-    session: LocalSession,
-    env: Record<string, string>,
-    rest: string[],
-    reporter: Reporter,
-  ) => Promise<number>,
+  body: (context: SessionContext) => Promise<number>,
 ): Promise<number> {
   const { options, rest } = parseSessionOptions(argv);
   const reporter = createReporter(options.json);
   const session = new LocalSession(options, reporter);
-  // Ctrl-C while the session starts must not leave a route behind: the start finishes, then the
-  // session is undone like at any other exit.
   let interrupted: NodeJS.Signals | undefined;
-  const remember = (signal: NodeJS.Signals) => {
+  let handler = (signal: NodeJS.Signals) => {
+    // While starting: the start finishes, then the session is undone like at any other exit.
     interrupted = signal;
     reporter.warn(
       'session.interrupted',
       `${signal} while starting: undoing the session as soon as the start is done`,
     );
   };
-  process.on('SIGINT', remember).on('SIGTERM', remember);
+  const listener = (signal: NodeJS.Signals) => handler(signal);
+  process.on('SIGINT', listener).on('SIGTERM', listener);
   try {
-    await session.start();
-  } catch (error) {
-    // Whatever part started (tunnel, lease, route) is undone before the error is reported.
-    await session.stop().catch(() => {});
-    throw error;
+    try {
+      await session.start();
+    } catch (error) {
+      // Whatever part started (tunnel, lease, route) is undone before the error is reported.
+      await session.stop().catch(() => {});
+      throw error;
+    }
+    try {
+      if (interrupted) return 130;
+      return await body({
+        session,
+        env: session.processEnv(),
+        rest,
+        reporter,
+        onSignal: (next) => {
+          handler = next;
+        },
+      });
+    } finally {
+      await session.stop();
+    }
   } finally {
-    process.off('SIGINT', remember).off('SIGTERM', remember);
-  }
-  if (interrupted) {
-    await session.stop();
-    return 130;
-  }
-  const env = session.processEnv();
-  try {
-    return await body(session, env, rest, reporter);
-  } finally {
-    await session.stop();
+    process.off('SIGINT', listener).off('SIGTERM', listener);
   }
 }
 
 /** `detour exec [flags] -- cmd args...`: the session lives as long as the command. */
 export function execCommand(argv: readonly string[]): Promise<number> {
-  return withSession(argv, async (_session, env, rest, reporter) => {
+  return withSession(argv, async ({ env, rest, reporter, onSignal }) => {
     const [command, ...args] = rest;
     if (!command)
       throw new InvalidInputError(
@@ -63,18 +78,16 @@ export function execCommand(argv: readonly string[]): Promise<number> {
       );
     reporter.step('process.start', `running ${[command, ...args].join(' ')}`);
     const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...env } });
-    const forward = (signal: NodeJS.Signals) => child.kill(signal);
-    process.on('SIGINT', forward).on('SIGTERM', forward);
+    onSignal((signal) => child.kill(signal));
     const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-    process.off('SIGINT', forward).off('SIGTERM', forward);
     reporter.step('process.exit', `${command} exited with ${signal ?? code}`, { exitCode: code, signal });
     return code ?? 1;
   });
 }
 
-/** `detour up [flags]`: the session lives until Ctrl-C; the env for an IDE launch is printed. */
+/** `detour up [flags]`: the session lives until Ctrl-C; `detour env` prints its environment. */
 export function upCommand(argv: readonly string[]): Promise<number> {
-  return withSession(argv, async (session, env, _rest, reporter) => {
+  return withSession(argv, async ({ session, env, reporter, onSignal }) => {
     const unpublish = publishSession({
       id: session.id,
       pid: process.pid,
@@ -90,7 +103,7 @@ export function upCommand(argv: readonly string[]): Promise<number> {
         { env },
       );
       const ended = Promise.withResolvers<void>();
-      process.once('SIGINT', ended.resolve).once('SIGTERM', ended.resolve);
+      onSignal(() => ended.resolve());
       await ended.promise;
       return 0;
     } finally {

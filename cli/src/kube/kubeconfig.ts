@@ -7,7 +7,10 @@ export function loadKubeConfig(): KubeConfig {
   kc.loadFromDefault();
   const cluster = kc.getCurrentCluster();
   // Without any kubeconfig, client-node falls back to http://localhost:8080: say what is missing instead.
-  if (!cluster || (kc.getCurrentContext() === 'loaded-context' && cluster.server === 'http://localhost:8080')) {
+  if (
+    !cluster ||
+    (kc.getCurrentContext() === 'loaded-context' && cluster.server === 'http://localhost:8080')
+  ) {
     throw new DetourError(
       'DETOUR_NO_KUBECONFIG',
       'no Kubernetes context: set KUBECONFIG or ~/.kube/config (as for kubectl), or pass --agent HOST:PORT to use an agent directly',

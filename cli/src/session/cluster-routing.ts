@@ -101,8 +101,9 @@ export class ClusterRouting {
     this.#renewTimer.unref();
   }
 
-  /** Writes the route through the mesh adapter (the Lease must be held). */
-  async route(): Promise<void> {
+  /** Writes the route through the mesh adapter (the Lease must be held); resolves with when the write began. */
+  async route(): Promise<number> {
+    const began = Date.now();
     const { reporter, sessionId } = this.#options;
     if (!this.#adapter || !this.#lease) throw new Error('route() before acquireLease()');
     try {
@@ -116,6 +117,7 @@ export class ClusterRouting {
           attempts: result.attempts,
         },
       );
+      return began;
     } catch (error) {
       await this.stop().catch(() => {});
       throw error;

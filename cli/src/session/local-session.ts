@@ -216,7 +216,7 @@ export class LocalSession {
    * then is the session "ready". Filters no request can be built for (regex, prefix, uri, method)
    * are not probed.
    */
-  async #waitUntilRouteLive(tunnel: TunnelConnection): Promise<void> {
+  async #waitUntilRouteLive(tunnel: TunnelConnection, writeBegan: number): Promise<void> {
     const timeoutMs = this.#options.routeTimeout * 1000;
     const service = this.#targetService;
     if (timeoutMs === 0 || !service) return;
@@ -228,9 +228,8 @@ export class LocalSession {
       );
       return;
     }
-    const started = Date.now();
     let last = '';
-    while (Date.now() - started < timeoutMs) {
+    while (Date.now() - writeBegan < timeoutMs) {
       const answer = await tunnel
         .request('route.probe', { url: `http://${service.host}:${service.port}/`, headers })
         .catch((error: Error & { code?: string }) => {
@@ -246,10 +245,10 @@ export class LocalSession {
       }
       const result = RouteProbeResult.parse(answer);
       if (result.live) {
-        const ms = Date.now() - started;
+        const ms = Date.now() - writeBegan;
         this.#reporter.step(
           'route.live',
-          `the mesh routes ${formatFilter(this.filter)} to this session (${ms} ms after the write)`,
+          `the mesh routes ${formatFilter(this.filter)} to this session (${ms} ms after the write began)`,
           { ms },
         );
         return;
@@ -298,8 +297,7 @@ export class LocalSession {
     });
     this.#proxyAddress = await this.#proxy.listen();
     if (this.#routing) {
-      await this.#routing.route();
-      await this.#waitUntilRouteLive(tunnel);
+      await this.#waitUntilRouteLive(tunnel, await this.#routing.route());
     }
     this.#reporter.step(
       'session.ready',

@@ -30,21 +30,18 @@ async function routeLiveMs(mesh: string, session: number): Promise<number> {
     'sleep',
     '60',
   ]);
-  try {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const live = /"event":"route.live".*?"ms":(\d+)/.exec(cli.stderr);
-      if (live) return Number(live[1]);
-      if (cli.status || Date.now() > deadline)
-        throw new Error(`no route.live from detour (--mesh ${mesh}):\n${cli.tail(20)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  } finally {
-    interrupt(cli);
-    await cli.exited;
-    if (!/"event":"route.reverted"/.test(cli.stderr))
-      throw new Error(`detour left its route (--mesh ${mesh}):\n${cli.tail(20)}`);
+  const deadline = Date.now() + 60_000;
+  let live: RegExpExecArray | null = null;
+  while (!live && !cli.status && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    live = /"event":"route.live".*?"ms":(\d+)/.exec(cli.stderr);
   }
+  interrupt(cli);
+  await cli.exited;
+  if (!live) throw new Error(`no route.live from detour (--mesh ${mesh}):\n${cli.tail(20)}`);
+  if (!/"event":"route.reverted"/.test(cli.stderr))
+    throw new Error(`detour left its route (--mesh ${mesh}):\n${cli.tail(20)}`);
+  return Number(live[1]);
 }
 
 await useSample((line) => process.stderr.write(`${line}\n`));

@@ -11,7 +11,7 @@ Commands:
   detour env [--session ID] [--format dotenv|json|intellij|vscode|shell]
                                         print the environment of a running \`detour up\` for an IDE launch
   detour status [-n NS | -A] [--json]    list sessions in the cluster: who routes what, since when, alive or expired
-  detour clean [--json]                 revert the routes of every session whose lease expired (any detour can)
+  detour clean [-n NS] [--json]         revert the routes of every session whose lease expired (any detour can)
   detour schema                         print the JSON schema of detour.yaml
   detour help                           this text
 

@@ -24,6 +24,14 @@ export interface ClusterClient {
   delete(ref: ObjectRef, preconditions: { uid?: string; resourceVersion?: string }): Promise<void>;
 }
 
+/**
+ * The same client, listing in one namespace only: for an identity whose Role is namespaced (the
+ * agent) and for cleaning one namespace (`detour clean -n`).
+ */
+export function namespacedClient(client: ClusterClient, namespace: string): ClusterClient {
+  return { ...client, list: (query) => client.list({ ...query, namespace }) };
+}
+
 export class ApplyGaveUpError extends DetourError {
   readonly attempts: number;
   constructor(what: string, attempts: number, last: unknown) {

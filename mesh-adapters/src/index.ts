@@ -20,6 +20,7 @@ export {
   applyWrite,
   type ClusterClient,
   janitorQueries,
+  namespacedClient,
   observe,
   reconcile,
   revertSession,

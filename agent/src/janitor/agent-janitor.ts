@@ -1,5 +1,10 @@
-import { allAdapters, type ClusterClient, type KubeObject, runJanitor } from '@detour/mesh-adapters';
-import type { ListQuery } from '@detour/mesh-adapters/adapter';
+import {
+  allAdapters,
+  type ClusterClient,
+  type KubeObject,
+  namespacedClient,
+  runJanitor,
+} from '@detour/mesh-adapters';
 import type { Log } from '../log.ts';
 
 export interface SessionLease {
@@ -20,11 +25,6 @@ export interface AgentJanitorOptions {
   isLive: (sessionId: string) => boolean;
 }
 
-/** Lists in the agent's namespace only: cluster-wide lists are beyond its Role. */
-function inNamespace(client: ClusterClient, namespace: string): ClusterClient {
-  return { ...client, list: (query: ListQuery) => client.list({ ...query, namespace }) };
-}
-
 /**
  * The agent's share of crash safety. When a CLI's tunnel drops and its session does not come back
  * within the grace period, the agent ends that session's Lease (preconditioned on the Lease it
@@ -39,7 +39,7 @@ export class AgentJanitor {
 
   constructor(options: AgentJanitorOptions) {
     this.#options = options;
-    this.#client = inNamespace(options.client, options.namespace);
+    this.#client = namespacedClient(options.client, options.namespace);
   }
 
   start(): void {

@@ -5,6 +5,7 @@ import {
   isExpired,
   kubeClient,
   leasesOf,
+  namespacedClient,
   runJanitor,
   summarizeLease,
 } from '@detour/mesh-adapters';
@@ -51,11 +52,20 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-/** `detour clean [--json]`: reverts every route and object of sessions whose Lease expired or is gone. */
+/**
+ * `detour clean [-n NS] [--json]`: reverts every route and object of sessions whose Lease expired or
+ * is gone, in every namespace this identity may list, or in one.
+ */
 export async function cleanCommand(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: { json: { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { json: { type: 'boolean' }, namespace: { type: 'string', short: 'n' } },
+    strict: true,
+  });
   const reporter = createReporter(values.json ?? false);
-  const result = await runJanitor(kubeClient(loadKubeConfig()), allAdapters(), () => new Date());
+  const client = kubeClient(loadKubeConfig());
+  const scoped = values.namespace ? namespacedClient(client, values.namespace) : client;
+  const result = await runJanitor(scoped, allAdapters(), () => new Date());
   for (const warning of result.warnings) reporter.warn('clean.warning', warning);
   for (const dead of result.dead) {
     reporter.step(

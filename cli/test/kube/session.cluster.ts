@@ -99,14 +99,19 @@ describe('a session against the real apiserver', () => {
       'the route outlives the killed CLI until its lease expires',
     );
 
-    const early = await run([process.execPath, agent.cli, 'clean', '--json'], { env: developerEnv });
+    const early = await run([process.execPath, agent.cli, 'clean', '-n', fixture.namespace, '--json'], {
+      env: developerEnv,
+    });
     assert.match(early.stderr, /0 dead session\(s\) reverted/, 'a live lease is left alone');
     let lastClean = '';
     await waitFor(
       { what: 'the janitor to revert s2', timeoutMs: 30_000, detail: () => lastClean },
       async () => {
-        lastClean = (await run([process.execPath, agent.cli, 'clean', '--json'], { env: developerEnv }))
-          .stderr;
+        lastClean = (
+          await run([process.execPath, agent.cli, 'clean', '-n', fixture.namespace, '--json'], {
+            env: developerEnv,
+          })
+        ).stderr;
         return /reverted session s2 .*its lease expired/.test(lastClean);
       },
     );

@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { kubeConfig, useCluster } from '../../../tests/cluster/cluster.ts';
 import { inNamespace, QUERIES } from '../../src/adapter.ts';
-import { applySession, janitorQueries, revertSession, runJanitor } from '../../src/applier.ts';
+import {
+  applySession,
+  janitorQueries,
+  namespacedClient,
+  revertSession,
+  runJanitor,
+} from '../../src/applier.ts';
 import { restoredExactly } from '../../src/canonical.ts';
 import type { MeshKind } from '../../src/index.ts';
 import { adapterFor, allAdapters } from '../../src/index.ts';
@@ -353,13 +359,19 @@ describe('mesh adapters against the tier-1 apiserver', () => {
       assert.equal((routed as VirtualService).spec?.http?.[0]?.name, 'detour-killed');
       // Still alive: the janitor leaves it alone.
       await new Promise((r) => setTimeout(r, 2500));
-      assert.deepEqual((await runJanitor(dev(), allAdapters(), () => new Date(), fast)).dead, []);
+      assert.deepEqual(
+        (await runJanitor(namespacedClient(dev(), ns), allAdapters(), () => new Date(), fast)).dead,
+        [],
+      );
       child.kill('SIGKILL');
       const killedAt = Date.now();
       let dead: string[] = [];
       while (dead.length === 0 && Date.now() - killedAt < 30_000) {
         await new Promise((r) => setTimeout(r, 250));
-        dead = (await runJanitor(dev(), allAdapters(), () => new Date(), fast)).dead.map((d) => d.sessionId);
+        // Scoped to this test's namespace: other suites' sessions on the same cluster are not its business.
+        dead = (
+          await runJanitor(namespacedClient(dev(), ns), allAdapters(), () => new Date(), fast)
+        ).dead.map((d) => d.sessionId);
       }
       console.log(
         `# SIGKILLed session reverted by the janitor ${Date.now() - killedAt} ms after the kill (Lease duration 2 s)`,

@@ -71,10 +71,17 @@ export class ClusterRouting {
     const { target, reporter, sessionId } = this.#options;
     const namespace = target.namespace;
     const discovery = await discoverMesh(this.#options.kc, namespace);
+    const governing = await this.#governingVirtualService(discovery.crds);
+    if (governing && this.#options.mesh === 'gateway-api') {
+      reporter.warn(
+        'mesh.takeover',
+        `VirtualService ${governing.metadata.namespace}/${governing.metadata.name} routes ${target.service.host}: while detour's HTTPRoute is attached, Istio routes the Service by the HTTPRoute, so that VirtualService's routes (subsets, retries) do not apply to anyone; prefer --mesh istio here`,
+      );
+    }
     const detection = detectMesh({
       ...discovery,
       podLabels: target.template.metadata?.labels ?? {},
-      governingVirtualService: await this.#governingVirtualService(discovery.crds),
+      governingVirtualService: governing,
       ...(this.#options.mesh ? { override: this.#options.mesh } : {}),
     });
     reporter.step('mesh.detected', `routing with ${detection.mesh}: ${detection.reason}`, {

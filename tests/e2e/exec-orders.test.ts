@@ -8,10 +8,10 @@
 // without the header the real orders pods answer. After the CLI exits every request reaches the real
 // pods and the VirtualService is exactly as before.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { waitFor } from '../cluster/wait.ts';
+import { freePort } from '../support/ports.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import {
   callerGet,
@@ -25,17 +25,6 @@ import {
   startDetour,
   useSample,
 } from './support.ts';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The orders answer inside frontend's answer to the caller. */
 async function ordersVia(headers: Record<string, string>) {

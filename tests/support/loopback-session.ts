@@ -1,7 +1,7 @@
-import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { OrdersFixture } from './cluster-fixtures.ts';
 import { repoRoot } from './detour.ts';
+import { freePort } from './ports.ts';
 import type { ProcessSet } from './processes.ts';
 import { waitFor } from './wait.ts';
 
@@ -10,14 +10,6 @@ const cliMain = join(repoRoot, 'cli', 'src', 'main.ts');
 
 /** A local app that answers with what a test wants to see: who answered, an env var, the header. */
 export const echoAppSource = `require('node:http').createServer((q, s) => s.end(JSON.stringify({ app: 'local', payments: process.env.PAYMENTS_URL, dev: q.headers['x-dev'] }))).listen(Number(process.argv[1]), '127.0.0.1')`;
-
-export async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export interface LoopbackAgent {
   tunnel: string;

@@ -96,16 +96,7 @@ export async function waitExit(p: Started, timeoutMs: number): Promise<number | 
   return code;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../support/ports.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

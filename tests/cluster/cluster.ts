@@ -356,7 +356,12 @@ function runBuild(log: (line: string) => void, components: string[] = []): Promi
   });
 }
 
-async function step<T>(log: (line: string) => void, name: string, run: () => Promise<T> | T): Promise<T> {
+/** Runs one named step of bringing the cluster up or down, logging its start and duration. */
+export async function step<T>(
+  log: (line: string) => void,
+  name: string,
+  run: () => Promise<T> | T,
+): Promise<T> {
   const started = performance.now();
   log(`- ${name} ...`);
   const result = await run();

@@ -12,7 +12,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DetourError } from '@detour/router/errors';
-import { clusterDown, clusterStatus, clusterUp, kubectl } from './cluster.ts';
+import { clusterDown, clusterStatus, clusterUp, kubectl, step } from './cluster.ts';
 import { ClusterError } from './errors.ts';
 import { applyManifest, istiodStatus, startIstiod, stopIstiod } from './istio/istio.ts';
 import { istiodServiceManifest } from './istio/istiod-service.ts';
@@ -58,14 +58,6 @@ function runScript(log: Log, script: string, args: string[] = []): Promise<void>
           ),
     );
   });
-}
-
-async function step<T>(log: Log, name: string, run: () => Promise<T> | T): Promise<T> {
-  const started = performance.now();
-  log(`- ${name} ...`);
-  const result = await run();
-  log(`  ${name}: ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return result;
 }
 
 /**

@@ -4,8 +4,9 @@ import { patchChildProcess } from './patch-child-process.ts';
 import { patchDns } from './patch-dns.ts';
 import { patchNet } from './patch-net.ts';
 import { ProxyClient } from './proxy-client.ts';
+import { hideProxyVariables, proxyVariables } from './proxy-variables.ts';
 import { RoutingContext } from './routing-context.ts';
-import { type LayerSettings, readSettings } from './settings.ts';
+import { type LayerSettings, layerEnv, readSettings } from './settings.ts';
 
 const installed = Symbol.for('detour.layer.installed');
 
@@ -36,7 +37,14 @@ export function install(env: NodeJS.ProcessEnv = process.env): LayerState {
   const client = new ProxyClient(settings, unpatchedConnect);
   patchNet(settings.policy, client, unpatchedConnect);
   patchDns(settings.policy, client);
-  patchChildProcess(env);
+  const proxyHostPort = env[layerEnv.proxy]?.trim() ?? '';
+  hideProxyVariables(env, proxyHostPort);
+  patchChildProcess({
+    ...Object.fromEntries(
+      Object.entries(env).filter((entry): entry is [string, string] => entry[0].startsWith('DETOUR_')),
+    ),
+    ...proxyVariables(proxyHostPort),
+  });
   if (settings.routingHeaders.length > 0 || Object.keys(settings.defaultHeaders).length > 0) {
     const routing = new RoutingContext(settings.routingHeaders, settings.defaultHeaders);
     routing.captureInboundRequests();

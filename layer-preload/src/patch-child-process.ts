@@ -1,45 +1,65 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { syncBuiltinESMExports } from 'node:module';
 import { whenBuiltinRequested } from './builtin-hook.ts';
+import { nodeOptionsWithLayer } from './node-options.ts';
 
-const registerPath = fileURLToPath(new URL('./register.ts', import.meta.url));
+type Env = Record<string, string | undefined>;
+type ChildProcessModule = typeof import('node:child_process');
 
 /**
- * A child `node` inherits the layer through NODE_OPTIONS and the DETOUR_* variables. When the app
- * starts it with a cleaned env (`env: { PATH }`), they are put back: every asynchronous spawn
- * (spawn, exec, execFile, fork) goes through `ChildProcess.prototype.spawn` with the final env as
- * `envPairs`. spawnSync/execSync/execFileSync do not, so a child started by them with a cleaned env
- * runs without the layer. Other programs (not node) are left alone.
+ * Every child process of the app starts in the session: the variables in `carried` (DETOUR_*, the
+ * proxy variables) that its env lacks are put back and NODE_OPTIONS gets the layer, also when the
+ * app passes a cleaned env (`env: { PATH }`) or starts a shell that starts node. The asynchronous
+ * spawns (spawn, exec, execFile, fork) all end in `ChildProcess.prototype.spawn` with the final env
+ * as `envPairs`; the synchronous ones are wrapped at their exports. A variable the app set for the
+ * child itself is left as it is.
  */
-export function patchChildProcess(env: NodeJS.ProcessEnv): void {
-  whenBuiltinRequested('child_process', (childProcess: typeof import('node:child_process')) =>
-    patchSpawn(childProcess, env),
-  );
+export function patchChildProcess(carried: Record<string, string>): void {
+  const sessionEnv = (env: Env): Env => {
+    const result = { ...env };
+    for (const [name, value] of Object.entries(carried)) result[name] ??= value;
+    result.NODE_OPTIONS = nodeOptionsWithLayer(result.NODE_OPTIONS);
+    return result;
+  };
+  whenBuiltinRequested('child_process', (childProcess: ChildProcessModule) => {
+    patchAsyncSpawn(childProcess, sessionEnv);
+    for (const name of ['spawnSync', 'execSync', 'execFileSync'] as const) {
+      patchSyncSpawn(childProcess, name, sessionEnv);
+    }
+    // ES module namespaces of builtins copy the exports once; bring them up to date.
+    syncBuiltinESMExports();
+  });
 }
 
-function patchSpawn(childProcess: typeof import('node:child_process'), env: NodeJS.ProcessEnv): void {
-  const carried = Object.entries(env).filter(([name]) => name.startsWith('DETOUR_'));
+function patchAsyncSpawn(childProcess: ChildProcessModule, sessionEnv: (env: Env) => Env): void {
   const prototype = childProcess.ChildProcess.prototype as unknown as {
-    spawn(options: { file?: string; envPairs?: string[] }): unknown;
+    spawn(options: { envPairs?: string[] }): unknown;
   };
   const spawn = prototype.spawn;
   prototype.spawn = function detourSpawn(options) {
-    if (options && Array.isArray(options.envPairs) && isNode(options.file)) {
-      const names = new Set(options.envPairs.map((pair) => pair.slice(0, pair.indexOf('='))));
-      const pairs = options.envPairs.filter((pair) => !pair.startsWith('NODE_OPTIONS='));
-      for (const [name, value] of carried) if (!names.has(name)) pairs.push(`${name}=${value}`);
-      const nodeOptions = options.envPairs.find((pair) => pair.startsWith('NODE_OPTIONS='))?.slice(13) ?? '';
-      const hasLayer = nodeOptions.includes('@detour/layer') || nodeOptions.includes(registerPath);
-      pairs.push(
-        `NODE_OPTIONS=${hasLayer ? nodeOptions : `--require ${JSON.stringify(registerPath)} ${nodeOptions}`.trim()}`,
+    if (options && Array.isArray(options.envPairs)) {
+      const env = Object.fromEntries(
+        options.envPairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
       );
-      options.envPairs = pairs;
+      options.envPairs = Object.entries(sessionEnv(env)).map(([name, value]) => `${name}=${value}`);
     }
     return spawn.call(this, options);
   };
 }
 
-function isNode(file: string | undefined): boolean {
-  if (!file) return false;
-  return file === process.execPath || /^node(js)?(\.exe)?$/i.test(path.basename(file));
+/** `spawnSync(file, args?, options?)`, `execFileSync(file, args?, options?)`, `execSync(command, options?)`. */
+function patchSyncSpawn(
+  childProcess: ChildProcessModule,
+  name: 'spawnSync' | 'execSync' | 'execFileSync',
+  sessionEnv: (env: Env) => Env,
+): void {
+  const original = childProcess[name] as (...args: unknown[]) => unknown;
+  const wrapped = function detourSyncSpawn(this: unknown, ...args: unknown[]) {
+    const last = args.at(-1);
+    const hasOptions =
+      args.length > 1 && (last === undefined || (typeof last === 'object' && !Array.isArray(last)));
+    const options = (hasOptions ? (last ?? {}) : {}) as { env?: Env };
+    const withEnv = { ...options, env: sessionEnv(options.env ?? process.env) };
+    return Reflect.apply(original, this, hasOptions ? [...args.slice(0, -1), withEnv] : [...args, withEnv]);
+  };
+  (childProcess as Record<typeof name, unknown>)[name] = wrapped;
 }

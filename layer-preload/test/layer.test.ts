@@ -129,11 +129,24 @@ describe('the layer in a real node app, against a stand-in cluster', () => {
     assert.match(viaLookup.error.message, /ENOTFOUND nope/);
   });
 
-  test('a child node inherits the layer, also when started with a cleaned env', async () => {
-    for (const kind of ['child', 'child-clean-env']) {
+  test('a child node inherits the layer, also when started with a cleaned env, sync or through a shell', async () => {
+    const kinds = [
+      'child',
+      'child-clean-env',
+      'execFileSync-clean-env',
+      'spawnSync-clean-env',
+      'execSync-shell-clean-env',
+    ];
+    for (const kind of kinds) {
       const result = (await app.outside(kind)) as { headers: Record<string, string> };
       assert.match(result.headers?.host ?? '', /^payments/, `${kind}: ${JSON.stringify(result)}`);
     }
+  });
+
+  test("the proxy variables are hidden from the app's own clients and given back to its children", async () => {
+    const result = (await app.outside('proxy-env')) as { own: string | null; child: string };
+    assert.equal(result.own, null, JSON.stringify(result));
+    assert.equal(result.child, cluster.env.http_proxy, JSON.stringify(result));
   });
 
   test('a worker thread inherits the layer', async () => {

@@ -15,6 +15,11 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
   before(async () => {
     rig = new Rig('eg');
     await rig.startApp('cluster', 'payments', { port: ports.payments, host: addresses.cluster });
+    await rig.startApp('cluster', 'payments', {
+      port: ports.paymentsGrpc,
+      host: addresses.cluster,
+      kind: 'grpc',
+    });
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
     await rig.startAgent();
     await rig.startLocalAppSession('dev-e', 'dev-e');
@@ -56,12 +61,12 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
   }
 
   // An app that propagates nothing itself: the layer carries the inbound request's x-dev on each.
-  // grpc-js is left out here: through the agent in these namespaces its call reaches payments but
-  // without x-dev, while the same call carries it on loopback (layer-preload/test, and by hand):
-  // an open bug, recorded on issue 5.
-  for (const client of ['http', 'fetch', 'undici'] as const) {
+  for (const client of ['http', 'fetch', 'undici', 'grpc'] as const) {
     test(`${client}: the call leaves from the agent and carries the inbound request's routing header`, async () => {
-      const target = `http://${paymentsName}:${ports.payments}/propagate`;
+      const target =
+        client === 'grpc'
+          ? `${paymentsName}:${ports.paymentsGrpc}`
+          : `http://${paymentsName}:${ports.payments}/propagate`;
       const result = await rig.curl('cluster', [
         '-sS',
         ...inbound(`/egress?client=${client}&url=${encodeURIComponent(target)}`, 'dev-e'),
@@ -70,7 +75,8 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
       assert.equal(answer.status, 200, JSON.stringify(answer));
       const payments = JSON.parse(answer.body);
       assert.equal(payments.app, 'payments');
-      assert.equal(payments.headers['x-dev'], 'dev-e', JSON.stringify(answer));
+      const dev = client === 'grpc' ? payments.dev : payments.headers['x-dev'];
+      assert.equal(dev, 'dev-e', JSON.stringify(answer));
     });
   }
 

@@ -16,6 +16,8 @@ export const ports = {
   remoteApp: 8080,
   /** A service the local app calls by its cluster name. */
   payments: 9000,
+  /** A gRPC service the local app calls by its cluster name. */
+  paymentsGrpc: 9001,
   localApp: 3000,
   localGrpc: 50051,
 } as const;

@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { proxyVariables } from '@detour/layer/proxy-variables';
 import { DetourError } from '@detour/router/errors';
 import type { EgressRouter } from './egress-router.ts';
 import { createHttpProxyServer } from './http-proxy-session.ts';
@@ -104,9 +105,7 @@ export class EgressProxy {
     return {
       DETOUR_PROXY: hostPort,
       ...this.#options.router.policy.toEnv(),
-      ALL_PROXY: `socks5h://${hostPort}`,
-      HTTP_PROXY: `http://${hostPort}`,
-      HTTPS_PROXY: `http://${hostPort}`,
+      ...proxyVariables(hostPort),
       NO_PROXY: 'localhost,127.0.0.1,::1',
     };
   }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { layerEnv, nodeOptionsWithLayer } from '@detour/layer';
 
 export interface ProcessEnvInput {
-  /** The egress proxy's own variables (DETOUR_PROXY, policy, ALL_PROXY, HTTP(S)_PROXY, NO_PROXY). */
+  /** The egress proxy's own variables (DETOUR_PROXY, policy, the proxy variables, NO_PROXY). */
   proxyEnv: Record<string, string>;
   proxy: { host: string; port: number };
   routingHeaders: readonly string[];
@@ -31,9 +31,6 @@ export function sessionProcessEnv(
   ];
   return {
     ...proxyEnv,
-    http_proxy: proxyEnv.HTTP_PROXY ?? '',
-    https_proxy: proxyEnv.HTTPS_PROXY ?? '',
-    all_proxy: proxyEnv.ALL_PROXY ?? '',
     no_proxy: noProxy,
     [layerEnv.routingHeaders]: input.routingHeaders.join(','),
     NODE_OPTIONS: nodeOptionsWithLayer(base.NODE_OPTIONS),

@@ -9,17 +9,19 @@
  * Routes: any path echoes {app, method, path, httpVersion, headers}; PUT/POST /upload answers the
  * body's sha256; GET /download?bytes=N streams payload bytes; GET /barrier?n=N holds each request
  * until N are in flight; GET /hang never answers; GET /abort sends part of a body then resets;
- * GET /stats; GET /egress?url=U[&client=http|fetch|undici] calls U and relays
- * the answer; /ws is a WebSocket echo.
+ * GET /stats; GET /egress?url=U[&client=http|fetch|undici|grpc] calls U (for grpc a target, whose
+ * Echo/Say it calls) and relays the answer; /ws is a WebSocket echo.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import { request as undiciRequest } from 'undici';
 import { WebSocketServer } from 'ws';
 import { payloadStream } from '../payload.ts';
+import { type EchoMessage, echoClient } from './echo-proto.ts';
 
 const { values } = parseArgs({
   options: {
@@ -46,6 +48,22 @@ async function callOut(client: string, target: string): Promise<{ status: number
     case 'undici': {
       const answer = await undiciRequest(target, { headersTimeout: 10_000 });
       return { status: answer.statusCode, body: await answer.body.text() };
+    }
+    case 'grpc': {
+      const client = echoClient(target);
+      try {
+        const reply = await new Promise<EchoMessage>((resolve, reject) =>
+          client.Say(
+            { text: 'egress', app: '' },
+            new grpc.Metadata(),
+            { deadline: Date.now() + 10_000 },
+            (error, answer) => (error ? reject(error) : resolve(answer)),
+          ),
+        );
+        return { status: 200, body: JSON.stringify(reply) };
+      } finally {
+        client.close();
+      }
     }
     default:
       return await new Promise((resolve, reject) => {

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { type EchoMessage, loadEcho } from '../apps/echo-proto.ts';
+import { type EchoMessage, echoClient } from '../apps/echo-proto.ts';
 
 const { values } = parseArgs({
   options: {
@@ -14,19 +14,7 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '5' },
   },
 });
-const { Echo } = loadEcho();
-const client = new Echo(values.target ?? '', grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-  Say: (
-    message: EchoMessage,
-    metadata: grpc.Metadata,
-    options: grpc.CallOptions,
-    callback: (error: grpc.ServiceError | null, reply: EchoMessage) => void,
-  ) => grpc.ClientUnaryCall;
-  Chat: (
-    metadata: grpc.Metadata,
-    options: grpc.CallOptions,
-  ) => grpc.ClientDuplexStream<EchoMessage, EchoMessage>;
-};
+const client = echoClient(values.target ?? '');
 const metadata = new grpc.Metadata();
 for (const header of values.header ?? []) {
   const at = header.indexOf('=');

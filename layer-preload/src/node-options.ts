@@ -1,0 +1,14 @@
+import { fileURLToPath } from 'node:url';
+
+/** Absolute path of the preload entry, for NODE_OPTIONS of apps outside this workspace. */
+export const registerPath: string = fileURLToPath(new URL('./register.ts', import.meta.url));
+
+/**
+ * NODE_OPTIONS with the layer added (once) in front of what the app already had. `--require`, not
+ * `--import`: it loads the (ESM) layer for CommonJS and ESM apps alike, and only --require preloads
+ * from NODE_OPTIONS run in worker threads too.
+ */
+export function nodeOptionsWithLayer(existing = ''): string {
+  if (existing.includes(registerPath) || existing.includes('@detour/layer')) return existing;
+  return `--require ${JSON.stringify(registerPath)} ${existing}`.trim();
+}

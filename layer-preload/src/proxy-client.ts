@@ -17,7 +17,7 @@ export class DetourProxyDownError extends DetourError {}
 type Connect = (this: net.Socket, options: net.NetConnectOpts) => net.Socket;
 
 /**
- * The layer's side of the proxy protocol: one short SOCKS5 exchange per FORWARD or RESOLVE, on a
+ * The layer's side of the proxy protocol: one short SOCKS5 exchange per FORWARD or RESOLVE_ALL, on a
  * socket dialed with the unpatched connect. Failures come back as the errors the app would have
  * seen without detour (ENOTFOUND, ECONNREFUSED, ...), or DETOUR_PROXY_DOWN when the CLI is not there.
  */
@@ -32,17 +32,26 @@ export class ProxyClient {
 
   /** Has the proxy dial host:port; resolves to the one-shot loopback port that hands it over. */
   forward(host: string, port: number): Promise<{ host: string; port: number }> {
-    return this.#exchange(Command.forward, host, port);
+    return this.#exchange(Command.forward, host, port, async (_socket, bound) => bound);
   }
 
-  async resolve(name: string, family: 0 | 4 | 6): Promise<ResolvedAddress> {
-    const { host } = await this.#exchange(Command.resolve, name, family);
-    const resolved = { address: host, family: net.isIPv6(host) ? (6 as const) : (4 as const) };
-    this.#settings.policy.noteRemoteAddresses([resolved.address]);
-    return resolved;
+  /** Every address of `name` as the cluster resolves it (RESOLVE_ALL), of `family` if not 0. */
+  async resolve(name: string, family: 0 | 4 | 6): Promise<ResolvedAddress[]> {
+    const addresses = await this.#exchange(Command.resolveAll, name, family, async (socket, first) => {
+      const all = [first.host];
+      while (all.length < first.port) all.push((await readAddress(socket)).host);
+      return all;
+    });
+    this.#settings.policy.noteRemoteAddresses(addresses);
+    return addresses.map((address) => ({ address, family: net.isIPv6(address) ? 6 : 4 }));
   }
 
-  async #exchange(command: number, host: string, port: number): Promise<{ host: string; port: number }> {
+  async #exchange<T>(
+    command: number,
+    host: string,
+    port: number,
+    readAnswer: (socket: net.Socket, bound: { host: string; port: number }) => Promise<T>,
+  ): Promise<T> {
     const { proxy, proxyTimeoutMs } = this.#settings;
     const socket = new net.Socket();
     this.#connect.call(socket, { host: proxy.host, port: proxy.port });
@@ -58,19 +67,20 @@ export class ProxyClient {
       ]),
     );
     let reply: number;
-    let bound: { host: string; port: number };
+    let answer: T | undefined;
     try {
       await readExactly(socket, 2);
       reply = (await readExactly(socket, 3))[1] ?? 1;
-      bound = await readAddress(socket);
+      const bound = await readAddress(socket);
+      if (reply === 0) answer = await readAnswer(socket, bound);
     } catch (err) {
       if (err instanceof DetourError) throw err;
       throw proxyDown(String((err as NodeJS.ErrnoException).code ?? err), host, port, proxy, err);
     } finally {
       socket.destroy();
     }
-    if (reply !== 0) throw targetError(errorCodeForReply(reply), command, host, port);
-    return bound;
+    if (reply !== 0 || answer === undefined) throw targetError(errorCodeForReply(reply), command, host, port);
+    return answer;
   }
 }
 
@@ -109,7 +119,7 @@ function targetError(code: string, command: number, host: string, port: number):
     return error;
   }
   const errno = (constants.errno as Record<string, number>)[code];
-  const syscall = command === Command.resolve ? 'getaddrinfo' : 'connect';
+  const syscall = command === Command.resolveAll ? 'getaddrinfo' : 'connect';
   return Object.assign(new Error(`${syscall} ${code} ${host}:${port}`), {
     ...(errno ? { errno: -errno } : {}),
     code,

@@ -19,6 +19,9 @@ import { makeTestCertificate } from '../../tests/support/test-certificate.ts';
 export const clusterAddress = '127.77.0.10';
 export const clusterCidr = '127.77.0.0/16';
 const clusterNames = ['payments', 'payments.staging.svc.cluster.local'];
+/** A cluster name with several addresses of both families (a headless Service's pods). */
+export const multiAddressName = 'orders-headless.staging.svc.cluster.local';
+export const multiAddresses = ['127.77.0.11', '127.77.0.12', 'fd00:77::11'];
 
 export interface FakeCluster {
   proxy: EgressProxy;
@@ -107,7 +110,10 @@ export async function startFakeCluster(): Promise<FakeCluster> {
   const at = (port: number | undefined) => ({ host: '127.0.0.1', port: port ?? 0 });
   const remote = new HostsDialer(
     {
-      names: Object.fromEntries(clusterNames.map((name) => [name, [clusterAddress]])),
+      names: {
+        ...Object.fromEntries(clusterNames.map((name) => [name, [clusterAddress]])),
+        [multiAddressName]: multiAddresses,
+      },
       endpoints: {
         [`${clusterAddress}:80`]: at(httpPort),
         [`${clusterAddress}:443`]: at(httpsPort),

@@ -7,6 +7,7 @@ import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import {
   clusterAddress,
   type FakeCluster,
+  multiAddresses,
   type RunningApp,
   startApp,
   startFakeCluster,
@@ -118,6 +119,31 @@ describe('the layer in a real node app, against a stand-in cluster', () => {
   test('dns.lookup and dns.promises.lookup of cluster names resolve inside the cluster', async () => {
     assert.deepEqual(await app.outside('lookup'), { address: clusterAddress, family: 4 });
     assert.deepEqual(await app.outside('lookup-callback'), [{ address: clusterAddress, family: 4 }]);
+  });
+
+  test('every address of a name, through lookup with all, resolve4/6 and Resolver instances', async () => {
+    const result = (await app.outside('dns-all')) as Record<string, unknown>;
+    const [v4a, v4b, v6] = multiAddresses;
+    assert.deepEqual(result.lookupAll, [
+      { address: v4a, family: 4 },
+      { address: v4b, family: 4 },
+      { address: v6, family: 6 },
+    ]);
+    assert.deepEqual(result.lookupFirst, { address: v4a, family: 4 });
+    assert.deepEqual(result.resolve4, [v4a, v4b]);
+    assert.deepEqual(result.resolve6, [v6]);
+    assert.deepEqual(result.resolveA, [v4a, v4b]);
+    assert.deepEqual(result.resolverTtl, [
+      { address: v4a, ttl: 0 },
+      { address: v4b, ttl: 0 },
+    ]);
+    assert.deepEqual(result.promisesResolver, [v4a, v4b]);
+    const srv = result.srv as { error: { code: string; message: string } };
+    assert.equal(srv.error.code, 'ENOTIMP');
+    assert.match(srv.error.message, /querySRV ENOTIMP .*detour answers only A and AAAA/);
+    const unknown = result.unknown as { error: { code: string; message: string } };
+    assert.equal(unknown.error.code, 'ENOTFOUND');
+    assert.match(unknown.error.message, /^queryA ENOTFOUND nope\.staging\.svc\.cluster\.local$/);
   });
 
   test('a name the cluster cannot resolve fails with ENOTFOUND for that name', async () => {

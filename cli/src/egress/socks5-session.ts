@@ -43,13 +43,19 @@ export async function serveSocks5(socket: net.Socket, ctx: ProxyContext): Promis
       await relay(socket, upstream);
       return;
     }
-    case Command.resolve: {
+    case Command.resolve:
+    case Command.resolveAll: {
       // Tor's extension: DST.PORT is unused there; detour's layer puts the address family (0/4/6) in it.
       ctx.stats.socksResolve++;
       const family = port === 4 || port === 6 ? port : 0;
       try {
-        const [first] = await ctx.router.lookup(host, family);
-        socket.end(first ? reply(Reply.succeeded, first.address, 0) : reply(Reply.hostUnreachable));
+        const [first, ...rest] = await ctx.router.lookup(host, family);
+        if (!first) socket.end(reply(Reply.hostUnreachable));
+        else if (command === Command.resolve) socket.end(reply(Reply.succeeded, first.address, 0));
+        else {
+          const others = rest.map((found) => encodeAddress(found.address, 0));
+          socket.end(Buffer.concat([reply(Reply.succeeded, first.address, rest.length + 1), ...others]));
+        }
       } catch (err) {
         socket.end(reply(replyForErrorCode(codeOf(err), false)));
       }

@@ -4,8 +4,10 @@ import type { Readable } from 'node:stream';
 /**
  * The SOCKS5 wire format (RFC 1928) as detour's loopback egress proxy speaks it, shared by the proxy
  * and by the Node preload layer (its client). Besides CONNECT it serves Tor's RESOLVE (0xF0, remote
- * DNS for SOCKS clients) and detour's own FORWARD (0xDE), with which the layer asks the proxy to dial
- * a target and hand the connection over on a one-shot loopback port (see the layer's README).
+ * DNS for SOCKS clients, one address), and two commands of detour's own for the layer: FORWARD
+ * (0xDE) asks the proxy to dial a target and hand the connection over on a one-shot loopback port
+ * (see the layer's README); RESOLVE_ALL (0xDF) answers every address of a name: BND.ADDR is the
+ * first, BND.PORT their number, and the others follow as ATYP + ADDR + PORT(0) fields.
  */
 export const SOCKS_VERSION = 0x05;
 export const AUTH_NONE = 0x00;
@@ -17,6 +19,7 @@ export const Command = {
   udpAssociate: 0x03,
   resolve: 0xf0,
   forward: 0xde,
+  resolveAll: 0xdf,
 } as const;
 export const AddressType = { ipv4: 0x01, domain: 0x03, ipv6: 0x04 } as const;
 

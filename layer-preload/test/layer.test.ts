@@ -15,7 +15,7 @@ import {
 
 // --require (not --import) because only --require preloads from NODE_OPTIONS also run in worker threads.
 const layer = { NODE_OPTIONS: '--require @detour/layer/register', DETOUR_ROUTING_HEADERS: 'x-dev,baggage' };
-const httpKinds = ['http', 'https', 'fetch', 'undici', 'undici7'] as const;
+const httpKinds = ['http', 'http-agent', 'https', 'fetch', 'undici', 'undici7'] as const;
 
 describe('the layer in a real node app, against a stand-in cluster', () => {
   let cluster: FakeCluster;

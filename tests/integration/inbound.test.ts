@@ -106,7 +106,7 @@ describe('inbound: cluster caller → agent → tunnel → CLI → local app', {
       if (answer.json.error) throw new Error(String(answer.json.error));
       return answer.json;
     });
-    assert.deepEqual(result.unary, { text: 'hello', app: 'local-grpc' });
+    assert.deepEqual(result.unary, { text: 'hello', app: 'local-grpc', dev: 'dev-grpc' });
     assert.equal(result.unaryTrailer, 'local-grpc', 'trailers (grpc-status, metadata) come back');
     const chat = result.chat as Array<{ text: string; app: string }>;
     assert.equal(chat.length, 20);

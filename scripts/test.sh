@@ -25,8 +25,9 @@ step "local cluster with its node, and the mesh's binaries (built on first use)"
 export DETOUR_CLUSTER_TIER=2
 started_cluster=0
 node tests/cluster/cli.ts status >/dev/null 2>&1 || started_cluster=1
-node tests/cluster/cli.ts up --tier=2
+# Set before `up`: a start that fails half-way must not leave its components running either.
 if [ "$started_cluster" = 1 ]; then trap 'node tests/cluster/cli.ts down || true' EXIT; fi
+node tests/cluster/cli.ts up --tier=2
 bash tests/cluster/build/istio/build.sh
 bash tests/cluster/build/istio/proxy-image.sh
 

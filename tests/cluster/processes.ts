@@ -83,8 +83,23 @@ export function startProcess(
   closeSync(log);
   if (child.pid === undefined) throw new Error(`could not start ${spec.binary}`);
   child.unref();
+  awaitExec(child.pid, spec.binary);
   writeFileSync(pidFile(pidDir, spec.name), `${child.pid}\n`);
   return { pid: child.pid, started: true };
+}
+
+/**
+ * spawn returns once the child's close-on-exec pipe closes, which the kernel does before it has set
+ * up the new program's argv: for that instant /proc/<pid>/cmdline is empty, and a pid check then
+ * would take the new process for a stale pid file. Waits (at most 2 s) until cmdline names the
+ * binary or the process is gone.
+ */
+function awaitExec(pid: number, binary: string): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let waited = 0; waited < 2000 && !isAliveAs(pid, binary); waited += 10) {
+    if (!existsSync(`/proc/${pid}`)) return;
+    Atomics.wait(pause, 0, 0, 10);
+  }
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`. Resolves once the process is gone. */

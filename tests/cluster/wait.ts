@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor as poll } from '../support/wait.ts';
 import { ClusterError } from './errors.ts';
 
 export interface WaitOptions {
@@ -6,33 +6,19 @@ export interface WaitOptions {
   intervalMs?: number;
 }
 
-/**
- * Polls `check` until it returns a value other than undefined/false, or throws CLUSTER_TIMEOUT naming
- * `what` and the last error seen (the useful part when a component never comes up).
- */
-export async function waitFor<T>(
+/** The cluster's waits: `support/wait.ts` with the cluster's defaults, timing out with CLUSTER_TIMEOUT. */
+export function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   options: WaitOptions = {},
 ): Promise<T> {
-  const timeoutMs = options.timeoutMs ?? 60_000;
-  const intervalMs = options.intervalMs ?? 250;
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const result = await check();
-      if (result !== undefined && result !== false) return result;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() >= deadline) {
-      const detail = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
-      throw new ClusterError(
-        'CLUSTER_TIMEOUT',
-        `timed out after ${timeoutMs} ms waiting for ${what}${detail}`,
-      );
-    }
-    await sleep(intervalMs);
-  }
+  return poll(
+    {
+      what,
+      timeoutMs: options.timeoutMs ?? 60_000,
+      intervalMs: options.intervalMs ?? 250,
+      timeoutError: (message) => new ClusterError('CLUSTER_TIMEOUT', message),
+    },
+    check,
+  );
 }

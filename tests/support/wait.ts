@@ -7,11 +7,13 @@ export interface WaitOptions {
   intervalMs?: number;
   /** Extra context for the timeout message (e.g. the last lines a process printed). */
   detail?: () => string;
+  /** The error to throw on timeout, from its message (default: a plain Error). */
+  timeoutError?: (message: string) => Error;
 }
 
 /**
- * Polls `check` until it returns something other than undefined/false. Every wait in the integration
- * tests is bounded: on timeout the error names what never happened and the last error seen.
+ * Polls `check` until it returns something other than undefined/false. Every wait in the tests and
+ * the local cluster is bounded: on timeout the error names what never happened and the last error seen.
  */
 export async function waitFor<T>(
   options: WaitOptions,
@@ -29,7 +31,8 @@ export async function waitFor<T>(
     if (Date.now() >= deadline) {
       const last = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
       const detail = options.detail ? `\n${options.detail()}` : '';
-      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${options.what}${last}${detail}`);
+      const message = `timed out after ${options.timeoutMs} ms waiting for ${options.what}${last}${detail}`;
+      throw options.timeoutError ? options.timeoutError(message) : new Error(message);
     }
     await sleep(options.intervalMs ?? 100);
   }

@@ -26,7 +26,8 @@ export DETOUR_CLUSTER_TIER=2
 started_cluster=0
 node tests/cluster/cli.ts status >/dev/null 2>&1 || started_cluster=1
 # Set before `up`: a start that fails half-way must not leave its components running either.
-if [ "$started_cluster" = 1 ]; then trap 'node tests/cluster/cli.ts down || true' EXIT; fi
+# mesh.ts down: istiod and its relays (started by the e2e) too, then the cluster.
+if [ "$started_cluster" = 1 ]; then trap 'node tests/cluster/mesh.ts down || true' EXIT; fi
 node tests/cluster/cli.ts up --tier=2
 bash tests/cluster/build/istio/build.sh
 bash tests/cluster/build/istio/proxy-image.sh

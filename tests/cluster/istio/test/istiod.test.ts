@@ -26,6 +26,14 @@ import { requireEnvoy, requireIstioBinaries, sidecarsDir } from '../paths.ts';
 import { headerRoutes, median, subsetCluster } from '../routes.ts';
 import { type Sidecar, startSidecar, startXdsRelay, type XdsRelay } from '../sidecar.ts';
 import { createWorkloadNet, type WorkloadNet } from '../workload-net.ts';
+import {
+  clientSidecar,
+  curlEcho,
+  peerAuthentication,
+  serverSidecar,
+  workloadEntry,
+  yamlDocs,
+} from './mesh-fixtures.ts';
 
 const ns = `detour-mesh-${process.pid}`;
 const ordersHost = `orders.${ns}.svc.cluster.local`;
@@ -34,26 +42,6 @@ const servicePort = 8080;
 const gatewayPort = 8081;
 const workloads = ['caller', 'orders-v1', 'orders-v2', 'gateway'] as const;
 const log = (line: string) => console.log(`# ${line}`);
-
-function yamlDocs(...docs: object[]): string {
-  return docs.map((doc) => JSON.stringify(doc)).join('\n---\n');
-}
-
-function workloadEntry(
-  name: string,
-  address: string,
-  labels: Record<string, string>,
-  serviceAccount: string,
-) {
-  return {
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'WorkloadEntry',
-    metadata: { name, namespace: ns },
-    // tlsMode=istio is what auto-mTLS looks for on an endpoint (the injector puts it on pods): without
-    // it clients send plain text, which STRICT refuses.
-    spec: { address, labels: { ...labels, 'security.istio.io/tlsMode': 'istio' }, serviceAccount },
-  };
-}
 
 function virtualService(devValue: string) {
   return {
@@ -88,9 +76,9 @@ function meshObjects(net: WorkloadNet): string {
         ports: [{ name: 'http', port: servicePort, targetPort: servicePort }],
       },
     },
-    workloadEntry('caller', address('caller'), { app: 'caller' }, 'caller'),
-    workloadEntry('orders-v1', address('orders-v1'), { app: 'orders', version: 'v1' }, 'orders'),
-    workloadEntry('orders-v2', address('orders-v2'), { app: 'orders', version: 'v2' }, 'orders'),
+    workloadEntry(ns, 'caller', address('caller'), { app: 'caller' }, 'caller'),
+    workloadEntry(ns, 'orders-v1', address('orders-v1'), { app: 'orders', version: 'v1' }, 'orders'),
+    workloadEntry(ns, 'orders-v2', address('orders-v2'), { app: 'orders', version: 'v2' }, 'orders'),
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'gateway', namespace: ns } },
     // An ingress gateway: upstream Envoy as `pilot-agent proxy router`, selected by its labels.
     {
@@ -114,46 +102,9 @@ function meshObjects(net: WorkloadNet): string {
         ],
       },
     },
-    {
-      apiVersion: 'security.istio.io/v1',
-      kind: 'PeerAuthentication',
-      metadata: { name: 'default', namespace: ns },
-      spec: { mtls: { mode: 'STRICT' } },
-    },
-    // No iptables: the caller's app sends to Envoy at 127.0.0.1:8080; orders' Envoy listens on the
-    // workload address and forwards to the app on loopback.
-    {
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'Sidecar',
-      metadata: { name: 'caller', namespace: ns },
-      spec: {
-        workloadSelector: { labels: { app: 'caller' } },
-        egress: [
-          {
-            port: { number: servicePort, protocol: 'HTTP', name: 'http' },
-            bind: '127.0.0.1',
-            captureMode: 'NONE',
-            hosts: ['./*'],
-          },
-        ],
-      },
-    },
-    {
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'Sidecar',
-      metadata: { name: 'orders', namespace: ns },
-      spec: {
-        workloadSelector: { labels: { app: 'orders' } },
-        ingress: [
-          {
-            port: { number: servicePort, protocol: 'HTTP', name: 'http' },
-            defaultEndpoint: `127.0.0.1:${appPort}`,
-            captureMode: 'NONE',
-          },
-        ],
-        egress: [{ hosts: ['./*'] }],
-      },
-    },
+    peerAuthentication(ns, 'STRICT'),
+    clientSidecar(ns, 'caller', servicePort),
+    serverSidecar(ns, 'orders', servicePort, appPort),
   );
 }
 
@@ -177,20 +128,10 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
   const sidecars: Record<string, Sidecar> = {};
 
   /** A request from the caller's app through its sidecar (Envoy's egress listener on 127.0.0.1:8080). */
-  const send = async (headers: string[]) =>
-    JSON.parse(
-      await (sidecars.caller as Sidecar).exec([
-        'curl',
-        '-sS',
-        '--fail-with-body',
-        '--max-time',
-        '5',
-        ...headers.flatMap((h) => ['-H', h]),
-        '-H',
-        `host: ${ordersHost}:${servicePort}`,
-        `http://127.0.0.1:${servicePort}/orders`,
-      ]),
-    ) as { name: string; headers: Record<string, string> };
+  const send = (headers: string[]) =>
+    curlEcho(sidecars.caller as Sidecar, `http://127.0.0.1:${servicePort}/orders`, {
+      headers: [...headers, `host: ${ordersHost}:${servicePort}`],
+    });
 
   before(async () => {
     requireIstioBinaries();
@@ -340,20 +281,10 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
   it('an ingress gateway (pilot-agent proxy router + upstream Envoy) routes by x-dev into the mesh over mTLS', async () => {
     const caller = sidecars.caller as Sidecar;
     // From the caller's namespace straight to the gateway's address: plain text in, mTLS to orders.
-    const viaGateway = async (headers: string[]) =>
-      JSON.parse(
-        await caller.exec([
-          'curl',
-          '-sS',
-          '--fail-with-body',
-          '--max-time',
-          '5',
-          ...headers.flatMap((h) => ['-H', h]),
-          '-H',
-          'host: shop.example',
-          `http://${net?.addresses.gateway}:${gatewayPort}/`,
-        ]),
-      ) as { name: string; headers: Record<string, string> };
+    const viaGateway = (headers: string[]) =>
+      curlEcho(caller, `http://${net?.addresses.gateway}:${gatewayPort}/`, {
+        headers: [...headers, 'host: shop.example'],
+      });
     const plain = await waitFor('a request through the gateway', () => viaGateway([]), {
       timeoutMs: 30_000,
       intervalMs: 500,
@@ -368,27 +299,11 @@ describe('tier 3 mesh: istiod drives upstream Envoy sidecars', () => {
   });
 
   it('PERMISSIVE (the mesh default): sidecar traffic still uses mTLS, plain text is accepted too', async () => {
-    await applyManifest(
-      yamlDocs({
-        apiVersion: 'security.istio.io/v1',
-        kind: 'PeerAuthentication',
-        metadata: { name: 'default', namespace: ns },
-        spec: { mtls: { mode: 'PERMISSIVE' } },
-      }),
-    );
+    await applyManifest(yamlDocs(peerAuthentication(ns, 'PERMISSIVE')));
     const caller = sidecars.caller as Sidecar;
     const direct = await waitFor(
       'orders-v1 to accept plain text once PERMISSIVE reaches its Envoy',
-      async () =>
-        JSON.parse(
-          await caller.exec([
-            'curl',
-            '-sS',
-            '--max-time',
-            '3',
-            `http://${net?.addresses['orders-v1']}:${servicePort}/`,
-          ]),
-        ) as { name: string; headers: Record<string, string> },
+      () => curlEcho(caller, `http://${net?.addresses['orders-v1']}:${servicePort}/`, { maxTimeSeconds: 3 }),
       { timeoutMs: 30_000, intervalMs: 200 },
     );
     assert.equal(direct.name, 'orders-v1');

@@ -21,12 +21,19 @@ import { requireEnvoy, requireIstioBinaries, sidecarsDir } from '../paths.ts';
 import { proxyImageArchive, requireProxyImage, unpackProxyImage } from '../proxy-image.ts';
 import { type Sidecar, startSidecar, startXdsRelay, type XdsRelay } from '../sidecar.ts';
 import { createWorkloadNet, type WorkloadNet } from '../workload-net.ts';
+import {
+  clientSidecar,
+  curlEcho,
+  peerAuthentication,
+  serverSidecar,
+  workloadEntry,
+  yamlDocs,
+} from './mesh-fixtures.ts';
 
 const ns = `detour-img-${process.pid}`;
 const host = `orders.${ns}.svc.cluster.local`;
 const workloads = ['caller', 'orders', 'init'] as const;
 const log = (line: string) => console.log(`# ${line}`);
-const docs = (...items: object[]) => items.map((item) => JSON.stringify(item)).join('\n---\n');
 
 it('has the sidecar image (built by tests/cluster/build/istio/proxy-image.sh)', () => {
   requireProxyImage();
@@ -53,19 +60,11 @@ describe(`sidecar image ${proxyImageArchive.split('/').pop()}`, () => {
     istiodStarted = (await startIstiod({ log })).started;
     net = createWorkloadNet('img', workloads);
     await deleteStaleTestNamespaces();
-    const entry = (name: string, labels: Record<string, string>, serviceAccount: string) => ({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'WorkloadEntry',
-      metadata: { name, namespace: ns },
-      spec: {
-        address: net?.addresses[name],
-        labels: { ...labels, 'security.istio.io/tlsMode': 'istio' },
-        serviceAccount,
-      },
-    });
-    await applyManifest(docs({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }));
+    const entry = (name: string, labels: Record<string, string>, serviceAccount: string) =>
+      workloadEntry(ns, name, net?.addresses[name] as string, labels, serviceAccount);
+    await applyManifest(yamlDocs({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }));
     await applyManifest(
-      docs(
+      yamlDocs(
         { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'caller', namespace: ns } },
         { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'orders', namespace: ns } },
         {
@@ -76,44 +75,9 @@ describe(`sidecar image ${proxyImageArchive.split('/').pop()}`, () => {
         },
         entry('caller', { app: 'caller' }, 'caller'),
         entry('orders', { app: 'orders' }, 'orders'),
-        {
-          apiVersion: 'security.istio.io/v1',
-          kind: 'PeerAuthentication',
-          metadata: { name: 'default', namespace: ns },
-          spec: { mtls: { mode: 'STRICT' } },
-        },
-        {
-          apiVersion: 'networking.istio.io/v1',
-          kind: 'Sidecar',
-          metadata: { name: 'caller', namespace: ns },
-          spec: {
-            workloadSelector: { labels: { app: 'caller' } },
-            egress: [
-              {
-                port: { number: 8080, protocol: 'HTTP', name: 'http' },
-                bind: '127.0.0.1',
-                captureMode: 'NONE',
-                hosts: ['./*'],
-              },
-            ],
-          },
-        },
-        {
-          apiVersion: 'networking.istio.io/v1',
-          kind: 'Sidecar',
-          metadata: { name: 'orders', namespace: ns },
-          spec: {
-            workloadSelector: { labels: { app: 'orders' } },
-            ingress: [
-              {
-                port: { number: 8080, protocol: 'HTTP', name: 'http' },
-                defaultEndpoint: '127.0.0.1:18080',
-                captureMode: 'NONE',
-              },
-            ],
-            egress: [{ hosts: ['./*'] }],
-          },
-        },
+        peerAuthentication(ns, 'STRICT'),
+        clientSidecar(ns, 'caller', 8080),
+        serverSidecar(ns, 'orders', 8080, 18080),
       ),
     );
     relay = await startXdsRelay();
@@ -191,19 +155,7 @@ describe(`sidecar image ${proxyImageArchive.split('/').pop()}`, () => {
     const caller = sidecars[1] as Sidecar;
     const reply = await waitFor(
       'a request from the caller through both sidecars',
-      async () =>
-        JSON.parse(
-          await caller.exec([
-            'curl',
-            '-sS',
-            '--fail-with-body',
-            '--max-time',
-            '5',
-            '-H',
-            `host: ${host}:8080`,
-            'http://127.0.0.1:8080/',
-          ]),
-        ) as { name: string; headers: Record<string, string> },
+      () => curlEcho(caller, 'http://127.0.0.1:8080/', { headers: [`host: ${host}:8080`] }),
       { timeoutMs: 30_000, intervalMs: 500 },
     );
     assert.equal(reply.name, 'orders');

@@ -1,0 +1,62 @@
+// One hop of the sample system: an HTTP server that answers JSON naming its service, version and
+// pod, the routing headers it received, who called it (the SPIFFE identity the caller's sidecar
+// presented, from the x-forwarded-client-cert header the server-side sidecar sets), and the answer
+// of the next hop, called by its cluster name with the routing headers it received (x-dev,
+// baggage). Copied beside the apps into the sample image, where no repo package exists.
+import { createServer } from 'node:http';
+
+export interface Hop {
+  service: string;
+  port: number;
+  version: string;
+  pod: string;
+  /** The next hop's URL; none for the last one. */
+  next?: string;
+  /** How long to wait for the next hop. */
+  timeoutMs?: number;
+}
+
+const propagated = ['x-dev', 'baggage'];
+
+/** The URI= element of x-forwarded-client-cert: the calling workload's mesh identity. */
+function callerIdentity(xfcc: string | undefined): string | null {
+  return /URI=([^;,]+)/.exec(xfcc ?? '')?.[1] ?? null;
+}
+
+async function call(url: string, headers: Record<string, string>, timeoutMs: number) {
+  try {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { url, status: res.status, body };
+  } catch (error) {
+    return { url, status: 0, error: (error as Error).message };
+  }
+}
+
+export function serveHop(hop: Hop): void {
+  createServer(async (req, res) => {
+    const headers: Record<string, string> = {};
+    for (const name of propagated) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const body = {
+      service: hop.service,
+      version: hop.version,
+      pod: hop.pod,
+      path: req.url,
+      from: callerIdentity(req.headers['x-forwarded-client-cert'] as string | undefined),
+      headers: { 'x-dev': req.headers['x-dev'] ?? null, baggage: req.headers.baggage ?? null },
+      called: hop.next ? [await call(hop.next, headers, hop.timeoutMs ?? 5000)] : [],
+    };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  }).listen(hop.port, () => console.log(`${hop.service} ${hop.version} listening on ${hop.port}`));
+  process.once('SIGTERM', () => process.exit(0));
+}

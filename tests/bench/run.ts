@@ -29,7 +29,15 @@ import {
   waitForOutput,
   waitForPort,
 } from './lib/processes.ts';
-import { makeRecord, type ResultRecord, round, table } from './lib/results.ts';
+import {
+  atLeast,
+  atMost,
+  type Comparison,
+  caseRecords,
+  type ResultRecord,
+  round,
+  table,
+} from './lib/results.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 
 const { values: flags } = parseArgs({
@@ -235,78 +243,56 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
   for (const v of variants) {
     const get = (s: string, f: (r: WrkResult) => number) => (results.get(`${s}|${v.name}`) ?? []).map(f);
     const c = `1 proxying (${v.name})`;
+    const info = 'for information';
+    const rps = (name: string) => get(name, (r) => r.rps);
+    const p50 = (name: string) => get(name, (r) => r.p50Ms);
+    const p99 = (name: string) => get(name, (r) => r.p99Ms);
     records.push(
-      makeRecord({
-        case: c,
-        subject: 'agent',
-        reference: 'envoy',
-        metric: 'requests/s',
-        unit: 'req/s',
-        subjectSamples: get('agent', (r) => r.rps),
-        referenceSamples: get('envoy', (r) => r.rps),
-        goal: { on: 'ratio', op: '>=', target: 0.5, text: '>= 0.5x envoy' },
-        notes,
-      }),
-      makeRecord({
-        case: c,
-        subject: 'agent',
-        reference: 'http-proxy',
-        metric: 'requests/s',
-        unit: 'req/s',
-        subjectSamples: get('agent', (r) => r.rps),
-        referenceSamples: get('http-proxy', (r) => r.rps),
-        goal: { on: 'ratio', op: '>=', target: 3, text: '>= 3x http-proxy' },
-        notes,
-      }),
-      makeRecord({
-        case: c,
-        subject: 'agent',
-        reference: 'envoy',
-        metric: 'p99 latency',
-        unit: 'ms',
-        subjectSamples: get('agent', (r) => r.p99Ms),
-        referenceSamples: get('envoy', (r) => r.p99Ms),
-        goal: { on: 'ratio', op: '<=', target: 2, text: '<= 2x envoy' },
-        notes,
-      }),
-      makeRecord({
-        case: c,
-        subject: 'agent',
-        reference: 'envoy',
-        metric: 'p50 latency',
-        unit: 'ms',
-        subjectSamples: get('agent', (r) => r.p50Ms),
-        referenceSamples: get('envoy', (r) => r.p50Ms),
-        goal: null,
-        notes: 'for information',
-      }),
-      ...(v.header === undefined
-        ? [
-            makeRecord({
-              case: c,
-              subject: 'backend alone',
-              reference: 'envoy',
-              metric: 'requests/s',
-              unit: 'req/s',
-              subjectSamples: get('backend alone', (r) => r.rps),
-              referenceSamples: get('envoy', (r) => r.rps),
-              goal: null,
-              notes:
+      ...caseRecords(c, notes, [
+        [
+          'agent',
+          'envoy',
+          'requests/s',
+          'req/s',
+          rps('agent'),
+          rps('envoy'),
+          atLeast(0.5, 'ratio', '>= 0.5x envoy'),
+        ],
+        [
+          'agent',
+          'http-proxy',
+          'requests/s',
+          'req/s',
+          rps('agent'),
+          rps('http-proxy'),
+          atLeast(3, 'ratio', '>= 3x http-proxy'),
+        ],
+        [
+          'agent',
+          'envoy',
+          'p99 latency',
+          'ms',
+          p99('agent'),
+          p99('envoy'),
+          atMost(2, 'ratio', '<= 2x envoy'),
+        ],
+        ['agent', 'envoy', 'p50 latency', 'ms', p50('agent'), p50('envoy'), null, info],
+        ...(v.header === undefined
+          ? [
+              [
+                'backend alone',
+                'envoy',
+                'requests/s',
+                'req/s',
+                rps('backend alone'),
+                rps('envoy'),
+                null,
                 'for information: wrk straight to the backend, same core; far above every proxy means the proxy core is the bottleneck',
-            }),
-          ]
-        : []),
-      makeRecord({
-        case: c,
-        subject: 'http-proxy',
-        reference: 'envoy',
-        metric: 'p99 latency',
-        unit: 'ms',
-        subjectSamples: get('http-proxy', (r) => r.p99Ms),
-        referenceSamples: get('envoy', (r) => r.p99Ms),
-        goal: null,
-        notes: 'for information',
-      }),
+              ] satisfies Comparison,
+            ]
+          : []),
+        ['http-proxy', 'envoy', 'p99 latency', 'ms', p99('http-proxy'), p99('envoy'), null, info],
+      ]),
     );
   }
 }
@@ -350,51 +336,23 @@ async function caseSteal(ports: Ports, records: ResultRecord[]): Promise<void> {
     (samples.get(name) ?? []).map(f);
   const notes = `h2load --h1, ${clients} connections at ${rate / clients} req/s each = ${rate} req/s, ${seconds} s per run, on CPU ${LOAD_CPU}; steal path = agent inbound (CPU ${PROXY_CPU}) -> tunnel -> CLI (CPU ${LOAD_CPU}) -> local app; local app = the Envoy backend; latency = send to end of response per request (h2load --log-file)`;
   const c = '2 steal path at 1,000 req/s';
+  const both = (f: (r: Awaited<ReturnType<typeof runFixedRate>>) => number) =>
+    [get('steal path', f), get('direct', f)] as const;
   records.push(
-    makeRecord({
-      case: c,
-      subject: 'steal path',
-      reference: 'direct',
-      metric: 'p50 latency',
-      unit: 'ms',
-      subjectSamples: get('steal path', (r) => r.p50Ms),
-      referenceSamples: get('direct', (r) => r.p50Ms),
-      goal: { on: 'added', op: '<=', target: 1, text: '<= +1 ms' },
-      notes,
-    }),
-    makeRecord({
-      case: c,
-      subject: 'steal path',
-      reference: 'direct',
-      metric: 'p99 latency',
-      unit: 'ms',
-      subjectSamples: get('steal path', (r) => r.p99Ms),
-      referenceSamples: get('direct', (r) => r.p99Ms),
-      goal: { on: 'added', op: '<=', target: 5, text: '<= +5 ms' },
-      notes,
-    }),
-    makeRecord({
-      case: c,
-      subject: 'steal path',
-      reference: 'direct',
-      metric: 'p99.9 latency',
-      unit: 'ms',
-      subjectSamples: get('steal path', (r) => r.p999Ms),
-      referenceSamples: get('direct', (r) => r.p999Ms),
-      goal: null,
-      notes: 'for information',
-    }),
-    makeRecord({
-      case: c,
-      subject: 'steal path',
-      reference: 'direct',
-      metric: 'achieved rate',
-      unit: 'req/s',
-      subjectSamples: get('steal path', (r) => r.achievedRps),
-      referenceSamples: get('direct', (r) => r.achievedRps),
-      goal: null,
-      notes: 'the generator kept the fixed rate if both are ~1000',
-    }),
+    ...caseRecords(c, notes, [
+      ['steal path', 'direct', 'p50 latency', 'ms', ...both((r) => r.p50Ms), atMost(1, 'added', '<= +1 ms')],
+      ['steal path', 'direct', 'p99 latency', 'ms', ...both((r) => r.p99Ms), atMost(5, 'added', '<= +5 ms')],
+      ['steal path', 'direct', 'p99.9 latency', 'ms', ...both((r) => r.p999Ms), null, 'for information'],
+      [
+        'steal path',
+        'direct',
+        'achieved rate',
+        'req/s',
+        ...both((r) => r.achievedRps),
+        null,
+        'the generator kept the fixed rate if both are ~1000',
+      ],
+    ]),
   );
 }
 
@@ -449,28 +407,18 @@ async function caseBulkEgress(ports: Ports, records: ResultRecord[]): Promise<vo
   const notes = `${(bulkBytes / 2 ** 30).toFixed(2)} GiB one TCP connection; tunnel = sender -> CLI HTTP CONNECT proxy (from the session's HTTP_PROXY) -> tunnel -> agent -> sink; direct = sender -> sink; not pinned (sender, CLI, agent and sink share the 2 cores)`;
   const c = '3 bulk egress';
   records.push(
-    makeRecord({
-      case: c,
-      subject: 'through tunnel',
-      reference: 'direct loopback',
-      metric: 'throughput',
-      unit: 'Gbit/s',
-      subjectSamples: tunnelled,
-      referenceSamples: direct,
-      goal: { on: 'ratio', op: '>=', target: 0.4, text: '>= 0.4x direct' },
-      notes,
-    }),
-    makeRecord({
-      case: c,
-      subject: 'through tunnel',
-      reference: null,
-      metric: 'throughput',
-      unit: 'Gbit/s',
-      subjectSamples: tunnelled,
-      referenceSamples: null,
-      goal: { on: 'value', op: '>=', target: 1, text: '>= 1 Gbit/s' },
-      notes,
-    }),
+    ...caseRecords(c, notes, [
+      [
+        'through tunnel',
+        'direct loopback',
+        'throughput',
+        'Gbit/s',
+        tunnelled,
+        direct,
+        atLeast(0.4, 'ratio', '>= 0.4x direct'),
+      ],
+      ['through tunnel', null, 'throughput', 'Gbit/s', tunnelled, null, atLeast(1, 'value', '>= 1 Gbit/s')],
+    ]),
   );
 }
 
@@ -552,29 +500,12 @@ async function caseMemory(ports: Ports, records: ResultRecord[]): Promise<void> 
   rmSync(tsFile, { force: true });
   const notes = `for scale: an idle bare node ${bareRss.toFixed(1)} MiB, an idle node running a .ts file ${bareTsRss.toFixed(1)} MiB; ${heldConnections} egress connections held open through \`detour exec\` (HTTP CONNECT) -> tunnel -> agent -> loopback echo server, each checked with a round-trip; RSS from /proc/<pid>/status; fresh agent per run; agent open tunnel streams at measurement: ${streams}`;
   const c = `4 agent memory, ${heldConnections} tunnelled connections`;
+  const goal = atMost(100e6 / 2 ** 20, 'value', '<= 100 MB (95.4 MiB)');
   records.push(
-    makeRecord({
-      case: c,
-      subject: 'agent VmRSS',
-      reference: 'agent VmRSS idle',
-      metric: 'resident memory',
-      unit: 'MiB',
-      subjectSamples: loaded,
-      referenceSamples: idle,
-      goal: { on: 'value', op: '<=', target: 100e6 / 2 ** 20, text: '<= 100 MB (95.4 MiB)' },
-      notes,
-    }),
-    makeRecord({
-      case: c,
-      subject: 'agent VmHWM',
-      reference: null,
-      metric: 'peak resident memory',
-      unit: 'MiB',
-      subjectSamples: peak,
-      referenceSamples: null,
-      goal: { on: 'value', op: '<=', target: 100e6 / 2 ** 20, text: '<= 100 MB (95.4 MiB)' },
-      notes,
-    }),
+    ...caseRecords(c, notes, [
+      ['agent VmRSS', 'agent VmRSS idle', 'resident memory', 'MiB', loaded, idle, goal],
+      ['agent VmHWM', null, 'peak resident memory', 'MiB', peak, null, goal],
+    ]),
   );
 }
 

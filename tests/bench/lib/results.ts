@@ -8,6 +8,19 @@ export interface Goal {
   text: string;
 }
 
+export const atLeast = (target: number, on: Goal['on'], text: string): Goal => ({
+  on,
+  op: '>=',
+  target,
+  text,
+});
+export const atMost = (target: number, on: Goal['on'], text: string): Goal => ({
+  on,
+  op: '<=',
+  target,
+  text,
+});
+
 export interface ResultRecord {
   case: string;
   subject: string;
@@ -50,6 +63,38 @@ export function round(x: number, digits = 3): number {
   if (!Number.isFinite(x)) return x;
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/**
+ * One row of a case: subject, reference (null: an absolute goal), metric, unit, the subject's and
+ * the reference's samples, the goal (null: for information), and notes of its own if any.
+ */
+export type Comparison = [
+  subject: string,
+  reference: string | null,
+  metric: string,
+  unit: string,
+  subjectSamples: number[],
+  referenceSamples: number[] | null,
+  goal: Goal | null,
+  notes?: string,
+];
+
+/** The records of one case, a row each; rows without notes of their own get the case's. */
+export function caseRecords(caseName: string, notes: string, rows: Comparison[]): ResultRecord[] {
+  return rows.map(([subject, reference, metric, unit, subjectSamples, referenceSamples, goal, own]) =>
+    makeRecord({
+      case: caseName,
+      subject,
+      reference,
+      metric,
+      unit,
+      subjectSamples,
+      referenceSamples,
+      goal,
+      notes: own ?? notes,
+    }),
+  );
 }
 
 export function makeRecord(input: {

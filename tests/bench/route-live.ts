@@ -6,30 +6,16 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { interrupt, sampleNamespace, startDetour, useSample } from '../e2e/support.ts';
+import { execOrdersArgs, interrupt, startDetour, useSample } from '../e2e/support.ts';
 import { makeRecord, type ResultRecord, table } from './lib/results.ts';
 
 const sessionsPerAdapter = 5;
 const out = fileURLToPath(new URL('route-live-results.json', import.meta.url));
 
 async function routeLiveMs(mesh: string, session: number): Promise<number> {
-  const cli = startDetour([
-    'exec',
-    '--target',
-    'deploy/orders',
-    '-n',
-    sampleNamespace,
-    '--header',
-    `x-dev=bench-${session}`,
-    '--port',
-    '8080:18999',
-    '--mesh',
-    mesh,
-    '--json',
-    '--',
-    'sleep',
-    '60',
-  ]);
+  const cli = startDetour(
+    execOrdersArgs(`bench-${session}`, 18999, ['--mesh', mesh, '--json'], ['sleep', '60']),
+  );
   const deadline = Date.now() + 60_000;
   let live: RegExpExecArray | null = null;
   while (!live && !cli.status && Date.now() < deadline) {

@@ -15,11 +15,10 @@ import { meshDown, meshRunning } from '../cluster/mesh.ts';
 import { waitFor } from '../cluster/wait.ts';
 import {
   callerGet,
+  execOrdersArgs,
   getVirtualService,
   interrupt,
-  localOrdersApp,
   routingState,
-  sampleNamespace,
   spiffe,
   startDetour,
   useSample,
@@ -64,26 +63,7 @@ async function demo(): Promise<void> {
     const before = routingState(await getVirtualService('orders'));
     say(`  VirtualService staging/orders routes: ${before.spec.http.map((r) => r.name).join(', ')}`);
 
-    const command = [
-      'exec',
-      '--target',
-      'deploy/orders',
-      '-n',
-      sampleNamespace,
-      '--header',
-      'x-dev=dev-a',
-      '--port',
-      `8080:${localPort}`,
-      '--',
-      process.execPath,
-      localOrdersApp,
-      '--port',
-      String(localPort),
-      '--version',
-      'local',
-      '--name',
-      'laptop',
-    ];
+    const command = execOrdersArgs('dev-a', localPort);
     say(`\n▸ KUBECONFIG=<developer> detour ${command.join(' ').replace(process.execPath, 'node')}`);
     const started = Date.now();
     cli = startDetour(command);

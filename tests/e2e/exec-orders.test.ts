@@ -16,9 +16,9 @@ import type { ManagedProcess } from '../support/processes.ts';
 import {
   callerGet,
   developerKubectl,
+  execOrdersArgs,
   getVirtualService,
   interrupt,
-  localOrdersApp,
   routingState,
   sampleNamespace,
   spiffe,
@@ -47,28 +47,7 @@ async function sessionLeases(): Promise<string[]> {
 async function startSession(extraArgs: string[] = []): Promise<{ cli: ManagedProcess; ms: number }> {
   const local = await freePort();
   const started = Date.now();
-  const running = startDetour([
-    'exec',
-    '--target',
-    'deploy/orders',
-    '-n',
-    sampleNamespace,
-    '--header',
-    'x-dev=dev-a',
-    '--port',
-    `8080:${local}`,
-    '--json',
-    ...extraArgs,
-    '--',
-    process.execPath,
-    localOrdersApp,
-    '--port',
-    String(local),
-    '--version',
-    'local',
-    '--name',
-    'laptop',
-  ]);
+  const running = startDetour(execOrdersArgs('dev-a', local, ['--json', ...extraArgs]));
   const servedLocally = waitFor(
     'a request with x-dev: dev-a to be answered by the local orders app',
     async () => (await ordersVia({ 'x-dev': 'dev-a' })).orders?.version === 'local',

@@ -143,6 +143,42 @@ export function interrupt(cli: ManagedProcess): void {
 /** The sample's orders app, for running on this machine under detour exec. */
 export const localOrdersApp = join(repoRoot, 'tests', 'cluster', 'sample', 'orders.ts');
 
+/**
+ * `detour exec` arguments that steal `x-dev: <dev>` for deploy/orders in the sample namespace to
+ * local port `localPort`, then `flags`, then the command (default: the sample's orders app on that
+ * port, answering as version `local` from pod `laptop`).
+ */
+export function execOrdersArgs(
+  dev: string,
+  localPort: number,
+  flags: readonly string[] = [],
+  command: readonly string[] = [
+    process.execPath,
+    localOrdersApp,
+    '--port',
+    String(localPort),
+    '--version',
+    'local',
+    '--name',
+    'laptop',
+  ],
+): string[] {
+  return [
+    'exec',
+    '--target',
+    'deploy/orders',
+    '-n',
+    sampleNamespace,
+    '--header',
+    `x-dev=${dev}`,
+    '--port',
+    `8080:${localPort}`,
+    ...flags,
+    '--',
+    ...command,
+  ];
+}
+
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

@@ -33,44 +33,31 @@ export function peerAuthentication(namespace: string, mode: 'STRICT' | 'PERMISSI
   };
 }
 
-/** No iptables: the client app sends to its Envoy's egress listener on 127.0.0.1:<port>. */
-export function clientSidecar(namespace: string, app: string, port: number) {
+/** A Sidecar object for the workloads labelled app=<app>, without traffic capture (no iptables). */
+function sidecar(namespace: string, app: string, spec: object) {
   return {
     apiVersion: 'networking.istio.io/v1',
     kind: 'Sidecar',
     metadata: { name: app, namespace },
-    spec: {
-      workloadSelector: { labels: { app } },
-      egress: [
-        {
-          port: { number: port, protocol: 'HTTP', name: 'http' },
-          bind: '127.0.0.1',
-          captureMode: 'NONE',
-          hosts: ['./*'],
-        },
-      ],
-    },
+    spec: { workloadSelector: { labels: { app } }, ...spec },
   };
 }
 
-/** No iptables: the server's Envoy listens on the workload address and forwards to the app on loopback. */
+const httpPort = (number: number) => ({ number, protocol: 'HTTP', name: 'http' });
+
+/** The client app sends to its Envoy's egress listener on 127.0.0.1:<port>. */
+export function clientSidecar(namespace: string, app: string, port: number) {
+  return sidecar(namespace, app, {
+    egress: [{ port: httpPort(port), bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./*'] }],
+  });
+}
+
+/** The server's Envoy listens on the workload address and forwards to the app on loopback. */
 export function serverSidecar(namespace: string, app: string, port: number, appPort: number) {
-  return {
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'Sidecar',
-    metadata: { name: app, namespace },
-    spec: {
-      workloadSelector: { labels: { app } },
-      ingress: [
-        {
-          port: { number: port, protocol: 'HTTP', name: 'http' },
-          defaultEndpoint: `127.0.0.1:${appPort}`,
-          captureMode: 'NONE',
-        },
-      ],
-      egress: [{ hosts: ['./*'] }],
-    },
-  };
+  return sidecar(namespace, app, {
+    ingress: [{ port: httpPort(port), defaultEndpoint: `127.0.0.1:${appPort}`, captureMode: 'NONE' }],
+    egress: [{ hosts: ['./*'] }],
+  });
 }
 
 export interface EchoAnswer {

@@ -297,14 +297,23 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
   }
 }
 
+/**
+ * Case 2 twice: 20 connections at 50 req/s each (h2load starts their timers together, so the
+ * requests arrive in bursts of 20 every 20 ms) and one connection at 1,000 req/s (one request every
+ * millisecond, no bursts): the first shows how the path absorbs bursts, the second what it adds to
+ * one request.
+ */
 async function caseSteal(ports: Ports, records: ResultRecord[]): Promise<void> {
+  for (const clients of [20, 1]) await caseStealWith(ports, records, clients);
+}
+
+async function caseStealWith(ports: Ports, records: ResultRecord[], clients: number): Promise<void> {
   const rate = 1000;
-  const clients = 20;
   const subjects = [
     { name: 'steal path', port: ports.inbound, header: 'x-dev: dev-a' },
     { name: 'direct', port: ports.backend, header: 'x-dev: dev-a' },
   ];
-  bench(`case 2: warming up the steal path for 2 s`);
+  bench(`case 2 (${clients} connection(s)): warming up the steal path for 2 s`);
   await runFixedRate({
     url: `http://127.0.0.1:${ports.inbound}/`,
     rate,
@@ -335,7 +344,7 @@ async function caseSteal(ports: Ports, records: ResultRecord[]): Promise<void> {
   const get = (name: string, f: (r: Awaited<ReturnType<typeof runFixedRate>>) => number) =>
     (samples.get(name) ?? []).map(f);
   const notes = `h2load --h1, ${clients} connections at ${rate / clients} req/s each = ${rate} req/s, ${seconds} s per run, on CPU ${LOAD_CPU}; steal path = agent inbound (CPU ${PROXY_CPU}) -> tunnel -> CLI (CPU ${LOAD_CPU}) -> local app; local app = the Envoy backend; latency = send to end of response per request (h2load --log-file)`;
-  const c = '2 steal path at 1,000 req/s';
+  const c = `2 steal path at 1,000 req/s, ${clients} connection${clients === 1 ? '' : 's'}`;
   const both = (f: (r: Awaited<ReturnType<typeof runFixedRate>>) => number) =>
     [get('steal path', f), get('direct', f)] as const;
   records.push(

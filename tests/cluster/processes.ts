@@ -24,10 +24,17 @@ function pidFile(pidDir: string, name: string): string {
 function isAliveAs(pid: number, binary: string): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 3 (after the parenthesised command) is the state; a zombie has exited.
-    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
-    // argv[0], or a later argument for the instant nsenter has not exec'd the binary yet.
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(binary);
+    // The fields after the parenthesised command: state, parent pid, ...; a zombie has exited.
+    const [state, parent] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (state === 'Z') return false;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    // Empty while an exec is under way (spawn's, or nsenter's of the binary): the kernel sets up the
+    // new argv after it has closed the old program's files, which is when spawn returns. Taking that
+    // instant for a stale pid file lost a running component (CI). Only a kernel thread (parent pid 2)
+    // has an empty cmdline for good.
+    if (argv === '') return parent !== '2';
+    // argv[0], or a later argument for nsenter before it has exec'd the binary.
+    return argv.split('\0').includes(binary);
   } catch {
     return false;
   }
@@ -83,23 +90,8 @@ export function startProcess(
   closeSync(log);
   if (child.pid === undefined) throw new Error(`could not start ${spec.binary}`);
   child.unref();
-  awaitExec(child.pid, spec.binary);
   writeFileSync(pidFile(pidDir, spec.name), `${child.pid}\n`);
   return { pid: child.pid, started: true };
-}
-
-/**
- * spawn returns once the child's close-on-exec pipe closes, which the kernel does before it has set
- * up the new program's argv: for that instant /proc/<pid>/cmdline is empty, and a pid check then
- * would take the new process for a stale pid file. Waits (at most 2 s) until cmdline names the
- * binary or the process is gone.
- */
-function awaitExec(pid: number, binary: string): void {
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  for (let waited = 0; waited < 2000 && !isAliveAs(pid, binary); waited += 10) {
-    if (!existsSync(`/proc/${pid}`)) return;
-    Atomics.wait(pause, 0, 0, 10);
-  }
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`. Resolves once the process is gone. */

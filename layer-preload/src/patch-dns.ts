@@ -9,6 +9,23 @@ type LookupOptions = { family?: number | string; all?: boolean };
 type Callback = (err: Error | null, ...results: unknown[]) => void;
 type Methods = Record<string, (...args: unknown[]) => unknown>;
 
+/** The query methods of `dns`, `dns.promises` and their Resolvers, with their record type (`resolve` takes it as an argument). */
+const queryTypes: Record<string, string | undefined> = {
+  resolve: undefined,
+  resolve4: 'A',
+  resolve6: 'AAAA',
+  // Answered with ENOTIMP and why: the local resolver would only say ENOTFOUND.
+  resolveAny: 'ANY',
+  resolveCaa: 'CAA',
+  resolveCname: 'CNAME',
+  resolveMx: 'MX',
+  resolveNaptr: 'NAPTR',
+  resolveNs: 'NS',
+  resolveSoa: 'SOA',
+  resolveSrv: 'SRV',
+  resolveTxt: 'TXT',
+};
+
 /**
  * Resolves remote names from inside the cluster, through the proxy's RESOLVE_ALL: `dns.lookup`
  * (also promisified), `dns.promises.lookup`, and the A/AAAA queries of `dns.resolve*`, module-level
@@ -87,22 +104,7 @@ export function patchDns(policy: EgressPolicy, client: ProxyClient): void {
   }
 
   const patchQueries = (target: Methods, style: 'callback' | 'promise') => {
-    const queries: Record<string, string | undefined> = {
-      resolve: undefined,
-      resolve4: 'A',
-      resolve6: 'AAAA',
-      // Answered with ENOTIMP and why: the local resolver would only say ENOTFOUND.
-      resolveAny: 'ANY',
-      resolveCaa: 'CAA',
-      resolveCname: 'CNAME',
-      resolveMx: 'MX',
-      resolveNaptr: 'NAPTR',
-      resolveNs: 'NS',
-      resolveSoa: 'SOA',
-      resolveSrv: 'SRV',
-      resolveTxt: 'TXT',
-    };
-    for (const [method, fixedType] of Object.entries(queries)) {
+    for (const [method, fixedType] of Object.entries(queryTypes)) {
       const original = target[method];
       if (typeof original !== 'function') continue;
       target[method] = function detourQuery(this: unknown, ...args: unknown[]) {

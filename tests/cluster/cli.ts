@@ -1,7 +1,7 @@
 // npm run cluster:up | cluster:down [--purge] | cluster:status | cluster:kubeconfig [--developer]
 
-import { DetourError } from '@detour/router/errors';
 import { clusterDown, clusterStatus, clusterUp, kubeconfigPath } from './cluster.ts';
+import { runCommand } from './errors.ts';
 
 const [command, ...flags] = process.argv.slice(2);
 // `npm run cluster:kubeconfig --developer` (without `--`) reaches us as npm_config_developer.
@@ -41,13 +41,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof DetourError) console.error(`${error.code}: ${error.message}`);
-    else console.error(error);
-    process.exitCode = 1;
-  },
-);
+runCommand(main);

@@ -339,9 +339,10 @@ async function kubectlOk(who: Identity, args: string[]): Promise<string> {
   return result.stdout;
 }
 
-function runBuild(log: (line: string) => void, components: string[] = []): Promise<void> {
+/** Runs a build script, its output relayed to the log; rejects with CLUSTER_START_FAILED on failure. */
+export function runScript(log: (line: string) => void, script: string, args: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [buildScript, ...components], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const relay = (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) if (line.trim()) log(`  ${line}`);
     };
@@ -351,7 +352,9 @@ function runBuild(log: (line: string) => void, components: string[] = []): Promi
     child.on('exit', (code) =>
       code === 0
         ? resolve()
-        : reject(new ClusterError('CLUSTER_START_FAILED', `scripts/cluster-build.sh exited with ${code}`)),
+        : reject(
+            new ClusterError('CLUSTER_START_FAILED', `bash ${script} ${args.join(' ')} exited with ${code}`),
+          ),
     );
   });
 }
@@ -390,7 +393,7 @@ export async function clusterUp(options: ClusterOptions = {}): Promise<UpResult>
   if (missing.length > 0 || crdsMissing) {
     if (options.build === false) requireBinaries();
     await step(log, `build ${[...missing, ...(crdsMissing ? ['crds'] : [])].join(', ')}`, () =>
-      runBuild(log),
+      runScript(log, buildScript),
     );
   }
 
@@ -481,7 +484,13 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
       );
     }
     await step(log, `build ${[...missing, 'images'].join(', ')}`, () =>
-      runBuild(log, [...missing, 'pause-image', 'netcheck-image', 'coredns-image', 'node-image']),
+      runScript(log, buildScript, [
+        ...missing,
+        'pause-image',
+        'netcheck-image',
+        'coredns-image',
+        'node-image',
+      ]),
     );
   }
   requireNodeTools();

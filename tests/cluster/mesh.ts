@@ -8,12 +8,12 @@
 // Service + EndpointSlice on the node address, and a relay pair node netns -> Unix socket -> host
 // loopback). `sample`: the staging namespace (frontend -> orders -> payments, v2 deployments, a caller
 // pod, the detour agent). `down`: istiod and the relays first, then the cluster.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DetourError } from '@detour/router/errors';
-import { clusterDown, clusterStatus, clusterUp, kubectl, step } from './cluster.ts';
-import { ClusterError } from './errors.ts';
+import { run } from '../support/processes.ts';
+import { clusterDown, clusterStatus, clusterUp, kubectl, runScript, step } from './cluster.ts';
+import { ClusterError, runCommand } from './errors.ts';
 import { applyManifest, istiodStatus, startIstiod, stopIstiod } from './istio/istio.ts';
 import { istiodServiceManifest } from './istio/istiod-service.ts';
 import { missingMeshParts } from './istio/paths.ts';
@@ -40,26 +40,6 @@ function proxyImageFile(): string | undefined {
   return file ? join(imageDir, file) : undefined;
 }
 
-/** Runs a build script, its output relayed to the log; rejects with CLUSTER_START_FAILED on failure. */
-function runScript(log: Log, script: string, args: string[] = []): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const relay = (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) log(`  ${line}`);
-    };
-    child.stdout.on('data', relay);
-    child.stderr.on('data', relay);
-    child.on('error', reject);
-    child.on('exit', (code) =>
-      code === 0
-        ? resolve()
-        : reject(
-            new ClusterError('CLUSTER_START_FAILED', `bash ${script} ${args.join(' ')} exited with ${code}`),
-          ),
-    );
-  });
-}
-
 /**
  * Builds what the mesh needs: Istio's binaries and files (only when missing: ~20 min cold), the
  * sidecar image (a no-op when its archive exists), the sample and agent images (always, ~2 s, so
@@ -83,15 +63,10 @@ export async function meshBuild(log: Log = console.log): Promise<void> {
 export async function importIntoNode(files: string[]): Promise<Map<string, string>> {
   const digests = new Map<string, string>();
   for (const file of files) {
-    const result = await run(binaryPath('ctr'), [
-      '--address',
-      sock.containerd,
-      '-n',
-      'k8s.io',
-      'images',
-      'import',
-      file,
-    ]);
+    const result = await run(
+      [binaryPath('ctr'), '--address', sock.containerd, '-n', 'k8s.io', 'images', 'import', file],
+      { timeoutMs: 120_000, what: `ctr images import ${file}` },
+    );
     if (result.code !== 0) {
       throw new ClusterError('CLUSTER_COMMAND_FAILED', `ctr images import ${file} failed:\n${result.stderr}`);
     }
@@ -110,22 +85,6 @@ export function archiveDigest(file: string): string {
 
 function runSync(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-}
-
-function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
 }
 
 /** The relay pair that carries node-netns 198.18.0.2:15012 to istiod on 127.0.0.1:15012. */
@@ -253,15 +212,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      if (error instanceof DetourError) console.error(`${error.code}: ${error.message}`);
-      else console.error(error);
-      process.exitCode = 1;
-    },
-  );
-}
+if (import.meta.main) runCommand(main);

@@ -2,6 +2,7 @@
 import { DetourError } from '@detour/router/errors';
 import { optionsHelp, sessionOptionsJsonSchema } from './options.ts';
 import { createReporter } from './reporter.ts';
+import { versionInfo, versionText } from './version.ts';
 
 const usage = `detour — run one service of a Kubernetes + Istio system on this machine
 
@@ -13,6 +14,8 @@ Commands:
   detour status [-n NS | -A] [--json]    list sessions in the cluster: who routes what, since when, alive or expired
   detour clean [-n NS] [--json]         revert the routes of every session whose lease expired (any detour can)
   detour schema                         print the JSON schema of detour.yaml
+  detour version [--json]               the CLI's version, its tunnel protocol and the agent image it expects
+                                        (also: detour --version)
   detour help                           this text
 
 Flags:
@@ -33,6 +36,13 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/cluster-commands.ts')).cleanCommand(rest);
     case 'env':
       return (await import('./commands/env-command.ts')).envCommand(rest);
+    case 'version':
+    case '--version':
+    case '-V':
+      process.stdout.write(
+        rest.includes('--json') ? `${JSON.stringify(versionInfo())}\n` : `${versionText()}\n`,
+      );
+      return 0;
     case 'schema':
       process.stdout.write(`${JSON.stringify(sessionOptionsJsonSchema(), null, 2)}\n`);
       return 0;

@@ -1,0 +1,27 @@
+// What this CLI is: its release (cli/package.json, the one place the number lives), the tunnel
+// protocol it speaks, and the agent image of the same release (agent/Containerfile built and tagged
+// with that version). `detour --version` prints them; `detour install` deploys that image.
+import { PROTOCOL_VERSION } from '@detour/router/tunnel/protocol';
+import cliPackage from '../package.json' with { type: 'json' };
+
+export const cliVersion: string = cliPackage.version;
+export const tunnelProtocolVersion: number = PROTOCOL_VERSION;
+/** A team pushes the image to its own registry and overrides this (kustomize `images:`, `--image`). */
+export const agentImageRepository = 'detour/agent';
+/** The agent image this CLI expects: its tag is the CLI's version. */
+export const agentImage = `${agentImageRepository}:${cliVersion}`;
+
+export interface VersionInfo {
+  version: string;
+  tunnelProtocol: number;
+  agentImage: string;
+}
+
+export function versionInfo(): VersionInfo {
+  return { version: cliVersion, tunnelProtocol: tunnelProtocolVersion, agentImage };
+}
+
+/** One line for `detour --version`. */
+export function versionText(): string {
+  return `detour ${cliVersion} (tunnel protocol v${tunnelProtocolVersion}, agent image ${agentImage})`;
+}

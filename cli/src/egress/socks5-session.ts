@@ -91,7 +91,7 @@ async function serveForward(
     control.end(reply(replyForErrorCode(codeOf(err), false)));
     return;
   }
-  const oneShot = net.createServer({ allowHalfOpen: true });
+  const oneShot = net.createServer({ allowHalfOpen: true, noDelay: true });
   const accepted = new Promise<net.Socket | undefined>((resolve) => {
     // Unreferenced: an unclaimed port never keeps the CLI alive; it gives up after the timeout.
     const timer = setTimeout(() => resolve(undefined), ctx.forwardTimeoutMs).unref();

@@ -40,7 +40,9 @@ export async function forwardToAgent(
   const forward = new PortForward(kc, true);
   const sockets = new Set<net.Socket>();
   let lastError: DetourError | undefined;
-  const server = net.createServer((socket) => {
+  // No Nagle: the tunnel's frames cross this socket as they come off the WebSocket; a held-back
+  // small write waiting for a delayed ACK costs ~40 ms a request.
+  const server = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());

@@ -22,7 +22,7 @@ interface AgentTunnelEvents {
 
 function dial(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, noDelay: true });
     socket.once('connect', () => {
       socket.off('error', reject);
       resolve(socket);

@@ -5,7 +5,9 @@ import type { EgressDialer, ResolvedAddress } from './dialer.ts';
 
 /**
  * Dials from this machine with node:net and resolves with the system resolver. Serves the names the
- * egress policy keeps local, and tests. Sockets allow half-open so a relay can honour half-close.
+ * egress policy keeps local, and tests. Sockets allow half-open so a relay can honour half-close,
+ * and send without Nagle's algorithm (a relay's second small write would wait for the peer's
+ * delayed ACK, ~40 ms).
  */
 export class DirectDialer implements EgressDialer {
   readonly #timeoutMs: number;
@@ -16,7 +18,13 @@ export class DirectDialer implements EgressDialer {
 
   connect(host: string, port: number, signal?: AbortSignal): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, allowHalfOpen: true, timeout: this.#timeoutMs });
+      const socket = net.connect({
+        host,
+        port,
+        allowHalfOpen: true,
+        noDelay: true,
+        timeout: this.#timeoutMs,
+      });
       const fail = (err: Error) => {
         cleanup();
         socket.destroy();

@@ -204,8 +204,11 @@ h1.on('upgrade', (req, socket, head) => {
 });
 
 const preface = Buffer.from('PRI * HTTP/2.0\r\n');
-/** Sniffs the first bytes: the HTTP/2 connection preface goes to the h2c server, anything else to HTTP/1.1. */
-const server = net.createServer((socket) => {
+/**
+ * Sniffs the first bytes: the HTTP/2 connection preface goes to the h2c server, anything else to
+ * HTTP/1.1. Without Nagle, as node:http's own server (a plain net server would lose that default).
+ */
+const server = net.createServer({ noDelay: true }, (socket) => {
   socket.once('readable', function sniff() {
     const head: Buffer | null = socket.read();
     if (!head) return socket.once('readable', sniff);

@@ -13,6 +13,11 @@ Commands:
                                         print the environment of a running \`detour up\` for an IDE launch
   detour status [-n NS | -A] [--json]    list sessions in the cluster: who routes what, since when, alive or expired
   detour clean [-n NS] [--json]         revert the routes of every session whose lease expired (any detour can)
+  detour install [-n NS] [--image REF] [--timeout S] [--json]
+                                        install the agent in a namespace (manifests/agent), wait until it is ready
+  detour uninstall [-n NS] [--force] [--json]
+                                        remove what install created; refuses while sessions are live (--force ends them)
+  detour doctor [-n NS] [--json]        check context, RBAC, mesh, agent, port-forward, tunnel and a route probe
   detour schema                         print the JSON schema of detour.yaml
   detour version [--json]               the CLI's version, its tunnel protocol and the agent image it expects
                                         (also: detour --version)
@@ -34,6 +39,12 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/cluster-commands.ts')).statusCommand(rest);
     case 'clean':
       return (await import('./commands/cluster-commands.ts')).cleanCommand(rest);
+    case 'install':
+      return (await import('./commands/install-commands.ts')).installCommand(rest);
+    case 'uninstall':
+      return (await import('./commands/install-commands.ts')).uninstallCommand(rest);
+    case 'doctor':
+      return (await import('./commands/install-commands.ts')).doctorCommand(rest);
     case 'env':
       return (await import('./commands/env-command.ts')).envCommand(rest);
     case 'version':

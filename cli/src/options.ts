@@ -9,11 +9,16 @@ import { z } from 'zod';
 export const SessionOptions = z.object({
   agent: z
     .string()
-    .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port')
+    .regex(/^([^\s:]+:\d{1,5}|ephemeral)$/, 'expected host:port or ephemeral')
     .optional()
     .describe(
-      'Address of the agent tunnel (host:port): a port-forward or an agent the machine reaches directly.',
+      'Address of the agent tunnel (host:port): a port-forward or an agent the machine reaches directly. With --target, `ephemeral` starts an agent pod for this session when the namespace has none installed.',
     ),
+  agentImage: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Image of the agent pod that --agent ephemeral starts (default: the agent of this release).'),
   token: z
     .string()
     .min(1)

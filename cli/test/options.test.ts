@@ -28,6 +28,27 @@ describe('session options', () => {
     assert.deepEqual(options.egressExclude, ['db', 'cache']);
   });
 
+  it('takes --agent ephemeral (a per-session agent pod) besides host:port', () => {
+    const { options } = parseSessionOptions(
+      [
+        '--agent',
+        'ephemeral',
+        '--agent-image',
+        'registry.example/agent:1',
+        '--target',
+        'deploy/orders',
+        '--header',
+        'x-dev=a',
+      ],
+      {},
+    );
+    assert.equal(options.agent, 'ephemeral');
+    assert.equal(options.agentImage, 'registry.example/agent:1');
+    assert.throws(() => parseSessionOptions(['--agent', 'sometimes'], {}), {
+      message: '--agent "sometimes" is invalid: expected host:port or ephemeral',
+    });
+  });
+
   it('names the bad value and the expected form', () => {
     assert.throws(() => parseSessionOptions([...base, '--port', '80:x'], {}), {
       code: 'DETOUR_BAD_OPTION',

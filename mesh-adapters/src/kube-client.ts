@@ -15,7 +15,11 @@ import { WriteConflictError } from './in-memory-cluster.ts';
 import type { KubeObject, ObjectRef } from './k8s-object.ts';
 import { describeRef, groupOf } from './k8s-object.ts';
 
-/** The plural resource of every kind detour reads or writes (Namespace: for tests and `detour doctor`). */
+/**
+ * The plural resource of every kind detour reads or writes (Namespace: for tests and `detour
+ * doctor`; the agent's ServiceAccount, Role, RoleBinding, Deployment and Pod: `detour install` and
+ * ephemeral agents).
+ */
 export const RESOURCES: Record<string, string> = {
   VirtualService: 'virtualservices',
   DestinationRule: 'destinationrules',
@@ -25,6 +29,11 @@ export const RESOURCES: Record<string, string> = {
   Service: 'services',
   Lease: 'leases',
   Namespace: 'namespaces',
+  ServiceAccount: 'serviceaccounts',
+  Role: 'roles',
+  RoleBinding: 'rolebindings',
+  Deployment: 'deployments',
+  Pod: 'pods',
 };
 
 export class KubeApiError extends DetourError {
@@ -227,6 +236,8 @@ export interface ResourceAttributes {
   verb: string;
   group: string;
   resource: string;
+  /** e.g. `portforward` of `pods` */
+  subresource?: string;
   namespace?: string;
 }
 

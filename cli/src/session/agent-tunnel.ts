@@ -20,7 +20,8 @@ interface AgentTunnelEvents {
   restored: [number];
 }
 
-function dial(host: string, port: number): Promise<net.Socket> {
+/** A TCP connection to host:port, resolved once connected. */
+export function dial(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, noDelay: true });
     socket.once('connect', () => {

@@ -9,6 +9,7 @@ import {
   type KubeObject,
   kubeClient,
   type Lease,
+  type LeaseRef,
   leaseName,
   leasesOf,
   type MeshAdapter,
@@ -61,6 +62,18 @@ export class ClusterRouting {
 
   get adapter(): MeshKind | undefined {
     return this.#adapter?.kind;
+  }
+
+  /** The session's Lease once acquired (with its uid: what objects of the session are owned by). */
+  get lease(): LeaseRef | undefined {
+    const lease = this.#lease;
+    return lease
+      ? {
+          name: lease.metadata.name,
+          namespace: lease.metadata.namespace ?? '',
+          uid: lease.metadata.uid ?? '',
+        }
+      : undefined;
   }
 
   /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { layerEnv } from '@detour/layer';
-import { leaseName, tokenSha256 } from '@detour/mesh-adapters';
+import { kubeClient, type LeaseRef, leaseName, tokenSha256 } from '@detour/mesh-adapters';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
@@ -24,6 +24,8 @@ import {
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
+import { ephemeralAgentObjects } from '../install/agent-manifests.ts';
+import { detourVersions } from '../install/versions.ts';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { type ResolvedTarget, resolveTarget } from '../kube/target.ts';
@@ -31,7 +33,8 @@ import { targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
 import { AgentTunnel } from './agent-tunnel.ts';
-import { ClusterRouting } from './cluster-routing.ts';
+import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts';
+import { EphemeralAgent } from './ephemeral-agent.ts';
 import { sessionProcessEnv } from './process-env.ts';
 
 export interface PortMapping {
@@ -114,6 +117,7 @@ export class LocalSession {
   #targetService: { host: string; port: number } | undefined;
   #leaseRef: { name: string; namespace: string } | undefined;
   #proxyAddress: { host: string; port: number } | undefined;
+  #ephemeral: EphemeralAgent | undefined;
 
   constructor(options: SessionOptions, reporter: Reporter) {
     this.#options = options;
@@ -268,14 +272,22 @@ export class LocalSession {
    */
   async start(): Promise<void> {
     const mode = this.#options.mirror ? 'mirror' : 'steal';
-    let agentAddress = this.#options.agent;
+    const ephemeral = this.#options.agent === 'ephemeral';
+    let agentAddress = ephemeral ? undefined : this.#options.agent;
     let token = this.#options.token;
+    if (ephemeral && !this.#options.target)
+      throw new InvalidInputError(
+        'DETOUR_BAD_OPTION',
+        '--agent ephemeral starts an agent in the namespace of the target: give --target deploy/NAME',
+      );
     if (this.#options.target) {
       const { kc, target } = await this.#resolveTarget();
       token ??= randomBytes(24).toString('base64url');
-      this.#routing = await this.#acquireLease(kc, target, tokenSha256(token));
+      const agent = await this.#agentService(kc, target.namespace, ephemeral);
+      this.#routing = await this.#acquireLease(kc, target, agent, tokenSha256(token));
       if (!agentAddress) {
-        this.#portForward = await forwardToAgent(kc, target.namespace, this.#options.agentService);
+        if (agent.ephemeral) await this.#startEphemeralAgent(kc, target.namespace, this.#routing);
+        this.#portForward = await forwardToAgent(kc, target.namespace, agent.name);
         agentAddress = this.#portForward.address;
         this.#reporter.step(
           'agent.port-forward',
@@ -345,16 +357,78 @@ export class LocalSession {
     return { kc, target };
   }
 
-  async #acquireLease(kc: KubeConfig, target: ResolvedTarget, tokenHash: string): Promise<ClusterRouting> {
-    const agentService = await kc
+  /**
+   * The agent Service of the namespace; with --agent ephemeral and none installed, the one this
+   * session will start (created once its Lease exists, so the Lease can own it).
+   */
+  async #agentService(
+    kc: KubeConfig,
+    namespace: string,
+    ephemeral: boolean,
+  ): Promise<ClusterRoutingOptions['agent'] & { ephemeral: boolean }> {
+    const name = this.#options.agentService;
+    const installed = await kc
       .makeApiClient(CoreV1Api)
-      .readNamespacedService({ name: this.#options.agentService, namespace: target.namespace })
-      .catch(() => {
-        throw new DetourError(
-          'DETOUR_AGENT_NOT_INSTALLED',
-          `no Service ${this.#options.agentService} in namespace ${target.namespace}: install the agent with \`kubectl apply -k manifests/agent -n ${target.namespace}\``,
-        );
-      });
+      .readNamespacedService({ name, namespace })
+      .catch(() => undefined);
+    if (installed)
+      return {
+        name,
+        namespace,
+        port: installed.spec?.ports?.[0]?.port ?? 8080,
+        selector: installed.spec?.selector ?? {},
+        ephemeral: false,
+      };
+    if (!ephemeral)
+      throw new DetourError(
+        'DETOUR_AGENT_NOT_INSTALLED',
+        `no Service ${name} in namespace ${namespace}: install the agent with \`detour install -n ${namespace}\` (an admin), or start this session with --agent ephemeral`,
+      );
+    const service = this.#ephemeralObjects(namespace, { name: 'pending', namespace }).find(
+      (o) => o.kind === 'Service',
+    ) as {
+      metadata: { name: string };
+      spec: { ports: Array<{ port: number }>; selector: Record<string, string> };
+    };
+    return {
+      name: service.metadata.name,
+      namespace,
+      port: service.spec.ports[0]?.port ?? 8080,
+      selector: service.spec.selector,
+      ephemeral: true,
+    };
+  }
+
+  #ephemeralObjects(namespace: string, lease: LeaseRef) {
+    return ephemeralAgentObjects({
+      namespace,
+      sessionId: this.id,
+      image: this.#options.agentImage ?? detourVersions().agentImage,
+      lease: { uid: 'pending', ...lease },
+    });
+  }
+
+  async #startEphemeralAgent(kc: KubeConfig, namespace: string, routing: ClusterRouting): Promise<void> {
+    const lease = routing.lease;
+    if (!lease) throw new Error('the ephemeral agent needs the session Lease');
+    this.#ephemeral = new EphemeralAgent(
+      kubeClient(kc),
+      this.#ephemeralObjects(namespace, lease),
+      this.#reporter,
+    );
+    this.#reporter.step(
+      'agent.ephemeral',
+      `no agent installed in ${namespace}: starting one for this session (--agent ephemeral)`,
+    );
+    await this.#ephemeral.start(60_000);
+  }
+
+  async #acquireLease(
+    kc: KubeConfig,
+    target: ResolvedTarget,
+    agent: ClusterRoutingOptions['agent'],
+    tokenHash: string,
+  ): Promise<ClusterRouting> {
     const routing = new ClusterRouting({
       kc,
       target,
@@ -363,10 +437,10 @@ export class LocalSession {
       filter: this.filter,
       mode: this.#options.stealAll ? 'steal-all' : this.#options.mirror ? 'mirror' : 'steal',
       agent: {
-        name: this.#options.agentService,
-        namespace: target.namespace,
-        port: agentService.spec?.ports?.[0]?.port ?? 8080,
-        selector: agentService.spec?.selector ?? {},
+        name: agent.name,
+        namespace: agent.namespace,
+        port: agent.port,
+        selector: agent.selector ?? {},
       },
       ...(this.#options.mesh ? { mesh: this.#options.mesh } : {}),
       leaseSeconds: this.#options.leaseSeconds,
@@ -383,6 +457,7 @@ export class LocalSession {
     if (tunnel) await tunnel.request('session.unregister', { id: this.id }).catch(() => {});
     this.#tunnel?.stop();
     await this.#portForward?.close();
+    await this.#ephemeral?.stop();
     this.#forwarder.close();
     await this.#proxy.close();
     this.#reporter.step('session.ended', `session ${this.id} ended`, { session: this.id });

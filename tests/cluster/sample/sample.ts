@@ -4,14 +4,12 @@
 // that send everything to v1 (the baseline detour's routes go on top of); a `caller` pod that sends
 // requests from inside the mesh; and the detour agent rendered from manifests/agent
 // (image detour.local/agent:dev). Applied as admin; idempotent.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { existsSync } from 'node:fs';
+import { agentManifests as renderAgentManifests } from '@detour/cli/install/agent-manifests';
 import { execInPod, kubectl, waitForPodsReady } from '../cluster.ts';
 import { ClusterError } from '../errors.ts';
 import { applyManifest } from '../istio/istio.ts';
 import { archiveDigest, meshImages } from '../mesh.ts';
-import { repoRoot } from '../paths.ts';
 
 export const sampleNamespace = 'staging';
 export const sampleImage = 'detour.local/sample:dev';
@@ -132,45 +130,15 @@ function callerPod(digest: string): Manifest {
 }
 
 /**
- * manifests/agent (the kustomize base: its kustomization lists the files) rendered with the yaml
- * package: namespace set, image replaced, the digest annotation added. No token Secret: CLIs are
- * admitted by their session Lease (DETOUR_NAMESPACE is set).
+ * manifests/agent rendered as `detour install` renders it (namespace, image), plus the digest
+ * annotation. No token Secret: CLIs are admitted by their session Lease (DETOUR_NAMESPACE is set).
  */
 export function agentManifests(digest: string): Manifest[] {
-  const dir = join(repoRoot, 'manifests', 'agent');
-  const kustomization = parseAllDocuments(
-    readFileSync(join(dir, 'kustomization.yaml'), 'utf8'),
-  )[0]?.toJS() as {
-    resources: string[];
-  };
-  const objects: Manifest[] = [];
-  for (const file of kustomization.resources) {
-    for (const doc of parseAllDocuments(readFileSync(join(dir, file), 'utf8'))) {
-      const object = doc.toJS() as Manifest & {
-        kind: string;
-        metadata: Record<string, unknown>;
-        spec?: {
-          template?: {
-            metadata?: { annotations?: Record<string, string> };
-            spec: { containers: Array<{ image: string }> };
-          };
-        };
-      };
-      if (!object) continue;
-      object.metadata.namespace = sampleNamespace;
-      const template = object.spec?.template;
-      if (object.kind === 'Deployment' && template) {
-        for (const container of template.spec.containers) container.image = agentImage;
-        template.metadata ??= {};
-        template.metadata.annotations = {
-          ...template.metadata.annotations,
-          'detour.local/image-digest': digest,
-        };
-      }
-      objects.push(object);
-    }
-  }
-  return objects;
+  return renderAgentManifests({
+    namespace: sampleNamespace,
+    image: agentImage,
+    podAnnotations: { 'detour.local/image-digest': digest },
+  });
 }
 
 function list(items: Manifest[]): string {

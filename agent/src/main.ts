@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     tokens: config.tokens,
     ...(cluster ? { authenticate: cluster.authenticate } : {}),
     agentName: config.agentName,
+    ...(config.namespace ? { namespace: config.namespace } : {}),
     registry,
     dialer: new DirectDialer(),
     log,

@@ -4,6 +4,7 @@ import { serveEgressStream } from '@detour/router/egress/serve-egress-stream';
 import { TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
 import { serveSessionControl, summarize } from './agent-session-control.ts';
 import type { Log } from './log.ts';
+import { agentRelease, cliVersionFix } from './release.ts';
 import type { RouteProbes } from './route-probe.ts';
 import type { AgentSession, SessionRegistry } from './session-registry.ts';
 
@@ -14,6 +15,8 @@ export interface TunnelListenerOptions {
   /** Admits tokens that are not static ones (session Leases). */
   authenticate?: (token: string) => Promise<boolean>;
   agentName: string;
+  /** The agent's namespace in a cluster: a refused CLI is told the command for it. */
+  namespace?: string;
   registry: SessionRegistry;
   dialer: EgressDialer;
   log: Log;
@@ -42,6 +45,8 @@ export async function startTunnelListener(
       ...(options.authenticate ? { authenticate: options.authenticate } : {}),
       agent: options.agentName,
       heartbeatMs: options.heartbeatMs,
+      release: agentRelease,
+      versionFix: cliVersionFix(options.namespace),
     })
       .then((tunnel) => {
         tunnels.add(tunnel);

@@ -1,6 +1,7 @@
 // What this CLI is: its release (cli/package.json, the one place the number lives), the tunnel
 // protocol it speaks, and the agent image of the same release (agent/Containerfile built and tagged
 // with that version). `detour --version` prints them; `detour install` deploys that image.
+import type { TunnelEndVersion } from '@detour/router/tunnel/index';
 import { PROTOCOL_VERSION } from '@detour/router/tunnel/protocol';
 import cliPackage from '../package.json' with { type: 'json' };
 
@@ -24,4 +25,18 @@ export function versionInfo(): VersionInfo {
 /** One line for `detour --version`. */
 export function versionText(): string {
   return `detour ${cliVersion} (tunnel protocol v${tunnelProtocolVersion}, agent image ${agentImage})`;
+}
+
+/**
+ * What to do about an agent of another tunnel protocol (the CLI's refusal names it after both
+ * versions). `namespace`: where the agent runs, when the CLI found it in a cluster.
+ */
+export function agentVersionFix(agent: TunnelEndVersion, namespace?: string): string {
+  const install = namespace
+    ? `\`detour install -n ${namespace}\` (image ${agentImage})`
+    : `run the agent image ${agentImage}`;
+  const agentsCli = agent.release ? `detour ${agent.release}` : 'the agent’s release';
+  return agent.version < tunnelProtocolVersion
+    ? `update the agent to this CLI’s release: ${install}; or use a CLI of ${agentsCli}`
+    : `use a CLI of ${agentsCli} (npm install -g detour-${agent.release ?? '<version>'}.tgz); or put the agent of this CLI’s release back: ${install}`;
 }

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { PROTOCOL_VERSION } from '@detour/router/tunnel/protocol';
+import { FrameType, PROTOCOL_VERSION, TunnelCode } from '@detour/router/tunnel/index';
+import { frameJson, jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
+import { AgentTunnel } from '../src/session/agent-tunnel.ts';
 
 const main = new URL('../src/main.ts', import.meta.url).pathname;
 const packageVersion = (folder: string): string =>
@@ -33,5 +35,54 @@ describe('detour --version', () => {
   it('the agent and the packages in both bundles are released with the CLI: one version', () => {
     for (const folder of ['agent', 'router', 'mesh-adapters', 'layer-preload'])
       assert.equal(packageVersion(folder), version, `${folder}/package.json`);
+  });
+});
+
+describe('the CLI and an agent of another tunnel protocol version', () => {
+  const version = packageVersion('cli');
+
+  async function refusedBy(agent: { version: number; release: string }, namespace?: string) {
+    const scripted = await scriptedAgent(() =>
+      jsonFrame(FrameType.goaway, { code: TunnelCode.version, message: 'refused', ...agent }),
+    );
+    const tunnel = new AgentTunnel({
+      host: '127.0.0.1',
+      port: scripted.port,
+      token: 't',
+      client: 'dev@laptop',
+      ...(namespace ? { namespace } : {}),
+      onConnected: async () => {},
+      onStream: () => {},
+    });
+    const error = await tunnel.start().then(
+      () => assert.fail('the CLI accepted an agent of another version'),
+      (failure: Error & { code?: string }) => failure,
+    );
+    const [hello] = await scripted.received;
+    scripted.close();
+    assert.equal(frameJson(hello).release, version, 'the CLI says its release in the hello');
+    assert.equal(error.code, TunnelCode.version);
+    return error.message;
+  }
+
+  it('an older agent: update it with `detour install -n NS`, naming the image of this release', async () => {
+    assert.equal(
+      await refusedBy({ version: PROTOCOL_VERSION - 1, release: '0.0.1' }, 'staging'),
+      `the agent speaks tunnel protocol v${PROTOCOL_VERSION - 1} (detour 0.0.1) but this CLI speaks v${PROTOCOL_VERSION} (detour ${version}): update the agent to this CLI’s release: \`detour install -n staging\` (image detour/agent:${version}); or use a CLI of detour 0.0.1`,
+    );
+  });
+
+  it('a newer agent: the CLI of its release, or this release’s agent back', async () => {
+    assert.equal(
+      await refusedBy({ version: PROTOCOL_VERSION + 1, release: '9.0.0' }, 'staging'),
+      `the agent speaks tunnel protocol v${PROTOCOL_VERSION + 1} (detour 9.0.0) but this CLI speaks v${PROTOCOL_VERSION} (detour ${version}): use a CLI of detour 9.0.0 (npm install -g detour-9.0.0.tgz); or put the agent of this CLI’s release back: \`detour install -n staging\` (image detour/agent:${version})`,
+    );
+  });
+
+  it('an agent reached by address (no namespace): the image to run', async () => {
+    assert.match(
+      await refusedBy({ version: PROTOCOL_VERSION - 1, release: '0.0.1' }),
+      new RegExp(`update the agent to this CLI’s release: run the agent image detour/agent:${version};`),
+    );
   });
 });

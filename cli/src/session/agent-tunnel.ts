@@ -3,12 +3,15 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DetourError } from '@detour/router/errors';
 import { TunnelConnection, type TunnelStream } from '@detour/router/tunnel/index';
+import { agentVersionFix, cliVersion } from '../version.ts';
 
 export interface AgentTunnelOptions {
   host: string;
   port: number;
   token: string;
   client: string;
+  /** Where the agent runs, when found in a cluster: the fix for a version mismatch names it. */
+  namespace?: string;
   heartbeatMs?: number;
   /** Called after every (re)connection, before the tunnel counts as up: re-registers sessions. */
   onConnected: (tunnel: TunnelConnection) => Promise<void>;
@@ -67,8 +70,12 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
   }
 
   async #connect(): Promise<TunnelConnection> {
-    const { host, port, token, client, heartbeatMs } = this.#options;
-    const tunnel = await TunnelConnection.connect(await dial(host, port), { token, client }, { heartbeatMs });
+    const { host, port, token, client, heartbeatMs, namespace } = this.#options;
+    const tunnel = await TunnelConnection.connect(
+      await dial(host, port),
+      { token, client },
+      { heartbeatMs, release: cliVersion, versionFix: (agent) => agentVersionFix(agent, namespace) },
+    );
     tunnel.on('stream', this.#options.onStream);
     await this.#options.onConnected(tunnel);
     this.#current = tunnel;

@@ -186,6 +186,7 @@ export class LocalSession {
       port: Number(port),
       token,
       client: `${userInfo().username}@${hostname()}`,
+      ...(this.#leaseRef ? { namespace: this.#leaseRef.namespace } : {}),
       onConnected: async (connection) => {
         await connection.request('session.register', {
           id: this.id,

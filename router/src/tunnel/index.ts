@@ -6,5 +6,11 @@ export {
   type TunnelConnectionOptions,
   type TunnelRole,
 } from './tunnel-connection.ts';
-export { TunnelClosedError, TunnelProtocolError, TunnelStreamError } from './tunnel-errors.ts';
+export {
+  TunnelClosedError,
+  type TunnelEndVersion,
+  TunnelProtocolError,
+  TunnelStreamError,
+  TunnelVersionError,
+} from './tunnel-errors.ts';
 export { TunnelStream } from './tunnel-stream.ts';

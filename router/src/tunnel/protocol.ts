@@ -49,11 +49,17 @@ export interface Frame {
   payload: Buffer;
 }
 
+/**
+ * The hello and its answer keep this shape in every version (only fields are added), so two ends of
+ * different versions can always tell each other which they speak.
+ */
 export const Hello = z.object({
   protocol: z.literal(PROTOCOL_NAME),
   version: z.number().int(),
   token: z.string(),
   client: z.string().max(256),
+  /** The CLI's detour release, for messages about a version mismatch. */
+  release: z.string().max(64).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -61,6 +67,8 @@ export const HelloAck = z.object({
   protocol: z.literal(PROTOCOL_NAME),
   version: z.number().int(),
   agent: z.string().max(256),
+  /** The agent's detour release. */
+  release: z.string().max(64).optional(),
 });
 export type HelloAck = z.infer<typeof HelloAck>;
 
@@ -116,6 +124,15 @@ export const DnsAnswer = z.object({
 
 export const ResetPayload = z.object({ code: z.string(), message: z.string() });
 export type ResetPayload = z.infer<typeof ResetPayload>;
+/**
+ * Why a connection ends. A refusal of another protocol version (code DETOUR_TUNNEL_VERSION) also
+ * carries the refusing end's version and release, so the refused end can name both in its own words.
+ */
+export const GoAway = ResetPayload.extend({
+  version: z.number().int().optional(),
+  release: z.string().max(64).optional(),
+});
+export type GoAway = z.infer<typeof GoAway>;
 
 /** Control messages on stream 0: request/response pairs and one-way events. */
 export const ControlMessage = z.discriminatedUnion('type', [

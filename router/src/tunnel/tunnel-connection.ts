@@ -9,6 +9,7 @@ import {
   FrameFlag,
   FrameType,
   type FrameTypeCode,
+  GoAway,
   Hello,
   HelloAck,
   PROTOCOL_NAME,
@@ -17,7 +18,13 @@ import {
   StreamOpen,
   TunnelCode,
 } from './protocol.ts';
-import { TunnelClosedError, TunnelProtocolError, TunnelStreamError } from './tunnel-errors.ts';
+import {
+  TunnelClosedError,
+  type TunnelEndVersion,
+  TunnelProtocolError,
+  TunnelStreamError,
+  TunnelVersionError,
+} from './tunnel-errors.ts';
 import { type FrameSink, TunnelStream } from './tunnel-stream.ts';
 
 export type TunnelRole = 'client' | 'server';
@@ -25,6 +32,10 @@ export type TunnelRole = 'client' | 'server';
 export interface TunnelConnectionOptions {
   /** Interval between pings; the connection is declared dead after three silent intervals. */
   heartbeatMs?: number;
+  /** This end's detour release: told to the peer in the hello (or its answer) and in a version refusal. */
+  release?: string;
+  /** What the user does about a peer of another protocol version: ends the refusal's message here. */
+  versionFix?: (peer: TunnelEndVersion) => string;
 }
 
 export type ControlHandler = (method: string, params: unknown) => Promise<unknown> | unknown;
@@ -82,11 +93,13 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   private lastHeard = Date.now();
   private closedWith: TunnelClosedError | undefined;
   private closed = false;
+  private readonly options: TunnelConnectionOptions;
 
-  private constructor(socket: Socket, role: TunnelRole) {
+  private constructor(socket: Socket, role: TunnelRole, options: TunnelConnectionOptions) {
     super();
     this.socket = socket;
     this.role = role;
+    this.options = options;
     this.nextStreamId = role === 'client' ? 1 : 2;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
@@ -107,27 +120,28 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     hello: { token: string; client: string },
     options: TunnelConnectionOptions = {},
   ): Promise<TunnelConnection> {
-    const connection = new TunnelConnection(socket, 'client');
+    const connection = new TunnelConnection(socket, 'client', options);
     return connection.runHandshake(
-      options,
       () => {
+        const { release } = options;
         connection.send(
           FrameType.hello,
           0,
           0,
-          json({ protocol: PROTOCOL_NAME, version: PROTOCOL_VERSION, ...hello } satisfies Hello),
+          json({
+            protocol: PROTOCOL_NAME,
+            version: PROTOCOL_VERSION,
+            ...hello,
+            ...(release ? { release } : {}),
+          } satisfies Hello),
         );
       },
       (frame) => {
         if (frame.type !== FrameType.helloAck)
           throw new TunnelProtocolError(`expected the agent's hello, got frame type ${frame.type}`);
         const ack = parseJson(HelloAck, frame.payload, 'hello acknowledgement');
-        if (ack.version !== PROTOCOL_VERSION) {
-          throw new TunnelClosedError(
-            TunnelCode.version,
-            `the agent speaks tunnel protocol v${ack.version} but this CLI speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
-          );
-        }
+        if (ack.version !== PROTOCOL_VERSION)
+          throw connection.versionRefusal({ version: ack.version, release: ack.release });
         connection.peerName = ack.agent;
       },
     );
@@ -144,21 +158,16 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
       authenticate?: (token: string) => boolean | Promise<boolean>;
     },
   ): Promise<TunnelConnection> {
-    const connection = new TunnelConnection(socket, 'server');
+    const connection = new TunnelConnection(socket, 'server', options);
     return connection.runHandshake(
-      options,
       () => {},
       async (frame) => {
         if (frame.type !== FrameType.hello)
           throw new TunnelProtocolError(`expected a hello, got frame type ${frame.type}`);
         const hello = parseJson(Hello, frame.payload, 'hello');
         connection.peerName = hello.client;
-        if (hello.version !== PROTOCOL_VERSION) {
-          throw new TunnelClosedError(
-            TunnelCode.version,
-            `the CLI speaks tunnel protocol v${hello.version} but this agent speaks v${PROTOCOL_VERSION}: use a detour CLI and agent of the same release`,
-          );
-        }
+        if (hello.version !== PROTOCOL_VERSION)
+          throw connection.versionRefusal({ version: hello.version, release: hello.release });
         const accepted =
           (options.tokens ?? []).some((token) => tokensEqual(token, hello.token)) ||
           ((await options.authenticate?.(hello.token)) ?? false);
@@ -176,14 +185,28 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
             protocol: PROTOCOL_NAME,
             version: PROTOCOL_VERSION,
             agent: options.agent,
+            ...(options.release ? { release: options.release } : {}),
           } satisfies HelloAck),
         );
       },
     );
   }
 
+  /** The error that refuses a peer of another protocol version: both versions, and the fix. */
+  private versionRefusal(peer: TunnelEndVersion): TunnelVersionError {
+    const local = { version: PROTOCOL_VERSION, release: this.options.release };
+    const named = (end: TunnelEndVersion) =>
+      `v${end.version}${end.release ? ` (detour ${end.release})` : ''}`;
+    const [us, them] = this.role === 'client' ? ['this CLI', 'the agent'] : ['this agent', 'the CLI'];
+    const fix = this.options.versionFix?.(peer) ?? 'use a detour CLI and agent of the same release';
+    return new TunnelVersionError(
+      `${them} speaks tunnel protocol ${named(peer)} but ${us} speaks ${named(local)}: ${fix}`,
+      local,
+      peer,
+    );
+  }
+
   private runHandshake(
-    options: TunnelConnectionOptions,
     start: () => void,
     onFrame: (frame: Frame) => void | Promise<void>,
   ): Promise<TunnelConnection> {
@@ -198,7 +221,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
         this.off('close', onClose);
         if (error) reject(error);
         else {
-          this.startHeartbeat(options.heartbeatMs ?? 5_000);
+          this.startHeartbeat(this.options.heartbeatMs ?? 5_000);
           resolve(this);
         }
       };
@@ -214,7 +237,12 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
           .then(() => onFrame(frame))
           .then(
             () => done(),
-            (error: TunnelClosedError) => this.close(error.code ?? TunnelCode.protocol, error.message),
+            (error: TunnelClosedError) =>
+              this.closeWith(
+                error instanceof TunnelVersionError
+                  ? error
+                  : new TunnelClosedError(error.code ?? TunnelCode.protocol, error.message),
+              ),
           );
       };
       start();
@@ -268,9 +296,15 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
 
   /** Sends goaway with a reason and closes; every open stream fails with that reason. */
   close(code: string = TunnelCode.closed, message = 'the tunnel was closed'): void {
+    this.closeWith(new TunnelClosedError(code, message));
+  }
+
+  private closeWith(reason: TunnelClosedError): void {
     if (this.closed) return;
-    this.closedWith = new TunnelClosedError(code, message);
-    this.send(FrameType.goaway, 0, 0, json({ code, message }));
+    this.closedWith = reason;
+    const { code, message } = reason;
+    const versions = reason instanceof TunnelVersionError ? reason.local : {};
+    this.send(FrameType.goaway, 0, 0, json({ code, message, ...versions } satisfies GoAway));
     this.socket.end();
     // A peer that never reads must not keep the socket open forever.
     setTimeout(() => this.socket.destroy(), 2_000).unref();
@@ -412,8 +446,12 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
         if ((frame.flags & FrameFlag.ack) === 0) this.send(FrameType.ping, FrameFlag.ack, 0, frame.payload);
         break;
       case FrameType.goaway: {
-        const reason = parseJson(ResetPayload, frame.payload, 'goaway');
-        this.closedWith = new TunnelClosedError(reason.code, reason.message);
+        const reason = parseJson(GoAway, frame.payload, 'goaway');
+        // A peer that refused our version said its own: the refusal in this end's words, with its fix.
+        this.closedWith =
+          reason.code === TunnelCode.version && reason.version !== undefined
+            ? this.versionRefusal({ version: reason.version, release: reason.release })
+            : new TunnelClosedError(reason.code, reason.message);
         this.socket.end();
         this.terminate(this.closedWith);
         break;

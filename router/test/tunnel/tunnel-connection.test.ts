@@ -9,11 +9,15 @@ import {
   encodeFrameHeader,
   FrameType,
   PROTOCOL_NAME,
+  PROTOCOL_VERSION,
   TunnelCode,
   TunnelConnection,
+  type TunnelEndVersion,
   type TunnelStream,
+  TunnelVersionError,
 } from '@detour/router/tunnel/index';
 import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
+import { frameJson, helloAs, jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
 
 const connectOpen = { kind: 'connect', host: 'payments', port: 80 } as const;
 
@@ -203,17 +207,87 @@ describe('tunnel handshake', () => {
     assert.equal(agent.rejected[0]?.message.match(/session token was not accepted/)?.length, 1);
     agent.close();
   });
+});
 
-  it('refuses another protocol version, naming both versions', async () => {
-    const agent = await agentWith(['t']);
-    const socket = net.connect(agent.port, '127.0.0.1');
-    const hello = Buffer.from(
-      JSON.stringify({ protocol: PROTOCOL_NAME, version: 99, token: 't', client: 'old-cli' }),
+describe('tunnel protocol versions: each end refuses another, naming both versions and the fix', () => {
+  const fix = (peer: TunnelEndVersion) => `the fix for a peer of v${peer.version} (${peer.release})`;
+
+  it('the agent refuses a CLI of another version, and tells it its own version and release', async () => {
+    const rejected = Promise.withResolvers<Error>();
+    const listener = net.createServer((socket) => {
+      TunnelConnection.accept(socket, { tokens: ['t'], agent: 'a', release: '0.1.0', versionFix: fix }).catch(
+        rejected.resolve,
+      );
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const [goaway] = await helloAs((listener.address() as net.AddressInfo).port, {
+      version: 99,
+      release: '9.0.0',
+    });
+    assert.equal(goaway?.type, FrameType.goaway);
+    const expected = `the CLI speaks tunnel protocol v99 (detour 9.0.0) but this agent speaks v${PROTOCOL_VERSION} (detour 0.1.0): the fix for a peer of v99 (9.0.0)`;
+    assert.deepEqual(frameJson(goaway), {
+      code: TunnelCode.version,
+      message: expected,
+      version: PROTOCOL_VERSION,
+      release: '0.1.0',
+    });
+    const error = await rejected.promise;
+    assert.ok(error instanceof TunnelVersionError);
+    assert.equal(error.message, expected);
+    assert.deepEqual(error.peer, { version: 99, release: '9.0.0' });
+    listener.close();
+  });
+
+  it('the CLI words an agent’s refusal itself: both versions and the CLI’s fix', async () => {
+    const agent = await scriptedAgent(() =>
+      jsonFrame(FrameType.goaway, {
+        code: TunnelCode.version,
+        message: 'in the agent’s words',
+        version: 2,
+        release: '0.2.0',
+      }),
     );
-    socket.write(Buffer.concat([encodeFrameHeader(FrameType.hello, 0, 0, hello.length), hello]));
-    const reply = await collect(socket);
-    assert.match(reply.toString(), /CLI speaks tunnel protocol v99 but this agent speaks v1/);
-    assert.match(agent.rejected[0]?.message ?? '', /v99/);
+    await assert.rejects(
+      TunnelConnection.connect(
+        net.connect(agent.port, '127.0.0.1'),
+        { token: 't', client: 'c' },
+        { release: '0.1.0', versionFix: fix },
+      ),
+      (error: Error) => {
+        assert.ok(error instanceof TunnelVersionError);
+        assert.equal(
+          error.message,
+          `the agent speaks tunnel protocol v2 (detour 0.2.0) but this CLI speaks v${PROTOCOL_VERSION} (detour 0.1.0): the fix for a peer of v2 (0.2.0)`,
+        );
+        return true;
+      },
+    );
+    const [hello] = await agent.received;
+    assert.equal(frameJson(hello).release, '0.1.0', 'the CLI says its release in the hello');
+    agent.close();
+  });
+
+  it('the CLI refuses an agent that answered with another version, and tells it its own', async () => {
+    const agent = await scriptedAgent(() =>
+      jsonFrame(FrameType.helloAck, { protocol: PROTOCOL_NAME, version: 2, agent: 'new', release: '0.2.0' }),
+    );
+    await assert.rejects(
+      TunnelConnection.connect(
+        net.connect(agent.port, '127.0.0.1'),
+        { token: 't', client: 'c' },
+        { release: '0.1.0' },
+      ),
+      {
+        code: TunnelCode.version,
+        message: `the agent speaks tunnel protocol v2 (detour 0.2.0) but this CLI speaks v${PROTOCOL_VERSION} (detour 0.1.0): use a detour CLI and agent of the same release`,
+      },
+    );
+    const [, goaway] = await agent.received;
+    assert.deepEqual(
+      { type: goaway?.type, version: frameJson(goaway).version, release: frameJson(goaway).release },
+      { type: FrameType.goaway, version: PROTOCOL_VERSION, release: '0.1.0' },
+    );
     agent.close();
   });
 });

@@ -29,6 +29,7 @@ export {
 export * from './canonical.ts';
 export * from './detect.ts';
 export * from './errors.ts';
+export * from './feature-env.ts';
 export { InMemoryCluster, simulate, WriteConflictError } from './in-memory-cluster.ts';
 export * from './janitor-plan.ts';
 export * from './k8s-object.ts';

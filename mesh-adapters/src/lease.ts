@@ -29,6 +29,8 @@ export const LEASE_ANNOTATIONS = {
   holder: 'detour.dev/holder',
   /** `host:port` */
   target: 'detour.dev/target',
+  /** JSON list of `host:port`, when the Lease routes several Services (a feature environment) */
+  targets: 'detour.dev/targets',
   /** canonical JSON of the RouteFilter; absent for steal-all */
   filter: 'detour.dev/filter',
   mode: 'detour.dev/mode',
@@ -160,6 +162,23 @@ export function summarizeLease(lease: Lease): LeaseSummary | undefined {
   return summary;
 }
 
+/** Every `host:port` a Lease routes: its `targets` list, else its one `target`. */
+export function leaseTargets(lease: Lease): Array<{ host: string; port: number }> {
+  const a = lease.metadata.annotations ?? {};
+  let targets: unknown = [a[LEASE_ANNOTATIONS.target]];
+  const list = a[LEASE_ANNOTATIONS.targets];
+  try {
+    if (list !== undefined) targets = JSON.parse(list);
+  } catch {
+    // An unreadable list: fall back to the one target.
+  }
+  return (Array.isArray(targets) ? targets : []).flatMap((target: unknown) => {
+    if (typeof target !== 'string') return [];
+    const colon = target.lastIndexOf(':');
+    return colon < 0 ? [] : [{ host: target.slice(0, colon), port: Number(target.slice(colon + 1)) }];
+  });
+}
+
 /**
  * What of `mine` another session already holds, or undefined. Two routes collide when one request
  * could match both (the router's conservative `filtersOverlap`: different exact values of one
@@ -186,7 +205,8 @@ export function checkFilterConflict(
     if (!isDetourLease(lease) || isExpired(lease, now, graceSeconds)) continue;
     const other = summarizeLease(lease);
     if (other === undefined || other.sessionId === intent.sessionId) continue;
-    if (other.host !== intent.target.host || other.port !== intent.target.port) continue;
+    const { host, port } = intent.target;
+    if (!leaseTargets(lease).some((t) => t.host === host && t.port === port)) continue;
     const what = overlap(mine, other.mode === 'steal-all' ? undefined : (other.filter ?? undefined));
     if (what !== undefined) {
       throw new FilterHeldError({

@@ -10,6 +10,7 @@
 import type { ListQuery, MeshAdapter, ObservedObjects } from '../adapter.ts';
 import { inNamespace, QUERIES } from '../adapter.ts';
 import { UneditableObjectError } from '../errors.ts';
+import { FEATURE_RESPONSE_HEADER, featureResponseValue } from '../feature-env.ts';
 import { planSubset, planSubsetRevert } from '../istio-virtualservice/destination-rule.ts';
 import { agentDestination } from '../istio-virtualservice/route.ts';
 import type { KubeObject } from '../k8s-object.ts';
@@ -78,7 +79,17 @@ export function sessionEnvoyRoute(intent: SessionIntent): Route {
     case 'steal-all':
       return { name, match, route: { cluster: agentCluster } };
     case 'feature-env':
-      return { name, match, route: { cluster: outboundCluster(host, port, mode.subset.name) } };
+      return {
+        name,
+        match,
+        route: { cluster: outboundCluster(host, port, mode.subset.name) },
+        response_headers_to_add: [
+          {
+            header: { key: FEATURE_RESPONSE_HEADER, value: featureResponseValue(mode.subset.name) },
+            append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+          },
+        ],
+      };
     case 'mirror': {
       const mirror: RequestMirrorPolicy = { cluster: agentCluster };
       if (mode.percent !== undefined) {

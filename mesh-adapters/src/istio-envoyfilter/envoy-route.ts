@@ -42,11 +42,18 @@ export interface RouteAction {
   request_mirror_policies?: RequestMirrorPolicy[];
 }
 
+/** envoy.config.core.v3.HeaderValueOption, the fields detour uses. */
+export interface HeaderValueOption {
+  header: { key: string; value: string };
+  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD';
+}
+
 /** envoy.config.route.v3.Route, the fields detour uses. */
 export interface Route {
   name: string;
   match: RouteMatch;
   route: RouteAction;
+  response_headers_to_add?: HeaderValueOption[];
 }
 
 function toStringMatcher(match: StringMatch): StringMatcher | undefined {

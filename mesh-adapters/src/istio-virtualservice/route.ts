@@ -3,6 +3,7 @@
  * by design, so it is copied in unchanged; detour adds the port (so a session on :8080 never takes
  * :9090) and, where the object serves several hosts, the authority (so it never takes the others).
  */
+import { FEATURE_RESPONSE_HEADER, featureResponseValue } from '../feature-env.ts';
 import { authorityRegex } from '../hosts.ts';
 import type { RouteFilter, SessionIntent } from '../session-intent.ts';
 import { routeName, sessionFilter } from '../session-intent.ts';
@@ -89,10 +90,15 @@ export function buildSessionRoute(
     case 'steal-all':
       return { name, match, route: [{ destination: agentDestination(intent) }] };
     case 'feature-env':
+      // The response header names the environment and the pod that answered (Envoy fills in
+      // %UPSTREAM_REMOTE_ADDRESS%): how `detour feature up` proves a request reached the workload.
       return {
         name,
         match,
         route: [{ destination: { host: intent.target.host, subset: mode.subset.name } }],
+        headers: {
+          response: { set: { [FEATURE_RESPONSE_HEADER]: featureResponseValue(mode.subset.name) } },
+        },
       };
     case 'mirror': {
       // A copy of the default route (its destinations, retries, timeouts, rewrites, header

@@ -112,6 +112,7 @@ export interface DetourHTTPRoute {
     gateways?: string[];
   }>;
   route: Array<{ destination: { host: string; subset?: string; port?: { number: number } } }>;
+  headers?: { response: { set: Record<string, string> } };
   mirrors?: Array<{
     destination: { host: string; port?: { number: number } };
     percentage?: { value: number };

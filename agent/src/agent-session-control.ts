@@ -106,9 +106,9 @@ export function serveSessionControl(
       case 'session.list':
         return registry.list().map(summarize);
       case 'route.probe': {
-        const { url, headers } = RouteProbeParams.parse(params);
+        const { url, headers, ...options } = RouteProbeParams.parse(params);
         if (!probes) throw new DetourError('DETOUR_UNKNOWN_METHOD', 'this agent does not probe routes');
-        return probes.probe(url, headers);
+        return probes.probe(url, headers, options);
       }
       default:
         throw new DetourError(

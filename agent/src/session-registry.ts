@@ -37,6 +37,14 @@ function hostOf(authority: string): string {
   return authority.replace(/:\d+$/, '').toLowerCase();
 }
 
+/**
+ * The host a mirrored request was sent to: Envoy marks a mirror's authority with `-shadow`
+ * (`orders-shadow:8080`, or after the port in older releases).
+ */
+function unshadowed(authority: string): string {
+  return hostOf(authority.replace(/-shadow$/i, '')).replace(/-shadow$/, '');
+}
+
 /** Whether two sessions could receive the same request: they share a host (or either takes any). */
 export function hostsOverlap(
   a: ReadonlySet<string> | undefined,
@@ -79,9 +87,11 @@ export class SessionRegistry {
    */
   match(request: InboundRequest): AgentSession | undefined {
     const host = request.authority === undefined ? undefined : hostOf(request.authority);
+    const mirrored = request.authority === undefined ? undefined : unshadowed(request.authority);
     for (const session of this.sessions.values()) {
       if (session.tunnel.isClosed) continue;
-      if (session.hosts && host !== undefined && !session.hosts.has(host)) continue;
+      const named = (h: string | undefined) => h === undefined || session.hosts?.has(h) !== false;
+      if (!named(host) && !(session.mode === 'mirror' && named(mirrored))) continue;
       if (session.matcher.matches(request)) return session;
     }
     return undefined;

@@ -39,6 +39,38 @@ describe('route probes', () => {
     assert.match(nowhere.detail, /ECONNREFUSED/);
   });
 
+  it('mirror: a copy reaching the agent after someone else answered counts (with copyWaitMs)', async () => {
+    // The "real pods" answer and, like Envoy's mirror, send a copy to the agent's inbound port.
+    const mirroring = http.createServer((req, res) => {
+      const copy = http.request(`http://127.0.0.1:${inbound.port}/`, {
+        method: 'HEAD',
+        headers: req.headers,
+      });
+      copy.on('response', (r) => r.resume()).on('error', () => {});
+      copy.end();
+      res.writeHead(200, { 'x-detour-feature': 'feature-x upstream=127.0.0.1:1' }).end();
+    });
+    await once(mirroring.listen(0, '127.0.0.1'), 'listening');
+    try {
+      const url = `http://127.0.0.1:${(mirroring.address() as AddressInfo).port}/`;
+      const copied = await probes.probe(url, {}, { copyWaitMs: 2_000, responseHeader: 'X-Detour-Feature' });
+      assert.equal(copied.live, true, copied.detail);
+      assert.match(copied.detail, /a copy reached this agent/);
+      assert.equal(copied.header, 'feature-x upstream=127.0.0.1:1');
+      const plain = await probes.probe(
+        `http://127.0.0.1:${(realPods.address() as AddressInfo).port}/`,
+        {},
+        {
+          copyWaitMs: 50,
+        },
+      );
+      assert.equal(plain.live, false);
+      assert.equal(plain.header, undefined);
+    } finally {
+      mirroring.close();
+    }
+  });
+
   it('answers only its own probes: a guessed marker goes the normal way', async () => {
     const response = await fetch(`http://127.0.0.1:${inbound.port}/`, {
       headers: { 'x-detour-probe': 'guessed' },

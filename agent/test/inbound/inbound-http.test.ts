@@ -13,7 +13,7 @@ import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
 import { compileFilter } from '@detour/router/match/index';
 import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
 import { InboundListener } from '../../src/inbound/inbound-listener.ts';
-import { SessionRegistry } from '../../src/session-registry.ts';
+import { hostAliases, SessionRegistry } from '../../src/session-registry.ts';
 import { curl, request, request2, sha256 } from './clients.ts';
 import { listen, portOf, type Stack, startStack } from './stack.ts';
 
@@ -655,6 +655,41 @@ describe('many sessions on one agent', () => {
 });
 
 describe('mirror mode', () => {
+  it('takes the copies Envoy sends to <host>-shadow for its target; a steal session does not', async () => {
+    const seen: string[] = [];
+    const app = await listen(
+      http.createServer((req, res) => {
+        seen.push(String(req.headers.host));
+        res.end('local');
+      }),
+    );
+    const stack = await startStack({ appPort: portOf(app), mode: 'mirror' });
+    const session = stack.registry.list()[0];
+    assert.ok(session);
+    const hosts = hostAliases('orders.staging.svc.cluster.local');
+    stack.registry.register({ ...session, hosts });
+    try {
+      for (const host of ['orders-shadow:8080', 'orders.staging.svc.cluster.local:8080-shadow']) {
+        const res = await request(`${stack.url}/`, { headers: { 'x-dev': 'dev-a', host } });
+        assert.equal(res.status, 202, host);
+      }
+      const other = await request(`${stack.url}/`, {
+        headers: { 'x-dev': 'dev-a', host: 'payments-shadow:8080' },
+      });
+      assert.equal(other.status, 404, 'a copy for another Service is not this session’s');
+      stack.registry.register({ ...session, hosts, mode: 'steal' });
+      const stolen = await request(`${stack.url}/`, {
+        headers: { 'x-dev': 'dev-a', host: 'orders-shadow:8080' },
+      });
+      assert.equal(stolen.status, 404, 'only mirror sessions take -shadow hosts');
+      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(seen, ['orders-shadow:8080', 'orders.staging.svc.cluster.local:8080-shadow']);
+    } finally {
+      await stack.close();
+      app.close();
+    }
+  });
+
   it('answers 202 at once, delivers the copy, and ignores a failing copy', async () => {
     const copies: string[] = [];
     const gotCopy = Promise.withResolvers<void>();

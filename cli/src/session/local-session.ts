@@ -16,6 +16,7 @@ import {
   validateFilter,
 } from '@detour/router/match/index';
 import {
+  type RouteProbeParams,
   RouteProbeResult,
   TunnelCode,
   type TunnelConnection,
@@ -236,7 +237,12 @@ export class LocalSession {
     let last = '';
     while (Date.now() - writeBegan < timeoutMs) {
       const answer = await tunnel
-        .request('route.probe', { url: `http://${service.host}:${service.port}/`, headers })
+        .request('route.probe', {
+          url: `http://${service.host}:${service.port}/`,
+          headers,
+          // A mirror route answers from the real pods and sends the agent a copy: that is "live".
+          ...(this.#options.mirror ? { copyWaitMs: 1_000 } : {}),
+        } satisfies RouteProbeParams)
         .catch((error: Error & { code?: string }) => {
           if (error.code !== 'DETOUR_UNKNOWN_METHOD') throw error;
           return undefined;

@@ -145,10 +145,23 @@ export type ControlMessage = z.infer<typeof ControlMessage>;
 
 /**
  * Control request `route.probe`: the agent sends a request with `headers` to `url` from inside the
- * mesh and says whether it came back to itself (the session's route is in effect).
+ * mesh and says whether it came back to itself (the session's route is in effect). `copyWaitMs`:
+ * a copy arriving within that long after someone else answered counts too (mirror routes).
+ * `responseHeader`: the answer's value of that header comes back as `header` (feature
+ * environments: their routes name the pod that answered).
  */
-export const RouteProbeParams = z.object({ url: z.url(), headers: z.record(z.string(), z.string()) });
-export const RouteProbeResult = z.object({ live: z.boolean(), detail: z.string() });
+export const RouteProbeParams = z.object({
+  url: z.url(),
+  headers: z.record(z.string(), z.string()),
+  copyWaitMs: z.number().int().min(0).max(5_000).optional(),
+  responseHeader: z.string().min(1).max(100).optional(),
+});
+export type RouteProbeParams = z.input<typeof RouteProbeParams>;
+export const RouteProbeResult = z.object({
+  live: z.boolean(),
+  detail: z.string(),
+  header: z.string().optional(),
+});
 export type RouteProbeResult = z.infer<typeof RouteProbeResult>;
 /** Marks a probe: the agent that sent it answers it itself; it never reaches a developer. */
 export const PROBE_HEADER = 'x-detour-probe';

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { DetourError } from '@detour/router/errors';
+import { featureUsage } from './feature/feature-usage.ts';
 import { optionsHelp, sessionOptionsJsonSchema } from './options.ts';
 import { createReporter } from './reporter.ts';
 import { versionInfo, versionText } from './version.ts';
@@ -18,6 +19,7 @@ Commands:
   detour uninstall [-n NS] [--force] [--json]
                                         remove what install created; refuses while sessions are live (--force ends them)
   detour doctor [-n NS] [--json]        check context, RBAC, mesh, agent, port-forward, tunnel and a route probe
+${featureUsage}
   detour schema                         print the JSON schema of detour.yaml
   detour version [--json]               the CLI's version, its tunnel protocol and the agent image it expects
                                         (also: detour --version)
@@ -54,6 +56,8 @@ async function main(argv: string[]): Promise<number> {
         rest.includes('--json') ? `${JSON.stringify(versionInfo())}\n` : `${versionText()}\n`,
       );
       return 0;
+    case 'feature':
+      return (await import('./commands/feature-command.ts')).featureCommand(rest);
     case 'schema':
       process.stdout.write(`${JSON.stringify(sessionOptionsJsonSchema(), null, 2)}\n`);
       return 0;

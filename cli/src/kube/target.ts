@@ -34,13 +34,56 @@ function notFound(message: string): InvalidInputError {
   return new InvalidInputError('DETOUR_TARGET_NOT_FOUND', message);
 }
 
-function selects(service: V1Service, labels: Record<string, string>): boolean {
+export function selects(service: V1Service, labels: Record<string, string>): boolean {
   const selector = service.spec?.selector;
   return (
     selector !== undefined &&
     Object.keys(selector).length > 0 &&
     Object.entries(selector).every(([key, value]) => labels[key] === value)
   );
+}
+
+export interface FoundWorkload {
+  kind: ResolvedTarget['workload']['kind'];
+  name: string;
+  template: V1PodTemplateSpec;
+  /** `spec.selector.matchLabels`: the labels that select exactly this workload's pods. */
+  matchLabels: Record<string, string>;
+}
+
+/** `deploy/NAME`, `sts/NAME` or `ds/NAME` in `namespace`; the error names `flag` and lists what exists. */
+export async function findWorkload(
+  apps: AppsV1Api,
+  namespace: string,
+  ref: string,
+  flag = '--target',
+): Promise<FoundWorkload> {
+  const [kindWord, name] = ref.split('/', 2);
+  const kind = workloadKinds[kindWord ?? ''];
+  if (!kind || !name) {
+    throw new InvalidInputError(
+      'DETOUR_BAD_OPTION',
+      `${flag} ${JSON.stringify(ref)}: expected deploy/NAME, sts/NAME, ds/NAME${flag === '--target' ? ' or a Service name' : ''}`,
+    );
+  }
+  const list =
+    kind === 'Deployment'
+      ? (await apps.listNamespacedDeployment({ namespace })).items
+      : kind === 'StatefulSet'
+        ? (await apps.listNamespacedStatefulSet({ namespace })).items
+        : (await apps.listNamespacedDaemonSet({ namespace })).items;
+  const found = list.find((item) => item.metadata?.name === name);
+  if (!found) {
+    throw notFound(
+      `no ${kind} "${name}" in namespace ${namespace}; ${kind}s there: ${list.map((item) => item.metadata?.name).join(', ') || 'none'}`,
+    );
+  }
+  return {
+    kind,
+    name,
+    template: found.spec?.template ?? {},
+    matchLabels: found.spec?.selector?.matchLabels ?? {},
+  };
 }
 
 /** A Service's targetPort as a container port number (named ports resolve through the container). */
@@ -88,27 +131,9 @@ export async function resolveTarget(
     workload = { kind: 'Deployment', name: owner.metadata.name };
     template = owner.spec?.template ?? {};
   } else {
-    const kind = workloadKinds[kindWord ?? ''];
-    if (!kind || !name) {
-      throw new InvalidInputError(
-        'DETOUR_BAD_OPTION',
-        `--target ${JSON.stringify(spec.target)}: expected deploy/NAME, sts/NAME, ds/NAME or a Service name`,
-      );
-    }
-    const list =
-      kind === 'Deployment'
-        ? (await apps.listNamespacedDeployment({ namespace })).items
-        : kind === 'StatefulSet'
-          ? (await apps.listNamespacedStatefulSet({ namespace })).items
-          : (await apps.listNamespacedDaemonSet({ namespace })).items;
-    const found = list.find((item) => item.metadata?.name === name);
-    if (!found) {
-      throw notFound(
-        `no ${kind} "${name}" in namespace ${namespace}; ${kind}s there: ${list.map((item) => item.metadata?.name).join(', ') || 'none'}`,
-      );
-    }
-    workload = { kind, name };
-    template = found.spec?.template ?? {};
+    const found = await findWorkload(apps, namespace, spec.target);
+    workload = { kind: found.kind, name: found.name };
+    template = found.template;
   }
 
   const containers = (template.spec?.containers ?? []).filter((container) => !injected.has(container.name));

@@ -217,7 +217,7 @@ export class ClusterRouting {
   }
 }
 
-function describeWrite(write: Write): string {
+export function describeWrite(write: Write): string {
   const ref = write.op === 'delete' ? write.ref : { kind: write.object.kind, ...write.object.metadata };
   return `${write.op} ${ref.kind} ${ref.namespace ?? ''}/${ref.name}`;
 }

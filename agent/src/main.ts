@@ -61,7 +61,7 @@ async function main(): Promise<void> {
 
   const shutdown = async (signal: string) => {
     log.info('agent.stopping', { signal, sessions: registry.list().length });
-    janitor?.stop();
+    await janitor?.stop();
     for (const connection of tunnel.tunnels)
       connection.close(TunnelCode.closed, 'the agent is shutting down');
     tunnel.server.close();

@@ -35,6 +35,7 @@ export class AgentJanitor {
   readonly #options: AgentJanitorOptions;
   readonly #client: ClusterClient;
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #running = new Set<Promise<void>>();
   #interval: NodeJS.Timeout | undefined;
 
   constructor(options: AgentJanitorOptions) {
@@ -43,13 +44,23 @@ export class AgentJanitor {
   }
 
   start(): void {
-    this.#interval = setInterval(() => void this.sweep('interval'), this.#options.intervalMs);
+    this.#interval = setInterval(() => this.#track(this.sweep('interval')), this.#options.intervalMs);
     this.#interval.unref();
   }
 
-  stop(): void {
+  /**
+   * Stops the timers and waits for the work under way: an agent owned by the Lease it just ended
+   * (an ephemeral one) is deleted by the garbage collector right then, and its routes must still go.
+   */
+  async stop(): Promise<void> {
     clearInterval(this.#interval);
     for (const timer of this.#timers) clearTimeout(timer);
+    await Promise.all(this.#running);
+  }
+
+  #track(work: Promise<void>): void {
+    this.#running.add(work);
+    void work.finally(() => this.#running.delete(work));
   }
 
   /** A session's tunnel dropped: give it `graceMs` to come back, then end it. */
@@ -58,7 +69,7 @@ export class AgentJanitor {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       if (this.#options.isLive(sessionId)) return;
-      void this.#endSession(sessionId, lease);
+      this.#track(this.#endSession(sessionId, lease));
     }, this.#options.graceMs);
     this.#timers.add(timer);
   }

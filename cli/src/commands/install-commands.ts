@@ -11,10 +11,10 @@ import {
   uninstallAgent,
   waitForRollout,
 } from '../install/installer.ts';
-import { detourVersions } from '../install/versions.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
 import { createReporter } from '../reporter.ts';
+import { versionInfo } from '../version.ts';
 
 function parse<T extends ParseArgsOptionsConfig>(argv: readonly string[], options: T) {
   try {
@@ -51,7 +51,7 @@ export async function installCommand(argv: readonly string[]): Promise<number> {
   });
   const reporter = createReporter(values.json ?? false);
   const namespace = values.namespace ?? 'default';
-  const versions = detourVersions();
+  const versions = versionInfo();
   const image = values.image ?? versions.agentImage;
   const kc = loadKubeConfig();
   const client = kubeClient(kc, { fieldManager: 'detour-install' });
@@ -73,7 +73,7 @@ export async function installCommand(argv: readonly string[]): Promise<number> {
   const detection = detectMesh(await discoverMesh(kc, namespace));
   reporter.step(
     'install.done',
-    `agent ${namespace}/${name} ready: image ${image} (CLI ${versions.cli}, tunnel protocol v${versions.protocol}); ${
+    `agent ${namespace}/${name} ready: image ${image} (CLI ${versions.version}, tunnel protocol v${versions.tunnelProtocol}); ${
       identity.sidecar
         ? `sidecar injected, mesh identity ${identity.spiffe}`
         : `no sidecar (mesh ${detection.mesh}: ${detection.reason})`

@@ -14,11 +14,17 @@ import {
   tokenSha256,
 } from '@detour/mesh-adapters';
 import { QUERIES } from '@detour/mesh-adapters/adapter';
-import { RouteProbeResult, TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
+import {
+  RouteProbeResult,
+  TunnelCode,
+  TunnelConnection,
+  type TunnelVersionError,
+} from '@detour/router/tunnel/index';
 import { AuthenticationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { forwardToAgent } from '../kube/agent-port-forward.ts';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
 import { dial } from '../session/agent-tunnel.ts';
+import { agentVersionFix, cliVersion, versionInfo } from '../version.ts';
 import { AGENT_NAME_LABEL } from './agent-manifests.ts';
 import { isPodReady, listPods, meshIdentity, podProblem } from './installer.ts';
 import {
@@ -28,7 +34,6 @@ import {
   type ShippedRole,
   shippedRoles,
 } from './rbac-manifests.ts';
-import { detourVersions } from './versions.ts';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -160,7 +165,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
     for (const name of names) add(check(name, 'skip', `skipped: ${why}`));
     return checks;
   };
-  const versions = detourVersions();
+  const versions = versionInfo();
 
   const context = kc.getCurrentContext();
   const server = kc.getCurrentCluster()?.server ?? '?';
@@ -269,7 +274,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
     check(
       'agent',
       noSidecar ? 'fail' : imageDiffers ? 'warn' : 'ok',
-      `${ready.length} of ${pods.length} pod(s) ready, image ${images.join(', ')}${identity.sidecar ? `, sidecar injected, mesh identity ${identity.spiffe}` : ', no sidecar'}${imageDiffers ? ` (this CLI ${versions.cli} expects ${versions.agentImage})` : ''}`,
+      `${ready.length} of ${pods.length} pod(s) ready, image ${images.join(', ')}${identity.sidecar ? `, sidecar injected, mesh identity ${identity.spiffe}` : ', no sidecar'}${imageDiffers ? ` (this CLI ${versions.version} expects ${versions.agentImage})` : ''}`,
       noSidecar
         ? `the mesh routes to the agent only through its sidecar: kubectl label namespace ${namespace} istio-injection=enabled && kubectl rollout restart -n ${namespace} deployment/${agentService}`
         : imageDiffers
@@ -293,7 +298,7 @@ async function checkTunnel(
   add: (check: Check) => void,
 ): Promise<void> {
   const { kc, client, namespace, agentService } = options;
-  const versions = detourVersions();
+  const versions = versionInfo();
   const token = randomBytes(24).toString('base64url');
   const sessionId = `doctor-${randomBytes(3).toString('hex')}`;
   const port = (service.spec as { ports?: Array<{ port: number }> }).ports?.[0]?.port ?? 8080;
@@ -331,10 +336,11 @@ async function checkTunnel(
   try {
     const [fhost = '', fport = ''] = forward.address.split(':');
     try {
-      tunnel = await TunnelConnection.connect(await dial(fhost, Number(fport)), {
-        token,
-        client: `${userInfo().username}@${hostname()} (detour doctor)`,
-      });
+      tunnel = await TunnelConnection.connect(
+        await dial(fhost, Number(fport)),
+        { token, client: `${userInfo().username}@${hostname()} (detour doctor)` },
+        { release: cliVersion, versionFix: (agent) => agentVersionFix(agent, namespace) },
+      );
     } catch (error) {
       const forwardError = forward.lastError();
       if (forwardError) {
@@ -362,7 +368,7 @@ async function checkTunnel(
             'fail',
             (error as Error).message,
             code === TunnelCode.version
-              ? `install the agent of this CLI's release (CLI ${versions.cli}, tunnel protocol v${versions.protocol}): detour install -n ${namespace} --image ${versions.agentImage}`
+              ? agentVersionFix((error as TunnelVersionError).peer, namespace)
               : code === TunnelCode.auth
                 ? `the agent did not admit a live session Lease: it must read Leases in ${namespace} (manifests/agent/role.yaml); reinstall with detour install -n ${namespace}`
                 : `see kubectl logs -n ${namespace} ${pod.metadata.name} -c agent`,
@@ -383,7 +389,7 @@ async function checkTunnel(
       check(
         'tunnel',
         'ok',
-        `agent ${tunnel.peerName} accepted the hello: tunnel protocol v${versions.protocol}, the same as this CLI ${versions.cli}`,
+        `agent ${tunnel.peerName}${tunnel.peerRelease ? ` (detour ${tunnel.peerRelease})` : ''} accepted the hello: tunnel protocol v${versions.tunnelProtocol}, the same as this CLI ${versions.version}`,
       ),
     );
     add(await probeRoute(tunnel, `http://${host}:${port}/`, namespace));

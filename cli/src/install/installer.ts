@@ -175,6 +175,7 @@ export function rolloutState(deployment: KubeObject, pods: readonly KubeObject[]
 }
 
 const podsQuery = { apiVersion: 'v1', kind: 'Pod', resource: 'pods' } as const;
+const replicaSetsQuery = { apiVersion: 'apps/v1', kind: 'ReplicaSet', resource: 'replicasets' } as const;
 
 export async function listPods(
   client: ClusterClient,
@@ -294,11 +295,16 @@ export async function uninstallAgent(options: {
       `--force: ended ${names.join('; ')}; ${result.applied.length} route write(s) reverted`,
     );
   }
+  // The Deployment's ReplicaSets and pods carry the install labels too (from its pod template).
   const installed = async () =>
-    (await Promise.all([...AGENT_KINDS, podsQuery].map((kind) => client.list({ ...kind, namespace }))))
+    (
+      await Promise.all(
+        [...AGENT_KINDS, replicaSetsQuery, podsQuery].map((kind) => client.list({ ...kind, namespace })),
+      )
+    )
       .flat()
       .filter(isInstalledByDetour);
-  const objects = (await installed()).filter((o) => o.kind !== 'Pod');
+  const objects = (await installed()).filter((o) => o.kind !== 'Pod' && o.kind !== 'ReplicaSet');
   // The Service first, so the mesh stops sending to the agent; the ServiceAccount last.
   for (const object of [...objects].reverse()) {
     await client.delete(refOf(object), { uid: object.metadata.uid });

@@ -26,13 +26,13 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
 import { ephemeralAgentObjects } from '../install/agent-manifests.ts';
-import { detourVersions } from '../install/versions.ts';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { type ResolvedTarget, resolveTarget } from '../kube/target.ts';
 import { targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
+import { versionInfo } from '../version.ts';
 import { AgentTunnel } from './agent-tunnel.ts';
 import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts';
 import { EphemeralAgent } from './ephemeral-agent.ts';
@@ -410,7 +410,7 @@ export class LocalSession {
     return ephemeralAgentObjects({
       namespace,
       sessionId: this.id,
-      image: this.#options.agentImage ?? detourVersions().agentImage,
+      image: this.#options.agentImage ?? versionInfo().agentImage,
       lease: { uid: 'pending', ...lease },
     });
   }

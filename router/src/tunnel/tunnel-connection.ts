@@ -74,6 +74,8 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   readonly role: TunnelRole;
   /** Who the peer says it is (client name for the agent, agent name for the CLI). */
   peerName = '';
+  /** The peer's detour release, when it told it in the handshake. */
+  peerRelease: string | undefined;
   bytesIn = 0;
   bytesOut = 0;
   private readonly socket: Socket;
@@ -143,6 +145,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
         if (ack.version !== PROTOCOL_VERSION)
           throw connection.versionRefusal({ version: ack.version, release: ack.release });
         connection.peerName = ack.agent;
+        connection.peerRelease = ack.release;
       },
     );
   }
@@ -166,6 +169,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
           throw new TunnelProtocolError(`expected a hello, got frame type ${frame.type}`);
         const hello = parseJson(Hello, frame.payload, 'hello');
         connection.peerName = hello.client;
+        connection.peerRelease = hello.release;
         if (hello.version !== PROTOCOL_VERSION)
           throw connection.versionRefusal({ version: hello.version, release: hello.release });
         const accepted =

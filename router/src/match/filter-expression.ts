@@ -1,5 +1,11 @@
+import { BAGGAGE_HEADER, baggageMemberOf } from './baggage.ts';
 import type { RouteFilter, StringMatch } from './filter.ts';
-import { headerNameProblem, InvalidFilterError, regexProblem } from './validate-filter.ts';
+import {
+  headerNameProblem,
+  InvalidFilterError,
+  regexProblem,
+  stringMatchProblems,
+} from './validate-filter.ts';
 
 /** One `--header` / `--without-header` flag, parsed. */
 export interface HeaderExpression {
@@ -56,6 +62,43 @@ function expressionProblem(
   return isRegex ? regexProblem(value) : undefined;
 }
 
+/**
+ * `--path`: `/orders` (exact), `^=/api/` (prefix), `~=/orders/[0-9]+` (RE2, the whole path). Envoy
+ * matches the path without its query, so a value with `?` or `#` is refused (it would never match).
+ */
+export function parsePathExpression(expr: string): StringMatch {
+  const match: StringMatch = expr.startsWith('^=')
+    ? { prefix: expr.slice(2) }
+    : expr.startsWith('~=')
+      ? { regex: expr.slice(2) }
+      : { exact: expr.startsWith('=') ? expr.slice(1) : expr };
+  const [problem] = stringMatchProblems(match, 'path', 'uri');
+  if (problem !== undefined) {
+    throw new InvalidFilterError(
+      `Invalid --path ${JSON.stringify(expr)}: ${problem}; accepted forms: /path (exact), ^=/prefix, ~=regex (RE2, must match the whole path)`,
+    );
+  }
+  return match;
+}
+
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * `--method POST` (repeatable): one method is an exact match, several an alternation. Methods are
+ * case-sensitive on the wire and every standard one is upper-case, so `post` means `POST`.
+ */
+export function methodMatch(methods: readonly string[]): StringMatch | undefined {
+  const upper = [...new Set(methods.map((method) => method.trim().toUpperCase()))];
+  const bad = upper.find((method) => !METHOD.test(method));
+  if (bad !== undefined) {
+    throw new InvalidFilterError(
+      `Invalid --method ${JSON.stringify(bad)}: a method is a token such as GET or POST; repeat --method for several`,
+    );
+  }
+  if (upper.length === 0) return undefined;
+  return upper.length === 1 ? { exact: upper[0] as string } : { regex: upper.join('|') };
+}
+
 /** Combines parsed expressions into a filter; naming one header twice on the same side is an error. */
 export function filterFromExpressions(expressions: readonly HeaderExpression[]): RouteFilter {
   const filter: RouteFilter = {};
@@ -97,6 +140,8 @@ export function formatFilter(filter: RouteFilter): string {
  * ASCII without spaces (others are JSON-quoted for display and do not parse back).
  */
 export function formatHeaderExpression(name: string, match: StringMatch): string {
+  const member = name === BAGGAGE_HEADER ? baggageMemberOf(match) : undefined;
+  if (member) return `baggage[${member.key}=${member.value}]`;
   if ('exact' in match) return `${name}=${quoted(match.exact)}`;
   if ('prefix' in match) return `${name}^=${quoted(match.prefix)}`;
   if ('regex' in match) return `${name}~=${quoted(match.regex)}`;

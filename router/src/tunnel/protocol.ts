@@ -155,6 +155,11 @@ export const RouteProbeParams = z.object({
   headers: z.record(z.string(), z.string()),
   copyWaitMs: z.number().int().min(0).max(5_000).optional(),
   responseHeader: z.string().min(1).max(100).optional(),
+  /** The method a filter on :method needs; HEAD when none does. */
+  method: z
+    .string()
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)
+    .default('HEAD'),
 });
 export type RouteProbeParams = z.input<typeof RouteProbeParams>;
 export const RouteProbeResult = z.object({

@@ -4,28 +4,43 @@ import type { TunnelConnection } from '@detour/router/tunnel/index';
 import { RouteProbeParams } from '@detour/router/tunnel/protocol';
 import { z } from 'zod';
 import type { RouteProbes } from './route-probe.ts';
-import { type AgentSession, hostAliases, hostsOverlap, type SessionRegistry } from './session-registry.ts';
+import {
+  type AgentSession,
+  hostAliases,
+  hostsOverlap,
+  isRouted,
+  type RoutedSession,
+  type SessionRegistry,
+} from './session-registry.ts';
 
-export const RegisterSessionParams = z.object({
-  id: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a session id is 1-63 lower-case letters, digits and dashes'),
-  filter: z.unknown(),
-  allowMatchAll: z.boolean().default(false),
-  mode: z.enum(['steal', 'mirror']),
-  targetPort: z.number().int().min(1).max(65535),
-  /** FQDN of the target Service; without it the session takes matching requests for any host. */
-  targetHost: z.string().min(1).max(253).optional(),
-  /** The session's Lease in the cluster: the agent ends it if the CLI does not come back. */
-  lease: z.object({ name: z.string().min(1), namespace: z.string().min(1) }).optional(),
-});
+const SessionId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a session id is 1-63 lower-case letters, digits and dashes');
+/** The session's Lease in the cluster: the agent ends it if the CLI does not come back. */
+const LeaseRef = z.object({ name: z.string().min(1), namespace: z.string().min(1) }).optional();
+
+export const RegisterSessionParams = z.discriminatedUnion('mode', [
+  z.object({
+    id: SessionId,
+    filter: z.unknown(),
+    allowMatchAll: z.boolean().default(false),
+    mode: z.enum(['steal', 'mirror']),
+    targetPort: z.number().int().min(1).max(65535),
+    /** FQDN of the target Service; without it the session takes matching requests for any host. */
+    targetHost: z.string().min(1).max(253).optional(),
+    lease: LeaseRef,
+  }),
+  /** Takes no requests: registered so the agent tracks it (and ends its Lease) like any session. */
+  z.strictObject({ id: SessionId, mode: z.literal('egress-only'), lease: LeaseRef }),
+]);
 export type RegisterSessionParams = z.input<typeof RegisterSessionParams>;
 
 export interface SessionSummary {
   id: string;
-  filter: string;
-  mode: 'steal' | 'mirror';
-  targetPort: number;
+  mode: AgentSession['mode'];
+  /** What the session takes; absent for egress-only sessions, which take nothing. */
+  filter?: string;
+  targetPort?: number;
   holder: string;
   since: string;
 }
@@ -33,11 +48,48 @@ export interface SessionSummary {
 export function summarize(session: AgentSession): SessionSummary {
   return {
     id: session.id,
-    filter: formatFilter(session.filter),
-    mode: session.mode,
-    targetPort: session.targetPort,
+    ...(isRouted(session)
+      ? { filter: formatFilter(session.filter), mode: session.mode, targetPort: session.targetPort }
+      : { mode: session.mode }),
     holder: session.tunnel.peerName,
     since: session.registeredAt.toISOString(),
+  };
+}
+
+function routedSession(
+  registry: SessionRegistry,
+  tunnel: TunnelConnection,
+  params: Extract<z.output<typeof RegisterSessionParams>, { mode: 'steal' | 'mirror' }>,
+): RoutedSession {
+  const { id, mode, targetPort, allowMatchAll, targetHost } = params;
+  const filter = validateFilter(params.filter, 'filter', { allowMatchAll });
+  const hosts = targetHost === undefined ? undefined : hostAliases(targetHost);
+  const holder = registry
+    .routed()
+    .find(
+      (other) =>
+        other.id !== id &&
+        other.targetPort === targetPort &&
+        other.mode === mode &&
+        hostsOverlap(other.hosts, hosts) &&
+        filtersOverlap(other.filter, filter),
+    );
+  if (holder) {
+    throw new DetourError(
+      'DETOUR_FILTER_HELD',
+      `the filter ${formatFilter(filter)} on port ${targetPort} is held by session ${holder.id} of ${holder.tunnel.peerName} since ${holder.registeredAt.toISOString()}: choose another header value`,
+    );
+  }
+  return {
+    id,
+    filter,
+    matcher: compileFilter(filter),
+    mode,
+    targetPort,
+    tunnel,
+    registeredAt: new Date(),
+    hosts,
+    lease: params.lease,
   };
 }
 
@@ -62,36 +114,10 @@ export function serveSessionControl(
             'DETOUR_INVALID_SESSION',
             `invalid session: ${parsed.error.issues[0]?.message}`,
           );
-        const { id, mode, targetPort, allowMatchAll, targetHost } = parsed.data;
-        const filter = validateFilter(parsed.data.filter, 'filter', { allowMatchAll });
-        const hosts = targetHost === undefined ? undefined : hostAliases(targetHost);
-        const holder = registry
-          .list()
-          .find(
-            (other) =>
-              other.id !== id &&
-              other.targetPort === targetPort &&
-              other.mode === mode &&
-              hostsOverlap(other.hosts, hosts) &&
-              filtersOverlap(other.filter, filter),
-          );
-        if (holder) {
-          throw new DetourError(
-            'DETOUR_FILTER_HELD',
-            `the filter ${formatFilter(filter)} on port ${targetPort} is held by session ${holder.id} of ${holder.tunnel.peerName} since ${holder.registeredAt.toISOString()}: choose another header value`,
-          );
-        }
-        const session: AgentSession = {
-          id,
-          filter,
-          matcher: compileFilter(filter),
-          mode,
-          targetPort,
-          tunnel,
-          registeredAt: new Date(),
-          hosts,
-          lease: parsed.data.lease,
-        };
+        const session: AgentSession =
+          parsed.data.mode === 'egress-only'
+            ? { ...parsed.data, mode: 'egress-only', tunnel, registeredAt: new Date() }
+            : routedSession(registry, tunnel, parsed.data);
         registry.register(session);
         return summarize(session);
       }

@@ -9,6 +9,8 @@ export interface ProbeOptions {
   /** Return the answer's value of this header. */
   responseHeader?: string;
   timeoutMs?: number;
+  /** The method a filter on :method needs (default HEAD). */
+  method?: string;
 }
 
 /**
@@ -36,7 +38,7 @@ export class RouteProbes {
     this.#pending.set(nonce, arrived);
     return new Promise<RouteProbeResult>((resolve) => {
       const request = http.request(url, {
-        method: 'HEAD',
+        method: options.method ?? 'HEAD',
         headers: { ...headers, [PROBE_HEADER]: nonce },
         agent: false,
         timeout: timeoutMs,

@@ -1,20 +1,38 @@
 import type { MatchableRequest, RequestMatcher, RouteFilter } from '@detour/router/match/index';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
 
-/** A developer's session as the agent holds it: which requests are theirs and where to send them. */
-export interface AgentSession {
+interface SessionBase {
   id: string;
-  filter: RouteFilter;
-  matcher: RequestMatcher;
-  mode: 'steal' | 'mirror';
-  /** Port of the local app the CLI should deliver to (the target's container port). */
-  targetPort: number;
   tunnel: TunnelConnection;
   registeredAt: Date;
-  /** Names the target Service answers to (`orders`, `orders.staging`, ... FQDN); undefined: any host. */
-  hosts?: ReadonlySet<string> | undefined;
   /** Where the session's Lease lives, when it has one (cluster mode). */
   lease?: { name: string; namespace: string } | undefined;
+}
+
+/** A developer's session that takes requests: which requests are theirs and where to send them. */
+export interface RoutedSession extends SessionBase {
+  mode: 'steal' | 'mirror';
+  filter: RouteFilter;
+  matcher: RequestMatcher;
+  /** Port of the local app the CLI should deliver to (the target's container port). */
+  targetPort: number;
+  /** Names the target Service answers to (`orders`, `orders.staging`, ... FQDN); undefined: any host. */
+  hosts?: ReadonlySet<string> | undefined;
+}
+
+/**
+ * A session that takes no requests: only its process's outbound calls and DNS leave from here. It
+ * is registered all the same, so the agent knows it is alive, and ends its Lease when its CLI
+ * vanishes, exactly as for a routed session.
+ */
+export interface EgressOnlySession extends SessionBase {
+  mode: 'egress-only';
+}
+
+export type AgentSession = RoutedSession | EgressOnlySession;
+
+export function isRouted(session: AgentSession): session is RoutedSession {
+  return session.mode !== 'egress-only';
 }
 
 /** A request as the inbound listener sees it: what filters match on, plus the host it was sent to. */
@@ -85,11 +103,11 @@ export class SessionRegistry {
    * The session a request belongs to. One agent serves sessions of several targets: a session
    * that names its target's hosts only takes requests sent to one of them.
    */
-  match(request: InboundRequest): AgentSession | undefined {
+  match(request: InboundRequest): RoutedSession | undefined {
     const host = request.authority === undefined ? undefined : hostOf(request.authority);
     const mirrored = request.authority === undefined ? undefined : unshadowed(request.authority);
     for (const session of this.sessions.values()) {
-      if (session.tunnel.isClosed) continue;
+      if (!isRouted(session) || session.tunnel.isClosed) continue;
       const named = (h: string | undefined) => h === undefined || session.hosts?.has(h) !== false;
       if (!named(host) && !(session.mode === 'mirror' && named(mirrored))) continue;
       if (session.matcher.matches(request)) return session;
@@ -99,5 +117,10 @@ export class SessionRegistry {
 
   list(): AgentSession[] {
     return [...this.sessions.values()];
+  }
+
+  /** The sessions that take requests. */
+  routed(): RoutedSession[] {
+    return this.list().filter(isRouted);
   }
 }

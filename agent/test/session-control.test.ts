@@ -125,3 +125,41 @@ describe('agent session control', () => {
     assert.equal(registry.list().length, 0);
   });
 });
+
+describe('agent session control: egress-only sessions', () => {
+  it('registers a session that takes no requests, holds no filter, and is dropped with its tunnel', async () => {
+    const registry = new SessionRegistry();
+    const pair = await tunnelPair();
+    const dropped = Promise.withResolvers<string[]>();
+    serveSessionControl(registry, pair.server, (sessions) => dropped.resolve(sessions.map((s) => s.id)));
+    const lease = { name: 'detour-eve', namespace: 'staging' };
+    const summary = await pair.client.request('session.register', { id: 'eve', mode: 'egress-only', lease });
+    assert.deepEqual(
+      { ...(summary as object), since: 'x' },
+      { id: 'eve', mode: 'egress-only', holder: 'test-cli', since: 'x' },
+    );
+    assert.equal(registry.has('eve'), true, 'the agent counts it alive (the janitor asks this)');
+    assert.deepEqual(registry.routed(), []);
+    // It takes nothing, not even a request that carries nothing at all.
+    assert.equal(registry.match({ method: 'GET', path: '/', headers: {} }), undefined);
+    // ...and holds nothing: a steal-all of someone else is still accepted.
+    const other = await tunnelPair();
+    serveSessionControl(registry, other.server);
+    await other.client.request('session.register', {
+      id: 'all',
+      filter: {},
+      allowMatchAll: true,
+      mode: 'steal',
+      targetPort: 8080,
+    });
+    assert.equal(registry.match({ method: 'GET', path: '/', headers: {} })?.id, 'all');
+    await assert.rejects(
+      pair.client.request('session.register', { id: 'eve', mode: 'egress-only', filter: {} }),
+      { code: 'DETOUR_INVALID_SESSION' },
+      'an egress-only session carries no filter',
+    );
+    await pair.close();
+    assert.deepEqual(await dropped.promise, ['eve']);
+    await other.close();
+  });
+});

@@ -11,7 +11,7 @@ import { canonicalJson } from './canonical.ts';
 import { FilterHeldError } from './errors.ts';
 import type { KubeObject } from './k8s-object.ts';
 import { isKind } from './k8s-object.ts';
-import type { RouteFilter, SessionIntent, SessionMode } from './session-intent.ts';
+import type { LeaseRef, RouteFilter, SessionIntent, SessionMode } from './session-intent.ts';
 import { routeName, sessionFilter } from './session-intent.ts';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL } from './session-records.ts';
 
@@ -27,10 +27,12 @@ export type Lease = KubeObject<LeaseSpec>;
 
 export const LEASE_ANNOTATIONS = {
   holder: 'detour.dev/holder',
-  /** `host:port` */
+  /** `host:port`; absent for egress-only sessions, which take no requests */
   target: 'detour.dev/target',
   /** JSON list of `host:port`, when the Lease routes several Services (a feature environment) */
   targets: 'detour.dev/targets',
+  /** egress-only: `Kind/name` of the workload whose env the session runs with, when it names one */
+  workload: 'detour.dev/workload',
   /** canonical JSON of the RouteFilter; absent for steal-all */
   filter: 'detour.dev/filter',
   mode: 'detour.dev/mode',
@@ -57,32 +59,66 @@ export function leaseName(sessionId: string): string {
   return routeName(sessionId);
 }
 
-export function buildLease(
-  intent: SessionIntent,
-  now: Date,
-  options: { durationSeconds?: number; adapter?: string; tokenSha256?: string } = {},
-): Lease {
+/** A session that takes no requests: the Lease admits its tunnel and shows it in `detour status`. */
+export const EGRESS_ONLY = 'egress-only';
+export type LeaseMode = SessionMode['kind'] | typeof EGRESS_ONLY;
+
+export interface LeaseOptions {
+  durationSeconds?: number;
+  adapter?: string;
+  tokenSha256?: string;
+}
+
+export function buildLease(intent: SessionIntent, now: Date, options: LeaseOptions = {}): Lease {
   const filter = sessionFilter(intent.mode);
   const annotations: Record<string, string> = {
-    [LEASE_ANNOTATIONS.holder]: intent.holder,
     [LEASE_ANNOTATIONS.target]: `${intent.target.host}:${intent.target.port}`,
-    [LEASE_ANNOTATIONS.mode]: intent.mode.kind,
   };
   if (filter !== undefined) annotations[LEASE_ANNOTATIONS.filter] = canonicalJson(filter);
   if (options.adapter !== undefined) annotations[LEASE_ANNOTATIONS.adapter] = options.adapter;
-  if (options.tokenSha256 !== undefined) annotations[LEASE_ANNOTATIONS.tokenSha256] = options.tokenSha256;
+  return sessionLease(intent, intent.mode.kind, annotations, now, options);
+}
+
+/**
+ * The Lease of an egress-only session: no target Service, no filter, no adapter, since nothing is
+ * routed; `workload` names the target (`Deployment/orders`) when the session runs with its env.
+ */
+export function buildEgressOnlyLease(
+  session: { sessionId: string; holder: string; lease: LeaseRef; workload?: string },
+  now: Date,
+  options: Omit<LeaseOptions, 'adapter'> = {},
+): Lease {
+  const annotations: Record<string, string> = {};
+  if (session.workload !== undefined) annotations[LEASE_ANNOTATIONS.workload] = session.workload;
+  return sessionLease(session, EGRESS_ONLY, annotations, now, options);
+}
+
+function sessionLease(
+  session: { sessionId: string; holder: string; lease: LeaseRef },
+  mode: LeaseMode,
+  annotations: Record<string, string>,
+  now: Date,
+  options: LeaseOptions,
+): Lease {
   const time = microTime(now);
   return {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
     metadata: {
-      name: intent.lease.name,
-      namespace: intent.lease.namespace,
-      labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [SESSION_LABEL]: intent.sessionId },
-      annotations,
+      name: session.lease.name,
+      namespace: session.lease.namespace,
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [SESSION_LABEL]: session.sessionId },
+      annotations: {
+        [LEASE_ANNOTATIONS.holder]: session.holder,
+        [LEASE_ANNOTATIONS.mode]: mode,
+        ...annotations,
+        ...(options.tokenSha256 !== undefined
+          ? { [LEASE_ANNOTATIONS.tokenSha256]: options.tokenSha256 }
+          : {}),
+      },
     },
     spec: {
-      holderIdentity: intent.holder,
+      holderIdentity: session.holder,
       leaseDurationSeconds: options.durationSeconds ?? DEFAULT_LEASE_SECONDS,
       acquireTime: time,
       renewTime: time,
@@ -131,26 +167,34 @@ export interface LeaseSummary {
   sessionId: string;
   holder: string;
   since: string;
-  host: string;
-  port: number;
-  mode: SessionMode['kind'];
+  mode: LeaseMode;
+  /** The Service whose requests the session takes; absent for egress-only sessions. */
+  host?: string;
+  port?: number;
+  /** egress-only: the workload whose env the session runs with, when it names one. */
+  workload?: string;
   filter?: RouteFilter;
 }
 
 export function summarizeLease(lease: Lease): LeaseSummary | undefined {
   const a = lease.metadata.annotations ?? {};
   const sessionId = lease.metadata.labels?.[SESSION_LABEL];
+  const mode = (a[LEASE_ANNOTATIONS.mode] ?? 'steal') as LeaseMode;
   const target = a[LEASE_ANNOTATIONS.target];
-  if (sessionId === undefined || target === undefined) return undefined;
-  const colon = target.lastIndexOf(':');
+  if (sessionId === undefined || (target === undefined && mode !== EGRESS_ONLY)) return undefined;
   const summary: LeaseSummary = {
     sessionId,
     holder: a[LEASE_ANNOTATIONS.holder] ?? lease.spec?.holderIdentity ?? 'unknown',
     since: lease.spec?.acquireTime ?? lease.metadata.creationTimestamp ?? 'unknown',
-    host: target.slice(0, colon),
-    port: Number(target.slice(colon + 1)),
-    mode: (a[LEASE_ANNOTATIONS.mode] ?? 'steal') as SessionMode['kind'],
+    mode,
   };
+  if (target !== undefined) {
+    const colon = target.lastIndexOf(':');
+    summary.host = target.slice(0, colon);
+    summary.port = Number(target.slice(colon + 1));
+  }
+  const workload = a[LEASE_ANNOTATIONS.workload];
+  if (workload !== undefined) summary.workload = workload;
   const filter = a[LEASE_ANNOTATIONS.filter];
   if (filter !== undefined) {
     try {
@@ -204,7 +248,8 @@ export function checkFilterConflict(
   for (const lease of leases) {
     if (!isDetourLease(lease) || isExpired(lease, now, graceSeconds)) continue;
     const other = summarizeLease(lease);
-    if (other === undefined || other.sessionId === intent.sessionId) continue;
+    // Egress-only sessions take no requests, so they hold nothing anyone could collide with.
+    if (other === undefined || other.sessionId === intent.sessionId || other.mode === EGRESS_ONLY) continue;
     const { host, port } = intent.target;
     if (!leaseTargets(lease).some((t) => t.host === host && t.port === port)) continue;
     const what = overlap(mine, other.mode === 'steal-all' ? undefined : (other.filter ?? undefined));

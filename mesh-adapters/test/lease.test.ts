@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FilterHeldError } from '../src/errors.ts';
 import {
+  buildEgressOnlyLease,
   buildLease,
   checkFilterConflict,
   expiresAt,
@@ -64,6 +65,39 @@ describe('Lease', () => {
       mode: 'steal',
       filter: { headers: { 'x-dev': { exact: 'dev-a' } } },
     });
+  });
+});
+
+describe('egress-only Lease', () => {
+  const egress = buildEgressOnlyLease(
+    {
+      sessionId: 'eve',
+      holder: 'eve@laptop',
+      lease: { name: 'detour-eve', namespace: 'staging' },
+      workload: 'Deployment/orders',
+    },
+    t0,
+    { tokenSha256: 'abc', durationSeconds: 30 },
+  );
+
+  test('records holder, mode, workload and token hash; no target, no filter, no adapter', () => {
+    assert.deepEqual(egress.metadata.annotations, {
+      'detour.dev/holder': 'eve@laptop',
+      'detour.dev/mode': 'egress-only',
+      'detour.dev/workload': 'Deployment/orders',
+      'detour.dev/token-sha256': 'abc',
+    });
+    assert.deepEqual(summarizeLease(egress), {
+      sessionId: 'eve',
+      holder: 'eve@laptop',
+      since: '2026-11-21T21:00:00.000000Z',
+      mode: 'egress-only',
+      workload: 'Deployment/orders',
+    });
+  });
+
+  test('holds nothing: a steal-all on the same namespace is not refused because of it', () => {
+    checkFilterConflict([egress], sessionIntent('carol', { mode: { kind: 'steal-all' } }), at(1));
   });
 });
 

@@ -410,7 +410,7 @@ export class InboundListener {
     path: string,
     header: (name: string) => string[] | undefined,
   ): string {
-    const sessions = this.registry.list();
+    const sessions = this.registry.routed();
     const lines = [
       `detour: no session on this agent matches ${method} ${path}, and no upstream is configured for other requests.`,
     ];

@@ -74,12 +74,9 @@ export class InboundMetrics {
       },
     );
     metrics.collected('detour_sessions', 'Sessions registered on this agent.', 'gauge', ['mode'], () => {
-      const byMode = { steal: 0, mirror: 0 };
+      const byMode = { steal: 0, mirror: 0, 'egress-only': 0 };
       for (const session of registry.list()) byMode[session.mode] += 1;
-      return [
-        [{ mode: 'steal' }, byMode.steal],
-        [{ mode: 'mirror' }, byMode.mirror],
-      ];
+      return Object.entries(byMode).map(([mode, sessions]) => [{ mode }, sessions]);
     });
     metrics.value('detour_tunnel_open_streams', 'Streams open on the tunnels of registered sessions.', () => {
       let open = 0;

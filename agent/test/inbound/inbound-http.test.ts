@@ -664,7 +664,7 @@ describe('mirror mode', () => {
       }),
     );
     const stack = await startStack({ appPort: portOf(app), mode: 'mirror' });
-    const session = stack.registry.list()[0];
+    const session = stack.registry.routed()[0];
     assert.ok(session);
     const hosts = hostAliases('orders.staging.svc.cluster.local');
     stack.registry.register({ ...session, hosts });

@@ -31,6 +31,8 @@ describe('detour up and detour env', () => {
   let up: ChildProcess;
   let upStderr = '';
   let proxyPort = 0;
+  let tunnelPort = '';
+  let adminPort = '';
 
   before(async () => {
     agent = spawn(process.execPath, [agentMain], {
@@ -47,10 +49,11 @@ describe('detour up and detour env', () => {
     agent.stderr?.on('data', (chunk: Buffer) => {
       agentLog += chunk;
     });
-    const tunnelPort = await waitFor(
+    tunnelPort = await waitFor(
       'the agent to start',
       () => /"tunnel":"127\.0\.0\.1:(\d+)"/.exec(agentLog)?.[1],
     );
+    adminPort = /"admin":"127\.0\.0\.1:(\d+)"/.exec(agentLog)?.[1] ?? '';
     assert.notEqual(tunnelPort, '0', 'the agent reports the port it bound');
     const probe = createServer().listen(0, '127.0.0.1');
     await once(probe, 'listening');
@@ -74,6 +77,7 @@ describe('detour up and detour env', () => {
         '--proxy-port',
         String(proxyPort),
         '--carry-header',
+        'x-dev',
       ],
       { env, stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -132,6 +136,52 @@ describe('detour up and detour env', () => {
     await assert.rejects(run(process.execPath, [cli, 'env', '--format', 'toml'], { env }), {
       stderr: /--format "toml" is not one of dotenv, json, intellij, vscode, shell/,
     });
+  });
+
+  it('--egress-only: a session the agent holds but sends nothing to, carrying the header asked for', async () => {
+    const egress = spawn(
+      process.execPath,
+      [
+        cli,
+        'up',
+        '--egress-only',
+        '--agent',
+        `127.0.0.1:${tunnelPort}`,
+        '--token',
+        'tok',
+        '--session',
+        'eo-1',
+        '--carry-header',
+        'x-dev=feature-x',
+        '--json',
+      ],
+      { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    egress.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk;
+    });
+    try {
+      await waitFor('the egress-only session to be ready', () =>
+        stderr.includes('"event":"session.env"') ? true : undefined,
+      );
+      assert.match(stderr, /"event":"session.ready".*"mode":"egress-only"/);
+      assert.match(stderr, /egress-only, takes no requests/);
+      const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      assert.match(metrics, /^detour_sessions\{mode="egress-only"\} 1$/m, 'the agent registered it');
+      assert.match(metrics, /^detour_sessions\{mode="steal"\} 1$/m, 'beside the steal session');
+      const { stdout } = await run(process.execPath, [cli, 'env', '--session', 'eo-1', '--format', 'json'], {
+        env,
+      });
+      const printed = JSON.parse(stdout) as Record<string, string>;
+      assert.equal(printed.DETOUR_DEFAULT_HEADERS, '{"x-dev":"feature-x"}');
+      assert.equal(printed.DETOUR_ROUTING_HEADERS, 'x-dev,baggage');
+    } finally {
+      egress.kill('SIGTERM');
+      await once(egress, 'exit');
+    }
+    const after = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    assert.match(after, /^detour_sessions\{mode="egress-only"\} 0$/m, 'unregistered when it ended');
   });
 
   it('removes its session file when it ends', async () => {

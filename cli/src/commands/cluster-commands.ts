@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import {
   allAdapters,
+  EGRESS_ONLY,
   isDetourLease,
   isExpired,
   kubeClient,
@@ -35,8 +36,18 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
     .filter(isDetourLease)
     .flatMap((lease) => {
       const summary = summarizeLease(lease);
+      const since = Date.parse(summary?.since ?? '');
       return summary
-        ? [{ ...summary, namespace: lease.metadata.namespace, alive: !isExpired(lease, now) }]
+        ? [
+            {
+              ...summary,
+              namespace: lease.metadata.namespace,
+              ageSeconds: Number.isNaN(since)
+                ? null
+                : Math.max(0, Math.round((now.getTime() - since) / 1000)),
+              alive: !isExpired(lease, now),
+            },
+          ]
         : [];
     });
   if (values.json) process.stdout.write(`${JSON.stringify(sessions)}\n`);
@@ -44,12 +55,26 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(`no detour sessions${namespace ? ` in namespace ${namespace}` : ''}\n`);
   else
     for (const session of sessions) {
-      const filter = session.filter ? formatFilter(session.filter) : 'all requests';
+      const what =
+        session.mode === EGRESS_ONLY
+          ? `${EGRESS_ONLY} (takes no requests)\t${session.workload ?? `the agent of ${session.namespace}`}`
+          : `${session.mode} ${session.filter ? formatFilter(session.filter) : 'all requests'}\t${session.host}:${session.port}`;
       process.stdout.write(
-        `${session.sessionId}\t${session.mode} ${filter}\t${session.host}:${session.port}\t${session.holder}\tsince ${session.since}\t${session.alive ? 'alive' : 'EXPIRED (a janitor reverts it)'}\n`,
+        `${session.sessionId}\t${what}\t${session.holder}\tsince ${session.since} (${formatAge(session.ageSeconds)})\t${session.alive ? 'alive' : 'EXPIRED (a janitor reverts it)'}\n`,
       );
     }
   return 0;
+}
+
+/** `42s`, `5m`, `3h12m`, `2d4h`: how long a session has been held. */
+export function formatAge(seconds: number | null): string {
+  if (seconds === null) return 'age unknown';
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours}h${minutes % 60 ? `${minutes % 60}m` : ''}`;
+  return `${Math.floor(hours / 24)}d${hours % 24 ? `${hours % 24}h` : ''}`;
 }
 
 /**

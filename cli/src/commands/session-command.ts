@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { InvalidInputError } from '@detour/router/errors';
-import { formatFilter } from '@detour/router/match/index';
 import { parseSessionOptions } from '../options.ts';
 import { createReporter, type Reporter } from '../reporter.ts';
 import { LocalSession } from '../session/local-session.ts';
@@ -93,14 +92,22 @@ export function upCommand(argv: readonly string[]): Promise<number> {
       pid: process.pid,
       startedAt: new Date().toISOString(),
       agent: session.agentAddress,
-      filter: formatFilter(session.filter),
+      filter: session.describe(),
       env,
     });
     try {
       reporter.step(
         'session.env',
         `session ${session.id} is up; launch your process with \`detour env --format dotenv|json|intellij|vscode|shell\` (Ctrl-C ends the session)`,
-        { env },
+        // Values from Secrets stay out of the output (`detour env` gives them to the IDE).
+        {
+          env: Object.fromEntries(
+            Object.entries(env).map(([name, value]) => [
+              name,
+              session.secretVariables.has(name) ? '(from a Secret; `detour env` prints it)' : value,
+            ]),
+          ),
+        },
       );
       const ended = Promise.withResolvers<void>();
       onSignal(() => ended.resolve());

@@ -8,12 +8,16 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 
-/** What `--target` names, resolved to what every later step needs. */
-export interface ResolvedTarget {
+/** The workload `--target` names: enough for its env and files (an egress-only session). */
+export interface ResolvedWorkload {
   namespace: string;
   workload: { kind: 'Deployment' | 'StatefulSet' | 'DaemonSet'; name: string };
   template: V1PodTemplateSpec;
   container: V1Container;
+}
+
+/** What `--target` names, resolved to what every later step of a routed session needs. */
+export interface ResolvedTarget extends ResolvedWorkload {
   service: { name: string; host: string; port: number; targetPort: number };
 }
 
@@ -97,14 +101,31 @@ function containerPortOf(
   return container.ports?.find((port) => port.name === targetPort)?.containerPort;
 }
 
+export interface TargetSpec {
+  target: string;
+  namespace: string;
+  container?: string;
+  port?: number;
+}
+
 /**
- * Resolves `deploy/orders`, `sts/db`, `ds/x` or a bare Service name to the workload, its container
- * and the Service port that carries its traffic. Errors list what does exist, so a typo is a fix away.
+ * Resolves `deploy/orders`, `sts/db`, `ds/x` or a bare Service name to the workload and its
+ * container. Errors list what does exist, so a typo is a fix away.
  */
-export async function resolveTarget(
+export async function resolveWorkload(kc: KubeConfig, spec: TargetSpec): Promise<ResolvedWorkload> {
+  return (await lookUp(kc, spec)).resolved;
+}
+
+/** The workload, its container, and the Service port that carries its traffic. */
+export async function resolveTarget(kc: KubeConfig, spec: TargetSpec): Promise<ResolvedTarget> {
+  const { resolved, services } = await lookUp(kc, spec);
+  return { ...resolved, service: servicePort(resolved, services, spec.port) };
+}
+
+async function lookUp(
   kc: KubeConfig,
-  spec: { target: string; namespace: string; container?: string; port?: number },
-): Promise<ResolvedTarget> {
+  spec: TargetSpec,
+): Promise<{ resolved: ResolvedWorkload; services: V1Service[] }> {
   const apps = kc.makeApiClient(AppsV1Api);
   const core = kc.makeApiClient(CoreV1Api);
   const { namespace } = spec;
@@ -146,6 +167,14 @@ export async function resolveTarget(
     );
   }
 
+  return { resolved: { namespace, workload, template, container }, services };
+}
+
+function servicePort(
+  { namespace, workload, template, container }: ResolvedWorkload,
+  services: readonly V1Service[],
+  port: number | undefined,
+): ResolvedTarget['service'] {
   const labels = template.metadata?.labels ?? {};
   const candidates = services
     .filter((service) => selects(service, labels))
@@ -158,20 +187,17 @@ export async function resolveTarget(
       })),
     )
     .filter((candidate): candidate is ResolvedTarget['service'] => candidate.targetPort !== undefined)
-    .filter(
-      (candidate) =>
-        spec.port === undefined || candidate.port === spec.port || candidate.targetPort === spec.port,
-    );
+    .filter((candidate) => port === undefined || candidate.port === port || candidate.targetPort === port);
   if (candidates.length === 0) {
     throw notFound(
-      `no Service in ${namespace} selects the pods of ${workload.kind} ${workload.name}${spec.port ? ` on port ${spec.port}` : ''}: detour routes a Service's traffic, so create one (or use egress-only mode)`,
+      `no Service in ${namespace} selects the pods of ${workload.kind} ${workload.name}${port ? ` on port ${port}` : ''}: detour routes a Service's traffic, so create one, or pass --egress-only to run it here without taking requests (its env and files, its calls and DNS through the cluster)`,
     );
   }
-  if (candidates.length > 1 && spec.port === undefined) {
+  if (candidates.length > 1 && port === undefined) {
     throw new InvalidInputError(
       'DETOUR_AMBIGUOUS_TARGET',
       `${workload.kind} ${workload.name} is served on several Service ports (${candidates.map((c) => `${c.name}:${c.port}`).join(', ')}): pick one with --port`,
     );
   }
-  return { namespace, workload, template, container, service: candidates[0] as ResolvedTarget['service'] };
+  return candidates[0] as ResolvedTarget['service'];
 }

@@ -5,16 +5,13 @@ import {
   type ClusterClient,
   checkFilterConflict,
   detectMesh,
-  isExpired,
   type KubeObject,
   kubeClient,
-  type Lease,
   type LeaseRef,
   leaseName,
   leasesOf,
   type MeshAdapter,
   type MeshKind,
-  renewLease,
   revertSession,
   type SessionIntent,
   type SessionMode,
@@ -22,12 +19,12 @@ import {
 import { QUERIES } from '@detour/mesh-adapters/adapter';
 import { governingVirtualService } from '@detour/mesh-adapters/istio-virtualservice/governing';
 import type { Write } from '@detour/mesh-adapters/plan';
-import { DetourError } from '@detour/router/errors';
 import type { RouteFilter } from '@detour/router/match/index';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
 import type { ResolvedTarget } from '../kube/target.ts';
 import type { Reporter } from '../reporter.ts';
+import { SessionLease } from './session-lease.ts';
 
 export interface ClusterRoutingOptions {
   kc: KubeConfig;
@@ -51,9 +48,8 @@ export interface ClusterRoutingOptions {
 export class ClusterRouting {
   readonly #options: ClusterRoutingOptions;
   readonly #client: ClusterClient;
-  #lease: Lease | undefined;
+  #lease: SessionLease | undefined;
   #adapter: MeshAdapter | undefined;
-  #renewTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ClusterRoutingOptions) {
     this.#options = options;
@@ -66,14 +62,7 @@ export class ClusterRouting {
 
   /** The session's Lease once acquired (with its uid: what objects of the session are owned by). */
   get lease(): LeaseRef | undefined {
-    const lease = this.#lease;
-    return lease
-      ? {
-          name: lease.metadata.name,
-          namespace: lease.metadata.namespace ?? '',
-          uid: lease.metadata.uid ?? '',
-        }
-      : undefined;
+    return this.#lease?.ref;
   }
 
   /**
@@ -81,7 +70,7 @@ export class ClusterRouting {
    * (carrying the tunnel token's hash, which is how the agent admits this CLI). Nothing is routed yet.
    */
   async acquireLease(tokenSha256: string): Promise<void> {
-    const { target, reporter, sessionId } = this.#options;
+    const { target, reporter } = this.#options;
     const namespace = target.namespace;
     const discovery = await discoverMesh(this.#options.kc, namespace);
     const governing = await this.#governingVirtualService(discovery.crds);
@@ -106,19 +95,15 @@ export class ClusterRouting {
     const intent = this.#intent(undefined);
     const leases = leasesOf(await this.#client.list({ ...QUERIES.leases, namespace }));
     checkFilterConflict(leases, intent, new Date());
-    this.#lease = (await this.#client.create(
+    this.#lease = await SessionLease.create(
+      this.#client,
       buildLease(intent, new Date(), {
         durationSeconds: this.#options.leaseSeconds,
         adapter: detection.mesh,
         tokenSha256,
       }),
-    )) as Lease;
-    reporter.step(
-      'lease.created',
-      `lease ${namespace}/${leaseName(sessionId)} held for ${this.#options.leaseSeconds} s, renewed while this session lives`,
+      reporter,
     );
-    this.#renewTimer = setInterval(() => void this.#renew(), (this.#options.leaseSeconds * 1000) / 3);
-    this.#renewTimer.unref();
   }
 
   /** Writes the route through the mesh adapter (the Lease must be held); resolves with when the write began. */
@@ -127,7 +112,7 @@ export class ClusterRouting {
     const { reporter, sessionId } = this.#options;
     if (!this.#adapter || !this.#lease) throw new Error('route() before acquireLease()');
     try {
-      const result = await applySession(this.#client, this.#adapter, this.#intent(this.#lease.metadata.uid));
+      const result = await applySession(this.#client, this.#adapter, this.#intent(this.#lease.uid));
       for (const warning of result.warnings) reporter.warn('route.warning', warning);
       reporter.step(
         'route.applied',
@@ -169,22 +154,8 @@ export class ClusterRouting {
     };
   }
 
-  async #renew(): Promise<void> {
-    if (!this.#lease) return;
-    try {
-      this.#lease = (await this.#client.replace(renewLease(this.#lease, new Date()))) as Lease;
-    } catch (error) {
-      const expired = isExpired(this.#lease, new Date());
-      this.#options.reporter.warn(
-        'lease.renew-failed',
-        `could not renew the session lease (${(error as Error).message})${expired ? ': it has expired, so any detour may now revert this session' : '; retrying'}`,
-      );
-    }
-  }
-
   /** Reverts the route exactly and deletes the Lease. Safe to call twice. */
   async stop(): Promise<void> {
-    clearInterval(this.#renewTimer);
     const { reporter, sessionId } = this.#options;
     if (this.#adapter) {
       const result = await revertSession(this.#client, this.#adapter, sessionId);
@@ -194,26 +165,7 @@ export class ClusterRouting {
         { writes: result.applied.length },
       );
     }
-    if (this.#lease) {
-      const lease = this.#lease;
-      this.#lease = undefined;
-      await this.#client
-        .delete(
-          {
-            apiVersion: 'coordination.k8s.io/v1',
-            kind: 'Lease',
-            name: lease.metadata.name,
-            namespace: lease.metadata.namespace,
-          },
-          { uid: lease.metadata.uid },
-        )
-        .catch((error: Error) => {
-          throw new DetourError(
-            'DETOUR_LEASE_DELETE_FAILED',
-            `could not delete lease ${lease.metadata.namespace}/${lease.metadata.name}: ${error.message}; it expires by itself`,
-          );
-        });
-    }
+    await this.#lease?.delete();
   }
 }
 

@@ -1,20 +1,21 @@
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { layerEnv } from '@detour/layer';
-import { kubeClient, type LeaseRef, leaseName, tokenSha256 } from '@detour/mesh-adapters';
+import {
+  buildEgressOnlyLease,
+  kubeClient,
+  type LeaseRef,
+  leaseName,
+  tokenSha256,
+} from '@detour/mesh-adapters';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
 import { DetourError, InvalidInputError } from '@detour/router/errors';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
-import {
-  filterFromExpressions,
-  formatFilter,
-  parseHeaderExpression,
-  type RouteFilter,
-  validateFilter,
-} from '@detour/router/match/index';
+import { exampleRequest, formatFilter, type RouteFilter } from '@detour/router/match/index';
 import {
   type RouteProbeParams,
   RouteProbeResult,
@@ -28,8 +29,13 @@ import { EgressRouter } from '../egress/egress-router.ts';
 import { ephemeralAgentObjects } from '../install/agent-manifests.ts';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
-import { type ResolvedTarget, resolveTarget } from '../kube/target.ts';
-import { targetEnvironment } from '../kube/target-env.ts';
+import {
+  type ResolvedTarget,
+  type ResolvedWorkload,
+  resolveTarget,
+  resolveWorkload,
+} from '../kube/target.ts';
+import { requireSecretAccess, targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
 import { versionInfo } from '../version.ts';
@@ -37,6 +43,8 @@ import { AgentTunnel } from './agent-tunnel.ts';
 import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts';
 import { EphemeralAgent } from './ephemeral-agent.ts';
 import { sessionProcessEnv } from './process-env.ts';
+import { SessionLease } from './session-lease.ts';
+import { type RoutedMode, SAFE_METHODS, type SessionMode, sessionModeFromOptions } from './session-mode.ts';
 
 export interface PortMapping {
   target: number;
@@ -53,41 +61,6 @@ export function parsePortMapping(value: string): PortMapping {
   return mapping;
 }
 
-export function filterFromOptions(options: SessionOptions): RouteFilter {
-  const expressions = [
-    ...options.header.map((expr) => parseHeaderExpression(expr)),
-    ...options.withoutHeader.map((expr) => parseHeaderExpression(expr, { negate: true })),
-  ];
-  if (expressions.length === 0 && !options.stealAll) {
-    throw new InvalidInputError(
-      'DETOUR_NO_FILTER',
-      'no filter given: pass --header x-dev=<your-name> to receive only your requests, or --steal-all to take every request of the target',
-    );
-  }
-  return validateFilter(filterFromExpressions(expressions), 'filter', { allowMatchAll: options.stealAll });
-}
-
-/** Headers a probe can carry to match `filter`, or undefined when it has conditions a probe cannot meet. */
-function probeHeaders(filter: RouteFilter): Record<string, string> | undefined {
-  if (filter.uri || filter.method) return undefined;
-  const headers: Record<string, string> = {};
-  for (const [name, match] of Object.entries(filter.headers ?? {})) {
-    if ('exact' in match) headers[name] = match.exact;
-    else if (Object.keys(match).length === 0) headers[name] = 'detour-probe';
-    else return undefined;
-  }
-  return headers;
-}
-
-/** The header values a request must carry exactly to match: what `--carry-header` sends. */
-function exactHeaders(filter: RouteFilter): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(filter.headers ?? {}).flatMap(([name, match]) =>
-      'exact' in match ? [[name, match.exact]] : [],
-    ),
-  );
-}
-
 function defaultSessionId(): string {
   const user =
     userInfo()
@@ -99,12 +72,15 @@ function defaultSessionId(): string {
 
 /**
  * A developer's session on this machine: the tunnel to the agent, the session registered there,
- * inbound requests served to the local app, the loopback egress proxy for the app's calls and,
- * with `--target`, the route in the cluster's mesh and the target's environment.
+ * the loopback egress proxy for the app's calls and, unless it is egress-only, inbound requests
+ * served to the local app. In a cluster (`--target`, or `--egress-only` without `--agent`) also the
+ * session's Lease, the target's environment and, for a routed session, the route in the mesh.
  */
 export class LocalSession {
   readonly id: string;
-  readonly filter: RouteFilter;
+  readonly mode: SessionMode;
+  /** Variables of the target env that come from Secrets: their values are never printed. */
+  secretVariables: ReadonlySet<string> = new Set();
   readonly #options: SessionOptions;
   readonly #reporter: Reporter;
   #tunnel: AgentTunnel | undefined;
@@ -113,6 +89,8 @@ export class LocalSession {
   readonly #forwarder: LocalAppForwarder;
   #ports: PortMapping | undefined;
   #routing: ClusterRouting | undefined;
+  /** An egress-only session's Lease (a routed session's is held by its ClusterRouting). */
+  #lease: SessionLease | undefined;
   #targetEnv: Record<string, string> = {};
   #targetHost: string | undefined;
   #targetService: { host: string; port: number } | undefined;
@@ -123,8 +101,8 @@ export class LocalSession {
   constructor(options: SessionOptions, reporter: Reporter) {
     this.#options = options;
     this.#reporter = reporter;
-    this.filter = filterFromOptions(options);
-    if (!options.target && !options.port) {
+    this.mode = sessionModeFromOptions(options);
+    if (!options.target && !options.port && this.mode.kind !== 'egress-only') {
       throw new InvalidInputError(
         'DETOUR_BAD_OPTION',
         '--port is required without --target: the port your local app listens on, e.g. --port 8080',
@@ -144,6 +122,16 @@ export class LocalSession {
     });
   }
 
+  /** The requests this session takes; undefined for an egress-only session. */
+  get filter(): RouteFilter | undefined {
+    return this.mode.filter;
+  }
+
+  /** One line for status output: `steal x-dev=dev-a`, `egress-only`. */
+  describe(): string {
+    return this.mode.filter ? `${this.mode.kind} ${formatFilter(this.mode.filter)}` : this.mode.kind;
+  }
+
   get ports(): PortMapping {
     if (!this.#ports) throw new Error('the target port is known once the target is resolved');
     return this.#ports;
@@ -154,8 +142,8 @@ export class LocalSession {
   }
 
   #serve(stream: TunnelStream): void {
-    if (stream.open.kind !== 'http') {
-      stream.reset(TunnelCode.refused, `the CLI does not accept ${stream.open.kind} streams`);
+    if (stream.open.kind !== 'http' || !this.mode.filter) {
+      stream.reset(TunnelCode.refused, `this session does not accept ${stream.open.kind} streams`);
       return;
     }
     this.#forwarder.serve(stream);
@@ -164,24 +152,40 @@ export class LocalSession {
   /** The environment that puts a local process in this session (call after `start`). */
   processEnv(): Record<string, string> {
     if (!this.#proxyAddress) throw new Error('the session has not started');
+    const { carried } = this.mode;
     return {
       ...this.#targetEnv,
       ...sessionProcessEnv({
         proxyEnv: this.#proxy.env(),
         proxy: this.#proxyAddress,
-        // The session's own header names, and W3C baggage, ride along on the app's outbound calls.
-        routingHeaders: [...new Set([...Object.keys(this.filter.headers ?? {}), 'baggage'])],
+        // The session's own header names, the carried ones, and W3C baggage ride along on the app's outbound calls.
+        routingHeaders: [
+          ...new Set([...Object.keys(this.mode.filter?.headers ?? {}), ...Object.keys(carried), 'baggage']),
+        ],
         cacheDir: join(homedir(), '.cache', 'detour'),
       }),
-      ...(this.#options.carryHeader
-        ? { [layerEnv.defaultHeaders]: JSON.stringify(exactHeaders(this.filter)) }
-        : {}),
+      ...(Object.keys(carried).length > 0 ? { [layerEnv.defaultHeaders]: JSON.stringify(carried) } : {}),
+    };
+  }
+
+  /** What the agent is told of this session each time the tunnel (re)connects. */
+  #registration(): Record<string, unknown> {
+    const lease = this.#leaseRef ? { lease: this.#leaseRef } : {};
+    if (this.mode.kind === 'egress-only') return { id: this.id, mode: 'egress-only', ...lease };
+    const { filter, kind } = this.mode;
+    return {
+      id: this.id,
+      filter,
+      allowMatchAll: kind === 'steal-all',
+      mode: kind === 'mirror' ? 'mirror' : 'steal',
+      targetPort: this.ports.target,
+      ...(this.#targetHost ? { targetHost: this.#targetHost } : {}),
+      ...lease,
     };
   }
 
   #createTunnel(address: string, token: string): AgentTunnel {
     const [host = '', port = ''] = address.split(':');
-    const options = this.#options;
     const tunnel = new AgentTunnel({
       host,
       port: Number(port),
@@ -189,15 +193,7 @@ export class LocalSession {
       client: `${userInfo().username}@${hostname()}`,
       ...(this.#leaseRef ? { namespace: this.#leaseRef.namespace } : {}),
       onConnected: async (connection) => {
-        await connection.request('session.register', {
-          id: this.id,
-          filter: this.filter,
-          allowMatchAll: options.stealAll,
-          mode: options.mirror ? 'mirror' : 'steal',
-          targetPort: this.ports.target,
-          ...(this.#targetHost ? { targetHost: this.#targetHost } : {}),
-          ...(this.#leaseRef ? { lease: this.#leaseRef } : {}),
-        });
+        await connection.request('session.register', this.#registration());
       },
       onStream: (stream) => this.#serve(stream),
     });
@@ -219,18 +215,22 @@ export class LocalSession {
   /**
    * Asks the agent to send a request matching the session's filter to the target from inside the
    * mesh until it comes back to the agent: then the mesh routes this session's requests, and only
-   * then is the session "ready". Filters no request can be built for (regex, prefix, uri, method)
-   * are not probed.
+   * then is the session "ready". The probe carries what the filter asks for (headers, the
+   * `--baggage` member, path, a safe method); filters no such request can be built for (a path
+   * regex, only unsafe methods) are not probed.
    */
-  async #waitUntilRouteLive(tunnel: TunnelConnection, writeBegan: number): Promise<void> {
+  async #waitUntilRouteLive(tunnel: TunnelConnection, mode: RoutedMode, writeBegan: number): Promise<void> {
     const timeoutMs = this.#options.routeTimeout * 1000;
     const service = this.#targetService;
     if (timeoutMs === 0 || !service) return;
-    const headers = probeHeaders(this.filter);
-    if (!headers) {
+    const { filter } = mode;
+    const probe = exampleRequest(filter, mode.probeExamples);
+    if (!probe || !SAFE_METHODS.has(probe.method)) {
       this.#reporter.warn(
         'route.unverified',
-        'the route is not verified: only exact and presence header filters can be probed',
+        probe
+          ? `the route is not verified: a probe would be an empty ${probe.method}, which reaches the real pods until the route is live; add --method GET to probe with GET`
+          : 'the route is not verified: no probe request can be built for this filter (a regex on the path or on a header other than --baggage)',
       );
       return;
     }
@@ -238,10 +238,11 @@ export class LocalSession {
     while (Date.now() - writeBegan < timeoutMs) {
       const answer = await tunnel
         .request('route.probe', {
-          url: `http://${service.host}:${service.port}/`,
-          headers,
+          url: `http://${service.host}:${service.port}${probe.path}`,
+          headers: probe.headers,
+          method: probe.method,
           // A mirror route answers from the real pods and sends the agent a copy: that is "live".
-          ...(this.#options.mirror ? { copyWaitMs: 1_000 } : {}),
+          ...(mode.kind === 'mirror' ? { copyWaitMs: 1_000 } : {}),
         } satisfies RouteProbeParams)
         .catch((error: Error & { code?: string }) => {
           if (error.code !== 'DETOUR_UNKNOWN_METHOD') throw error;
@@ -259,7 +260,7 @@ export class LocalSession {
         const ms = Date.now() - writeBegan;
         this.#reporter.step(
           'route.live',
-          `the mesh routes ${formatFilter(this.filter)} to this session (${ms} ms after the write began)`,
+          `the mesh routes ${formatFilter(filter)} to this session (${ms} ms after the write began)`,
           { ms },
         );
         return;
@@ -273,28 +274,47 @@ export class LocalSession {
     );
   }
 
+  /** Whether the session lives in a cluster (Lease, port-forward) rather than at a given agent. */
+  get #inCluster(): boolean {
+    const { agent, target } = this.#options;
+    return Boolean(target) || (this.mode.kind === 'egress-only' && (!agent || agent === 'ephemeral'));
+  }
+
   /**
    * Cluster mode: target, Lease (which admits this CLI at the agent), port-forward, tunnel, then
-   * the route, so the mesh sends nothing before the session can serve it. Direct mode: the tunnel.
+   * the route, so the mesh sends nothing before the session can serve it; an egress-only session
+   * stops before the route. Direct mode: the tunnel.
    */
   async start(): Promise<void> {
-    const mode = this.#options.mirror ? 'mirror' : 'steal';
     const ephemeral = this.#options.agent === 'ephemeral';
     let agentAddress = ephemeral ? undefined : this.#options.agent;
     let token = this.#options.token;
-    if (ephemeral && !this.#options.target)
+    if (ephemeral && !this.#inCluster)
       throw new InvalidInputError(
         'DETOUR_BAD_OPTION',
         '--agent ephemeral starts an agent in the namespace of the target: give --target deploy/NAME',
       );
-    if (this.#options.target) {
-      const { kc, target } = await this.#resolveTarget();
+    if (this.#inCluster) {
+      const kc = loadKubeConfig();
+      const { namespace } = this.#options;
+      const target = this.#options.target ? await this.#resolveTarget(kc) : undefined;
+      const agent = await this.#agentService(kc, namespace, ephemeral);
       token ??= randomBytes(24).toString('base64url');
-      const agent = await this.#agentService(kc, target.namespace, ephemeral);
-      this.#routing = await this.#acquireLease(kc, target, agent, tokenSha256(token));
+      this.#leaseRef = { name: leaseName(this.id), namespace };
+      if (this.mode.kind === 'egress-only')
+        this.#lease = await this.#acquireEgressLease(kc, target, tokenSha256(token));
+      else
+        this.#routing = await this.#acquireRouting(
+          kc,
+          target as ResolvedTarget,
+          this.mode,
+          agent,
+          tokenSha256(token),
+        );
       if (!agentAddress) {
-        if (agent.ephemeral) await this.#startEphemeralAgent(kc, target.namespace, this.#routing);
-        this.#portForward = await forwardToAgent(kc, target.namespace, agent.name);
+        const lease = this.#routing?.lease ?? this.#lease?.ref;
+        if (agent.ephemeral && lease) await this.#startEphemeralAgent(kc, namespace, lease);
+        this.#portForward = await forwardToAgent(kc, namespace, agent.name);
         agentAddress = this.#portForward.address;
         this.#reporter.step(
           'agent.port-forward',
@@ -315,53 +335,92 @@ export class LocalSession {
       throw this.#portForward?.lastError() ?? error;
     });
     this.#proxyAddress = await this.#proxy.listen();
-    if (this.#routing) {
-      await this.#waitUntilRouteLive(tunnel, await this.#routing.route());
+    if (this.#routing && this.mode.kind !== 'egress-only') {
+      await this.#waitUntilRouteLive(tunnel, this.mode, await this.#routing.route());
+    }
+    const proxy = `egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`;
+    const common = {
+      session: this.id,
+      mode: this.mode.kind,
+      proxy: this.#proxyAddress,
+      ...(this.#leaseRef ? { lease: this.#leaseRef } : {}),
+    };
+    if (this.mode.kind === 'egress-only') {
+      this.#reporter.step(
+        'session.ready',
+        `session ${this.id} ready: egress-only, takes no requests; DNS and outbound calls leave from the agent (${tunnel.peerName}); ${proxy}`,
+        { ...common, carriedHeaders: Object.keys(this.mode.carried) },
+      );
+      return;
     }
     this.#reporter.step(
       'session.ready',
-      `session ${this.id} ready: ${mode} ${formatFilter(this.filter) || 'all requests'} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`,
+      `session ${this.id} ready: ${this.describe()} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); ${proxy}`,
       {
-        session: this.id,
-        mode,
-        filter: this.filter,
+        ...common,
+        filter: this.mode.filter,
         targetPort: this.ports.target,
         localPort: this.ports.local,
-        proxy: this.#proxyAddress,
         ...(this.#routing ? { mesh: this.#routing.adapter } : {}),
       },
     );
   }
 
-  async #resolveTarget(): Promise<{ kc: KubeConfig; target: ResolvedTarget }> {
-    const kc = loadKubeConfig();
+  /** The session's files (ConfigMaps, Secrets with --env-secrets) live here while it runs. */
+  get #sessionDir(): string {
+    return join(homedir(), '.cache', 'detour', 'sessions', this.id);
+  }
+
+  /**
+   * The target and its environment. An egress-only session needs only the workload (no Service
+   * has to select it); a routed one also the Service port its requests arrive on.
+   */
+  async #resolveTarget(kc: KubeConfig): Promise<ResolvedWorkload | ResolvedTarget> {
     const { namespace } = this.#options;
-    const target = await resolveTarget(kc, {
+    const spec = {
       target: this.#options.target as string,
       namespace,
       ...(this.#ports ? { port: this.#ports.target } : {}),
-    });
-    this.#ports = {
-      target: target.service.targetPort,
-      local: this.#ports?.local ?? target.service.targetPort,
     };
-    this.#targetHost = target.service.host;
-    this.#targetService = target.service;
-    this.#leaseRef = { name: leaseName(this.id), namespace };
-    this.#reporter.step(
-      'target.resolved',
-      `target ${target.workload.kind} ${namespace}/${target.workload.name}, container ${target.container.name}, Service ${target.service.name}:${target.service.port} → port ${target.service.targetPort}`,
-      { workload: target.workload, container: target.container.name, service: target.service },
-    );
-    const environment = await targetEnvironment(
-      kc,
-      target,
-      join(homedir(), '.cache', 'detour', 'sessions', this.id, 'root'),
-    );
+    const where = (workload: ResolvedWorkload) =>
+      `target ${workload.workload.kind} ${namespace}/${workload.workload.name}, container ${workload.container.name}`;
+    let target: ResolvedWorkload | ResolvedTarget;
+    if (this.mode.kind === 'egress-only') {
+      target = await resolveWorkload(kc, spec);
+      this.#reporter.step('target.resolved', where(target), {
+        workload: target.workload,
+        container: target.container.name,
+      });
+    } else {
+      const routed = await resolveTarget(kc, spec);
+      target = routed;
+      this.#ports = {
+        target: routed.service.targetPort,
+        local: this.#ports?.local ?? routed.service.targetPort,
+      };
+      this.#targetHost = routed.service.host;
+      this.#targetService = routed.service;
+      this.#reporter.step(
+        'target.resolved',
+        `${where(routed)}, Service ${routed.service.name}:${routed.service.port} → port ${routed.service.targetPort}`,
+        { workload: routed.workload, container: routed.container.name, service: routed.service },
+      );
+    }
+    // Before anything is created: a missing permission leaves the cluster untouched.
+    if (this.#options.envSecrets) await requireSecretAccess(kc, namespace);
+    const root = join(this.#sessionDir, 'root');
+    const environment = await targetEnvironment(kc, target, root, { secrets: this.#options.envSecrets });
     this.#targetEnv = environment.env;
+    this.secretVariables = new Set(environment.secretVariables);
     for (const skipped of environment.skipped)
       this.#reporter.warn('env.skipped', `not copied from the pod: ${skipped}`);
-    return { kc, target };
+    // Names only: values (Secrets among them) never reach the output.
+    this.#reporter.step(
+      'env.copied',
+      `${Object.keys(environment.env).length} variable(s) of the target${environment.files.length > 0 ? `, ${environment.files.length} file(s) under ${root} (at their mount paths)` : ''}${environment.secretVariables.length > 0 ? `; ${environment.secretVariables.length} variable(s) from Secrets` : ''}`,
+      { variables: Object.keys(environment.env), files: environment.files, root },
+    );
+    return target;
   }
 
   /**
@@ -415,9 +474,7 @@ export class LocalSession {
     });
   }
 
-  async #startEphemeralAgent(kc: KubeConfig, namespace: string, routing: ClusterRouting): Promise<void> {
-    const lease = routing.lease;
-    if (!lease) throw new Error('the ephemeral agent needs the session Lease');
+  async #startEphemeralAgent(kc: KubeConfig, namespace: string, lease: LeaseRef): Promise<void> {
     this.#ephemeral = new EphemeralAgent(
       kubeClient(kc),
       this.#ephemeralObjects(namespace, lease),
@@ -430,9 +487,32 @@ export class LocalSession {
     await this.#ephemeral.start(60_000);
   }
 
-  async #acquireLease(
+  /** An egress-only session's Lease: it admits the tunnel and shows who is connected; nothing is routed. */
+  async #acquireEgressLease(
+    kc: KubeConfig,
+    target: ResolvedWorkload | undefined,
+    tokenHash: string,
+  ): Promise<SessionLease> {
+    return SessionLease.create(
+      kubeClient(kc),
+      buildEgressOnlyLease(
+        {
+          sessionId: this.id,
+          holder: `${userInfo().username}@${hostname()}`,
+          lease: this.#leaseRef as { name: string; namespace: string },
+          ...(target ? { workload: `${target.workload.kind}/${target.workload.name}` } : {}),
+        },
+        new Date(),
+        { durationSeconds: this.#options.leaseSeconds, tokenSha256: tokenHash },
+      ),
+      this.#reporter,
+    );
+  }
+
+  async #acquireRouting(
     kc: KubeConfig,
     target: ResolvedTarget,
+    mode: RoutedMode,
     agent: ClusterRoutingOptions['agent'],
     tokenHash: string,
   ): Promise<ClusterRouting> {
@@ -441,8 +521,8 @@ export class LocalSession {
       target,
       sessionId: this.id,
       holder: `${userInfo().username}@${hostname()}`,
-      filter: this.filter,
-      mode: this.#options.stealAll ? 'steal-all' : this.#options.mirror ? 'mirror' : 'steal',
+      filter: mode.filter,
+      mode: mode.kind,
       agent: {
         name: agent.name,
         namespace: agent.namespace,
@@ -460,6 +540,7 @@ export class LocalSession {
   async stop(): Promise<void> {
     // The route goes first, so the mesh stops sending requests before the session disappears.
     await this.#routing?.stop();
+    await this.#lease?.delete();
     const tunnel = this.#tunnel?.current;
     if (tunnel) await tunnel.request('session.unregister', { id: this.id }).catch(() => {});
     this.#tunnel?.stop();
@@ -467,6 +548,8 @@ export class LocalSession {
     await this.#ephemeral?.stop();
     this.#forwarder.close();
     await this.#proxy.close();
+    // The copied files (Secrets among them with --env-secrets) do not outlive the session.
+    rmSync(this.#sessionDir, { recursive: true, force: true });
     this.#reporter.step('session.ended', `session ${this.id} ended`, { session: this.id });
   }
 }

@@ -1,0 +1,86 @@
+import { type ClusterClient, isExpired, type Lease, type LeaseRef, renewLease } from '@detour/mesh-adapters';
+import { DetourError } from '@detour/router/errors';
+import type { Reporter } from '../reporter.ts';
+
+/**
+ * A session's Lease while the session lives: created (which admits the CLI's tunnel at the agent
+ * and shows the session in `detour status`), renewed every third of its duration, deleted at the
+ * end. If this process dies it expires, and the agent or any detour's janitor cleans up after it.
+ */
+export class SessionLease {
+  readonly #client: ClusterClient;
+  readonly #reporter: Reporter;
+  #lease: Lease | undefined;
+  readonly #renewTimer: NodeJS.Timeout;
+
+  private constructor(client: ClusterClient, lease: Lease, reporter: Reporter) {
+    this.#client = client;
+    this.#lease = lease;
+    this.#reporter = reporter;
+    const seconds = lease.spec?.leaseDurationSeconds ?? 30;
+    this.#renewTimer = setInterval(() => void this.#renew(), (seconds * 1000) / 3);
+    this.#renewTimer.unref();
+  }
+
+  static async create(client: ClusterClient, lease: Lease, reporter: Reporter): Promise<SessionLease> {
+    const created = (await client.create(lease)) as Lease;
+    reporter.step(
+      'lease.created',
+      `lease ${created.metadata.namespace}/${created.metadata.name} held for ${created.spec?.leaseDurationSeconds} s, renewed while this session lives`,
+    );
+    return new SessionLease(client, created, reporter);
+  }
+
+  get uid(): string | undefined {
+    return this.#lease?.metadata.uid;
+  }
+
+  /** Name, namespace and uid (what objects of the session are owned by); undefined once deleted. */
+  get ref(): LeaseRef | undefined {
+    const lease = this.#lease;
+    return lease
+      ? {
+          name: lease.metadata.name,
+          namespace: lease.metadata.namespace ?? '',
+          uid: lease.metadata.uid ?? '',
+        }
+      : undefined;
+  }
+
+  async #renew(): Promise<void> {
+    if (!this.#lease) return;
+    try {
+      this.#lease = (await this.#client.replace(renewLease(this.#lease, new Date()))) as Lease;
+    } catch (error) {
+      const expired = isExpired(this.#lease, new Date());
+      this.#reporter.warn(
+        'lease.renew-failed',
+        `could not renew the session lease (${(error as Error).message})${expired ? ': it has expired, so any detour may now revert this session' : '; retrying'}`,
+      );
+    }
+  }
+
+  /** Stops renewing and deletes the Lease (preconditioned on its uid). Safe to call twice. */
+  async delete(): Promise<void> {
+    clearInterval(this.#renewTimer);
+    const lease = this.#lease;
+    if (!lease) return;
+    this.#lease = undefined;
+    await this.#client
+      .delete(
+        {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          name: lease.metadata.name,
+          namespace: lease.metadata.namespace,
+        },
+        { uid: lease.metadata.uid },
+      )
+      .catch((error: Error) => {
+        throw new DetourError(
+          'DETOUR_LEASE_DELETE_FAILED',
+          `could not delete lease ${lease.metadata.namespace}/${lease.metadata.name}: ${error.message}; it expires by itself`,
+        );
+      });
+  }
+}

@@ -20,12 +20,14 @@ Commands:
                                         remove what install created; refuses while sessions are live (--force ends them)
   detour doctor [-n NS] [--json]        check context, RBAC, mesh, agent, port-forward, tunnel and a route probe
 ${featureUsage}
-  detour schema                         print the JSON schema of detour.yaml
+  detour schema                         print the JSON schema of detour.yaml / detour.json
   detour version [--json]               the CLI's version, its tunnel protocol and the agent image it expects
                                         (also: detour --version)
   detour help                           this text
 
-Flags:
+Flags of exec and up (also DETOUR_* variables, and keys of detour.yaml / detour.json in the working
+directory or --config FILE; flags win over variables, variables over the file). A session takes
+requests by --header/--path/--method/--baggage, all with --steal-all, or none with --egress-only:
 ${optionsHelp()}
 `;
 

@@ -71,20 +71,10 @@ export async function applyFeatureEnvironment(
   const lease = (mine ? await client.replace(desired) : await client.create(desired)) as Lease;
   const applied: Write[] = [];
   const warnings: string[] = [];
-  const intents = featureIntents(env, options.agent, lease.metadata.uid);
-  try {
-    for (const intent of intents) {
-      const result = await applySession(client, options.adapterFor(intent.target.host), intent, options);
-      applied.push(...result.applied);
-      warnings.push(...result.warnings);
-    }
-  } catch (error) {
-    // A new environment that could not be written whole is undone (a renewal keeps what it had).
-    if (mine === undefined) {
-      const adapters = [...new Set(intents.map((i) => options.adapterFor(i.target.host)))];
-      await removeFeatureEnvironment(client, env.namespace, env.name, adapters, options).catch(() => {});
-    }
-    throw error;
+  for (const intent of featureIntents(env, options.agent, lease.metadata.uid)) {
+    const result = await applySession(client, options.adapterFor(intent.target.host), intent, options);
+    applied.push(...result.applied);
+    warnings.push(...result.warnings);
   }
   return { lease, renewed: mine !== undefined, applied, warnings };
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { runJanitor } from '../src/applier.ts';
 import { restoredExactly } from '../src/canonical.ts';
-import { FilterHeldError, InvalidIntentError, UneditableObjectError } from '../src/errors.ts';
+import { FilterHeldError, InvalidIntentError } from '../src/errors.ts';
 import { applyFeatureEnvironment, removeFeatureEnvironment } from '../src/feature-applier.ts';
 import {
   checkFeatureConflict,
@@ -196,22 +196,6 @@ describe('feature environments', () => {
         e instanceof InvalidIntentError && /routes payments:8080 to Deployment\/payments-v2/.test(e.message),
     );
     assert.deepEqual(cluster.list(), snapshot);
-  });
-
-  test('an environment that cannot be written whole is undone: a subset of its name with other labels', async () => {
-    const objects = sampleRouting();
-    const rule = objects.find(
-      (o) => o.kind === 'DestinationRule' && o.metadata.name === 'payments',
-    ) as DestinationRule;
-    rule.spec?.subsets?.push({ name: 'feature-pay', labels: { version: 'v3' } });
-    const cluster = new InMemoryCluster(objects);
-    const original = cluster.list();
-    await assert.rejects(
-      up(cluster),
-      (e: unknown) => e instanceof UneditableObjectError && /feature-pay/.test(e.message),
-    );
-    assertRouting(original, cluster);
-    assert.equal(cluster.list().length, original.length, 'the Lease went too');
   });
 
   test('conflicts name the holder: the same header in another environment, or a session on one of its Services', async () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { inbound, paymentsName, ports, Rig } from '../support/detour.ts';
+import { inbound, paymentsName, ports, Rig, token } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import { run } from '../support/processes.ts';
 
@@ -114,5 +114,39 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
         ['payments', '/all-proxy'],
       ],
     );
+  });
+
+  test('--egress-only: a process that takes no requests calls the cluster service through the agent, carrying --carry-header', async () => {
+    const script = `const r = await fetch('http://${paymentsName}:${ports.payments}/egress-only'); console.log(JSON.stringify(await r.json()));`;
+    const result = await run(
+      rig.topology.exec(
+        'laptop',
+        rig.cli([
+          'exec',
+          '--egress-only',
+          '--agent',
+          `${addresses.pod}:${ports.tunnel}`,
+          '--token',
+          token,
+          '--session',
+          'eo-1',
+          '--carry-header',
+          'x-dev=feature-x',
+          '--json',
+          '--',
+          process.execPath,
+          '--input-type=module',
+          '-e',
+          script,
+        ]),
+      ),
+      { timeoutMs: 40_000, what: 'detour exec --egress-only -- node ...' },
+    );
+    assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+    const payments = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}');
+    assert.equal(payments.app, 'payments');
+    assert.equal(payments.path, '/egress-only');
+    assert.equal(payments.headers['x-dev'], 'feature-x', 'the carried header');
+    assert.match(result.stderr, /"event":"session.ready".*"mode":"egress-only"/);
   });
 });

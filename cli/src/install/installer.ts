@@ -276,7 +276,7 @@ export async function uninstallAgent(options: {
   const live = await liveSessions(client, namespace);
   const names = live.map(
     ({ lease, summary }) =>
-      `${summary?.sessionId ?? lease.metadata.name} of ${summary?.holder ?? 'unknown'} (${summary ? `${summary.host}:${summary.port}, ` : ''}since ${summary?.since ?? '?'})`,
+      `${summary?.sessionId ?? lease.metadata.name} of ${summary?.holder ?? 'unknown'} (${summary ? `${summary.host === undefined ? summary.mode : `${summary.host}:${summary.port}`}, ` : ''}since ${summary?.since ?? '?'})`,
   );
   if (live.length > 0 && !options.force)
     throw new DetourError(

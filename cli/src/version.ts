@@ -1,6 +1,7 @@
 // What this CLI is: its release (cli/package.json, the one place the number lives), the tunnel
 // protocol it speaks, and the agent image of the same release (agent/Containerfile built and tagged
 // with that version). `detour --version` prints them; `detour install` deploys that image.
+import { registerPath } from '@detour/layer';
 import type { TunnelEndVersion } from '@detour/router/tunnel/index';
 import { PROTOCOL_VERSION } from '@detour/router/tunnel/protocol';
 import cliPackage from '../package.json' with { type: 'json' };
@@ -16,10 +17,17 @@ export interface VersionInfo {
   version: string;
   tunnelProtocol: number;
   agentImage: string;
+  /** The files this CLI puts into a local process (from the sources, or the installed package). */
+  layer: { node: string };
 }
 
 export function versionInfo(): VersionInfo {
-  return { version: cliVersion, tunnelProtocol: tunnelProtocolVersion, agentImage };
+  return {
+    version: cliVersion,
+    tunnelProtocol: tunnelProtocolVersion,
+    agentImage,
+    layer: { node: registerPath },
+  };
 }
 
 /** One line for `detour --version`. */

@@ -24,11 +24,12 @@ describe('detour --version', () => {
     assert.equal(detour('version'), line);
   });
 
-  it('detour version --json: the same as one object', () => {
+  it('detour version --json: the same as one object, with the layer files it uses', () => {
     assert.deepEqual(JSON.parse(detour('version', '--json')), {
       version,
       tunnelProtocol: PROTOCOL_VERSION,
       agentImage: `detour/agent:${version}`,
+      layer: { node: new URL('../../layer-preload/src/register.ts', import.meta.url).pathname },
     });
   });
 

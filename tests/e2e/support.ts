@@ -127,9 +127,21 @@ export class VersionWatch {
   }
 }
 
-/** `node cli/src/main.ts <args>` as the developer (KUBECONFIG), in its own process group. */
+/**
+ * The detour command the suites run: this checkout's sources, or the command DETOUR_E2E_CLI names as
+ * a JSON array (the installed package: `["<prefix>/bin/detour"]`, or `["<kubectl>", "detour"]` as a
+ * kubectl plugin; tests/e2e/package.test.ts runs the main flow so).
+ */
+export function detourCommand(): string[] {
+  const chosen = process.env.DETOUR_E2E_CLI;
+  return chosen
+    ? (JSON.parse(chosen) as string[])
+    : [process.execPath, join(repoRoot, 'cli', 'src', 'main.ts')];
+}
+
+/** `detour <args>` as the developer (KUBECONFIG), in its own process group. */
 export function startDetour(args: string[], env: Record<string, string> = {}): ManagedProcess {
-  return new ManagedProcess('detour', [process.execPath, join(repoRoot, 'cli', 'src', 'main.ts'), ...args], {
+  return new ManagedProcess('detour', [...detourCommand(), ...args], {
     cwd: repoRoot,
     env: { ...process.env, KUBECONFIG: kubeconfigPath('developer'), ...env },
   });

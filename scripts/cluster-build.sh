@@ -19,8 +19,11 @@ CRDS=$CACHE/crds
 NICE=${DETOUR_BUILD_NICE:-15}
 mkdir -p "$BIN" "$CRDS"
 
-step "find go on PATH" "install Go >= 1.24 (the cluster is built from Go modules) and put it on PATH"
-command -v go >/dev/null
+# need_go: the components built from Go modules need it (the images of cached binaries do not).
+need_go() {
+  step "find go on PATH" "install Go >= 1.24 (the cluster is built from Go modules) and put it on PATH"
+  command -v go >/dev/null
+}
 
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -34,6 +37,7 @@ build() {
     return
   fi
   echo "build $name $version: building (first time only; several minutes)..."
+  need_go
   step "build $name $version" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   local t0
   t0=$(now)
@@ -66,6 +70,7 @@ install() {
     return
   fi
   echo "build $name $version: building (first time only)..."
+  need_go
   step "build $name $version" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   local t0 gobin
   t0=$(now)
@@ -91,6 +96,7 @@ crds() {
   fi
   local t0 dir
   t0=$(now)
+  need_go
   step "crds: istio.io/api v$ISTIO_API_VERSION, gateway-api v$GATEWAY_API_VERSION" "go's output above says why: check that the Go module proxy is reachable (go env GOPROXY), and the free space (df $CACHE)"
   dir=$(moddir "istio.io/api@v$ISTIO_API_VERSION")
   cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$istio.tmp"

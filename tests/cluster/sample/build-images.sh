@@ -5,7 +5,8 @@
 # them into a running node). Two layers: the base image's own layer blob, reused as it is, and one
 # layer with the app. No registry, no image builder: tar + JSON, like cluster-build.sh's oci_image.
 #   detour.local/sample:dev   /app/{hop,frontend,orders,payments,caller}.ts   (node /app/<name>.ts)
-#   detour.local/agent:dev    /app/agent/main.mjs (+ chunks): the esbuild bundle of agent/src/main.ts
+#   detour.local/agent:dev    /app/agent/main.mjs (+ chunks): the esbuild bundle of agent/src/main.ts,
+#                             files and config read from agent/Containerfile (the image a team builds)
 # Usage: tests/cluster/sample/build-images.sh [sample] [agent]   (default both; always rebuilt, ~2 s)
 # Each step names itself and its fix when it fails (scripts/steps.sh).
 set -euo pipefail
@@ -27,9 +28,9 @@ step "the base image detour.local/node:$NODE_VERSION (scripts/cluster-build.sh n
 # json <file> <expression over `j`>: one value out of a JSON file (node, not jq: always present here).
 json() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(eval(process.argv[2]))' "$1" "$2"; }
 
-# image <name> <ref> <app rootfs dir> <entrypoint JSON> <user>: base layer + app layer -> $CACHE/images/<name>.oci.tar
+# image <name> <ref> <app rootfs dir> <image config JSON>: base layer + app layer -> $CACHE/images/<name>.oci.tar
 image() {
-  local name=$1 ref=$2 app=$3 entrypoint=$4 user=$5
+  local name=$1 ref=$2 app=$3 image_config=$4
   local work out=$CACHE/images/$name.oci.tar
   step "image $ref" "the output above says why; check the free space (df $CACHE), or remove $BASE to rebuild the base"
   work=$(mktemp -d)
@@ -45,7 +46,7 @@ image() {
   app_size=$(stat -c %s "$work/app.tar")
   mv "$work/app.tar" "$work/oci/blobs/sha256/$app_layer"
   # Uncompressed layers: each diff_id is the layer's own digest.
-  config='{"architecture":"amd64","os":"linux","config":{"Entrypoint":'"$entrypoint"',"User":"'"$user"'","WorkingDir":"/app","Env":["NODE_ENV=production"]},'
+  config='{"architecture":"amd64","os":"linux","config":'"$image_config"','
   config+='"rootfs":{"type":"layers","diff_ids":["sha256:'"$base_layer"'","sha256:'"$app_layer"'"]}}'
   printf '%s' "$config" >"$work/config.json"
   config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
@@ -72,18 +73,20 @@ sample() {
   mkdir -p "$app/app"
   cp "$HERE"/{hop,frontend,orders,payments,caller}.ts "$app/app/"
   printf '{"type":"module"}\n' >"$app/app/package.json"
-  image sample detour.local/sample:dev "$app" '["/usr/local/bin/node"]' 1000:1000
+  image sample detour.local/sample:dev "$app" \
+    '{"Entrypoint":["/usr/local/bin/node"],"User":"1000:1000","WorkingDir":"/app","Env":["NODE_ENV=production"]}'
   rm -rf "$app"
 }
 
+# The agent as agent/Containerfile builds it: its final stage's files and config (containerfile.ts).
 agent() {
-  local app
+  local app config
   app=$(mktemp -d)
-  mkdir -p "$app/app/agent"
   step "the agent bundle (npm run build:agent)" "esbuild's message above names the file; npm install if esbuild is missing"
   (cd "$ROOT" && npm run -s build:agent)
-  cp -r "$ROOT/dist/agent/." "$app/app/agent/"
-  image agent detour.local/agent:dev "$app" '["/usr/local/bin/node","/app/agent/main.mjs"]' 65532:65532
+  step "the agent's files and config from agent/Containerfile" "containerfile.ts's message above names the line"
+  config=$(node "$HERE/containerfile.ts" "$ROOT/agent/Containerfile" "$ROOT" "$app")
+  image agent detour.local/agent:dev "$app" "$config"
   rm -rf "$app"
 }
 

@@ -5,8 +5,9 @@
 //   dist/register.mjs            the Node layer the CLI puts in NODE_OPTIONS (found beside the CLI)
 //   native/out/<os>-<arch>/      the native preload library, when layer-preload/native built one
 //   manifests/                   what `detour install` applies, and the RBAC to bind
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+
 import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundle } from './bundle.mjs';
 
@@ -16,7 +17,10 @@ const workspace = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const staging = join(root, 'dist', 'package');
 
 await bundle({
-  entryPoints: { detour: join(root, 'cli/src/bin.ts'), register: join(root, 'layer-preload/src/register.ts') },
+  entryPoints: {
+    detour: join(root, 'cli/src/bin.ts'),
+    register: join(root, 'layer-preload/src/register.ts'),
+  },
   outdir: join(staging, 'dist'),
   // The layer's path is computed relative to the bundle (layer-preload/src/node-options.ts).
   define: { DETOUR_BUNDLED_LAYER: JSON.stringify('./register.mjs') },
@@ -25,7 +29,8 @@ await bundle({
 });
 
 const native = join(root, 'layer-preload', 'native', 'out');
-if (existsSync(native)) cpSync(native, join(staging, 'native', 'out'), { recursive: true, filter: (f) => !f.endsWith('.o') });
+if (existsSync(native))
+  cpSync(native, join(staging, 'native', 'out'), { recursive: true, filter: (f) => !f.endsWith('.o') });
 cpSync(join(root, 'manifests'), join(staging, 'manifests'), { recursive: true });
 cpSync(join(root, 'README.md'), join(staging, 'README.md'));
 writeFileSync(
@@ -46,6 +51,9 @@ writeFileSync(
 mkdirSync(join(root, 'dist'), { recursive: true });
 const tarball = join(root, 'dist', `detour-${cli.version}.tgz`);
 rmSync(tarball, { force: true });
-execFileSync('npm', ['pack', '--silent', '--pack-destination', join(root, 'dist')], { cwd: staging, stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync('npm', ['pack', '--silent', '--pack-destination', join(root, 'dist')], {
+  cwd: staging,
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 if (!existsSync(tarball)) throw new Error(`npm pack wrote no ${tarball}`);
 console.log(tarball);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { FrameType, PROTOCOL_VERSION, TunnelCode } from '@detour/router/tunnel/index';
 import { frameJson, jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
+import { parse } from 'yaml';
 import { AgentTunnel } from '../src/session/agent-tunnel.ts';
 
 const main = new URL('../src/main.ts', import.meta.url).pathname;
@@ -31,6 +32,13 @@ describe('detour --version', () => {
       agentImage: `detour/agent:${version}`,
       layer: { node: new URL('../../layer-preload/src/register.ts', import.meta.url).pathname },
     });
+  });
+
+  it('manifests/agent pins the agent image of this release (kustomize images:)', () => {
+    const kustomization = parse(
+      readFileSync(new URL('../../manifests/agent/kustomization.yaml', import.meta.url), 'utf8'),
+    ) as { images: Array<{ name: string; newTag: string }> };
+    assert.deepEqual(kustomization.images, [{ name: 'detour/agent', newTag: version }]);
   });
 
   it('the agent and the packages in both bundles are released with the CLI: one version', () => {

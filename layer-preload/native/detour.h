@@ -3,6 +3,7 @@
  *   policy.c    the egress policy (same lists and order as router/src/egress/egress-policy.ts)
  *   proxy.c     the SOCKS5 exchanges with the CLI's loopback proxy (FORWARD, RESOLVE_ALL)
  *   interpose.c the libc functions the process calls (connect, getaddrinfo, ...)
+ *   dns.c       DNS queries a runtime sends itself over UDP (sendto/recvfrom and friends)
  */
 #ifndef DETOUR_H
 #define DETOUR_H
@@ -34,6 +35,18 @@ void detour_addr_format(const detour_addr *addr, char *out, size_t size);
 /* --- interpose.c --- */
 /* libc's own connect, for the proxy's helper connections and the rerouted app sockets. */
 extern int (*detour_real_connect)(int, const struct sockaddr *, socklen_t);
+void detour_ensure_init(void);
+/* 1 when DETOUR_PROXY is set and no Node layer routes this process. */
+int detour_active(void);
+/* RESOLVE_ALL through the proxy; the addresses found become remote. 0 or the proxy's outcome. */
+int detour_resolve_remote(const char *name, int family, detour_addr *out, int max, int *count);
+/* The outcome says the cluster has no such name (not a failure of detour). */
+int detour_is_not_found(int outcome);
+
+/* --- dns.c --- */
+void detour_dns_init(void);
+void detour_dns_lock(void);
+void detour_dns_unlock(void);
 
 /* --- proxy.c --- */
 /* Outcome of an exchange: 0 ok; >0 the SOCKS5 reply code; DETOUR_PROXY_DOWN the proxy is not there. */

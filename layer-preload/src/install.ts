@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { injectRoutingHeaders } from './inject-headers.ts';
+import { nativeLibraryPath } from './native-library.ts';
 import { patchChildProcess } from './patch-child-process.ts';
 import { patchDns } from './patch-dns.ts';
 import { patchNet } from './patch-net.ts';
@@ -44,6 +45,12 @@ export function install(env: NodeJS.ProcessEnv = process.env): LayerState {
       Object.entries(env).filter((entry): entry is [string, string] => entry[0].startsWith('DETOUR_')),
     ),
     ...proxyVariables(proxyHostPort),
+    // The native layer for children that are not node (it is inert in this process: native/interpose.c).
+    ...Object.fromEntries(
+      ['LD_PRELOAD', 'DYLD_INSERT_LIBRARIES'].flatMap((name) =>
+        env[name]?.includes(nativeLibraryPath()) ? [[name, env[name]]] : [],
+      ),
+    ),
   });
   if (settings.routingHeaders.length > 0 || Object.keys(settings.defaultHeaders).length > 0) {
     const routing = new RoutingContext(settings.routingHeaders, settings.defaultHeaders);

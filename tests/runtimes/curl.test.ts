@@ -1,6 +1,7 @@
 /**
- * curl under `detour exec`: --socks5-hostname, -x and the proxy variables the session sets. curl
- * calls payments, which only the agent's pod can resolve and reach.
+ * curl under `detour exec`: --socks5-hostname, -x, the proxy variables the session sets, and with
+ * no proxy at all the native layer (LD_PRELOAD). curl calls payments, which only the agent's pod
+ * can resolve and reach.
  */
 import { describe, test } from 'node:test';
 import {
@@ -64,13 +65,32 @@ describe('curl: reaches payments through the agent', { timeout: 120_000 }, () =>
     assertReachedPayments(result, '/curl/short-name');
   });
 
-  test('curl: --socks5 (local DNS) cannot resolve a cluster name', async () => {
-    const result = await curl('', '--socks5 "$DETOUR_PROXY"', '/curl/socks5-local-dns');
-    assertFailed(result, /Could not resolve host|Failed to resolve/);
+  test('curl: --noproxy "*" (no proxy at all: the native layer resolves and forwards)', async () => {
+    const result = await curl('', `--noproxy '*'`, '/curl/noproxy');
+    assertReachedPayments(result, '/curl/noproxy');
   });
 
-  test('curl: ignores upper-case HTTP_PROXY (httpoxy); detour sets http_proxy too', async () => {
+  test('curl: --noproxy "*" https:// (TLS in curl, certificate checked against the cluster name)', async () => {
+    const result = await curlUrl(
+      '',
+      `--noproxy '*' --cacert '${rt.trust.certPem}'`,
+      paymentsTlsUrl('/curl/noproxy-https'),
+    );
+    assertReachedPayments(result, '/curl/noproxy-https', { tls: true });
+  });
+
+  test('curl: --socks5 (local DNS): the native layer resolves the name, the proxy dials its address remotely', async () => {
+    const result = await curl('', '--socks5 "$DETOUR_PROXY"', '/curl/socks5-local-dns');
+    assertReachedPayments(result, '/curl/socks5-local-dns');
+  });
+
+  test('curl: with only upper-case HTTP_PROXY (ignored: httpoxy) the native layer routes the direct connection', async () => {
     const result = await curl('unset http_proxy ALL_PROXY all_proxy;', '', '/curl/upper-only');
-    assertFailed(result, /Could not resolve host/);
+    assertReachedPayments(result, '/curl/upper-only');
+  });
+
+  test('curl: a name the cluster does not know fails as an unknown host', async () => {
+    const result = await curl('', `--noproxy '*'`, '/curl/unknown', 'nope.staging.svc.cluster.local');
+    assertFailed(result, /Could not resolve host: nope\.staging\.svc\.cluster\.local/);
   });
 });

@@ -10,10 +10,11 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { repoRoot } from '../support/detour.ts';
+import { buildNativeLayer } from '../support/native-layer.ts';
 import { addresses } from '../support/netns.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import { paymentsName, paymentsUrl, ports, type RuntimeRig, useRuntimeRig } from './runtime-rig.ts';
-import { compileJava, type Java, programsDir, scratchDir } from './toolchains.ts';
+import { compileJava, compileJvmClients, type Java, programsDir, scratchDir } from './toolchains.ts';
 
 const defaultHeaders = JSON.stringify({ 'x-dev': 'dev-a' });
 /** The `detour up` session holds x-dev=dev-a on the port; the `detour exec` runs compared with it take another. */
@@ -77,6 +78,7 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
   const scratch = scratchDir('ide');
   const stateDir = join(scratch.path, 'state');
   let java: Java;
+  let clients: string;
   let rt: RuntimeRig;
   let up: ManagedProcess;
   let proxyPort: number;
@@ -102,7 +104,9 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
 
   useRuntimeRig('rti', {
     prepare: async () => {
+      await buildNativeLayer();
       java = await compileJava(scratch.path);
+      clients = await compileJvmClients(scratch.path);
     },
     started: async (started) => {
       rt = started;
@@ -133,16 +137,11 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
   test('detour env: json, dotenv, vscode and intellij carry the same env, pointing at the running session', () => {
     const env = formats.json ?? {};
     assert.equal(env.DETOUR_PROXY, `127.0.0.1:${proxyPort}`);
-    for (const key of [
-      'NODE_OPTIONS',
-      'JAVA_TOOL_OPTIONS',
-      'HTTP_PROXY',
-      'ALL_PROXY',
-      'NO_PROXY',
-      'http_proxy',
-    ])
+    for (const key of ['NODE_OPTIONS', 'LD_PRELOAD', 'HTTP_PROXY', 'ALL_PROXY', 'NO_PROXY', 'http_proxy'])
       assert.ok(env[key], `detour env has no ${key}: ${JSON.stringify(env)}`);
-    assert.match(env.JAVA_TOOL_OPTIONS ?? '', new RegExp(`-DsocksProxyPort=${proxyPort}\\b`));
+    // The native layer routes the JVM: no proxy properties for a debugger's launch.
+    assert.match(env.LD_PRELOAD ?? '', /\/libdetour\.so$/);
+    assert.equal(env.JAVA_TOOL_OPTIONS, undefined);
     for (const format of ['dotenv', 'vscode', 'intellij'])
       assert.deepEqual(formats[format], env, `--format ${format} differs from --format json`);
   });
@@ -172,7 +171,7 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
   });
 
   test('ide: plain java with only the `detour env --format dotenv` env behaves as under `detour exec`', async () => {
-    for (const mode of ['socket', 'urlconnection', 'httpclient']) {
+    for (const mode of ['socket', 'nio', 'urlconnection', 'httpclient']) {
       const probe = [java.java, '-cp', java.classes, 'Probe', mode, paymentsUrl(`/ide/java/${mode}`)];
       const launched = await rt.inLaptop(probe, onlyExported(formats.dotenv ?? {}), { cwd: scratch.path });
       assert.equal(launched.code, 0, `${mode}: ${launched.stdout}\n${launched.stderr}`);
@@ -189,6 +188,21 @@ describe('IDE launch: `detour up` + `detour env`, a plain node and java with onl
       });
       assert.deepEqual(answer(underExec.stdout), answer(launched.stdout), mode);
     }
+  });
+
+  test('ide: Reactor Netty (Spring WebClient) with only the `detour env --format intellij` env', async () => {
+    const probe = [
+      java.java,
+      '-cp',
+      clients,
+      'ClientsProbe',
+      'reactor-netty-nio',
+      paymentsUrl('/ide/reactor'),
+    ];
+    const launched = await rt.inLaptop(probe, onlyExported(formats.intellij ?? {}), { cwd: scratch.path });
+    assert.equal(launched.code, 0, `${launched.stdout}\n${launched.stderr}`);
+    const body = JSON.parse(launched.stdout) as { app: string; path: string };
+    assert.deepEqual({ app: body.app, path: body.path }, { app: 'payments', path: '/ide/reactor' });
   });
 
   test("ide: the README's IntelliJ script writes a well-formed run configuration with the session env", async () => {

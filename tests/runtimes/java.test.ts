@@ -1,101 +1,129 @@
 /**
- * The JVM under `detour exec`: JAVA_TOOL_OPTIONS carries socksProxyHost (java.net.Socket and
- * everything built on it) and http(s).proxyHost (URLConnection, java.net.http.HttpClient), pointing
- * at the CLI's loopback proxy. Real programs (programs/Probe.java, compiled with javac at test
- * time) call payments, which only the agent's pod can resolve and reach.
+ * The JVM under `detour exec`, routed by the native layer alone: the session env has LD_PRELOAD and
+ * no JAVA_TOOL_OPTIONS proxy properties. Real programs (programs/Probe.java for the JDK's clients,
+ * programs/ClientsProbe.java for Reactor Netty, Apache HttpClient 5, OkHttp and the PostgreSQL
+ * JDBC driver from Maven Central) call payments and a real PostgreSQL, which only the agent's pod
+ * can resolve and reach.
  */
 import assert from 'node:assert/strict';
+import { appendFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { buildNativeLayer } from '../support/native-layer.ts';
+import { addresses } from '../support/netns.ts';
+import type { ManagedProcess } from '../support/processes.ts';
 import {
   assertFailed,
   assertReachedPayments,
+  paymentsName,
   paymentsTlsUrl,
   paymentsUrl,
   ports,
   type RuntimeRig,
   useRuntimeRig,
 } from './runtime-rig.ts';
-import { compileJava, type Java, scratchDir } from './toolchains.ts';
+import { compileJava, compileJvmClients, type Java, requireTool, scratchDir } from './toolchains.ts';
 
-describe('java: a real JVM program reaches payments through the agent', { timeout: 240_000 }, () => {
+const postgresName = 'postgres.staging.svc.cluster.local';
+const postgresPort = 5432;
+
+describe('java: real JVM programs reach payments through the agent (native layer)', {
+  timeout: 400_000,
+}, () => {
   const scratch = scratchDir('java');
   let java: Java;
+  let clients: string;
   let rt: RuntimeRig;
-
   let trustFlags: string[];
+  let postgres: ManagedProcess;
 
-  const probe = (mode: string, url: string, flags: string[] = [], jvm: string[] = []) => [
+  const probe = (mode: string, url: string, jvm: string[] = []) => [
     java.java,
     ...jvm,
     '-cp',
     java.classes,
     'Probe',
     mode,
-    ...flags,
     url,
   ];
+  const clientsProbe = (mode: string, ...args: string[]) => [
+    java.java,
+    '-cp',
+    clients,
+    'ClientsProbe',
+    mode,
+    ...args,
+  ];
+
+  /** PostgreSQL from Debian's package in the cluster namespace, as its own user (initdb refuses root). */
+  const startPostgres = async () => {
+    const bin = '/usr/lib/postgresql/15/bin';
+    requireTool(`${bin}/postgres`, 'apt-get install postgresql (Debian 12: PostgreSQL 15)');
+    const data = join(scratch.path, 'pgdata');
+    mkdirSync(data);
+    chmodSync(scratch.path, 0o755);
+    await rt.rig.sh('cluster', `chown postgres ${data}`);
+    const init = await rt.rig.sh(
+      'cluster',
+      `runuser -u postgres -- ${bin}/initdb -D ${data} -U detour --auth=trust --no-sync >/dev/null`,
+    );
+    assert.equal(init.code, 0, `initdb: ${init.stdout}${init.stderr}`);
+    // Connections come from the agent's pod (198.18.3.1): the cluster's own network.
+    appendFileSync(join(data, 'pg_hba.conf'), 'host all detour 198.18.0.0/15 trust\n');
+    postgres = rt.rig.start('cluster', 'postgres', [
+      'runuser',
+      '-u',
+      'postgres',
+      '--',
+      `${bin}/postgres`,
+      '-D',
+      data,
+      '-h',
+      addresses.cluster,
+      '-p',
+      String(postgresPort),
+      '-k',
+      data,
+    ]);
+    await postgres.waitForLine('stderr', /ready to accept connections/, 'postgres ready', 30_000);
+  };
 
   useRuntimeRig('rtj', {
     prepare: async () => {
+      await buildNativeLayer();
       java = await compileJava(scratch.path);
+      clients = await compileJvmClients(scratch.path);
     },
     started: async (started) => {
       rt = started;
       trustFlags = await rt.jvmTrustFlags();
+      rt.rig.topology.writeHosts('pod', { [addresses.cluster]: [paymentsName, 'payments', postgresName] });
+      await startPostgres();
     },
     cleanup: () => scratch.remove(),
   });
 
-  test('java: java.net.Socket via socksProxyHost (name unresolvable locally → sent to the proxy)', async () => {
-    const result = await rt.exec(probe('socket', paymentsUrl('/java/socket')));
-    assertReachedPayments(result, '/java/socket');
+  test('java: the session env preloads the native layer and sets no JAVA_TOOL_OPTIONS', async () => {
+    const result = await rt.exec(['env']);
+    assert.equal(result.code, 0, result.stderr);
+    const env = Object.fromEntries(result.stdout.split('\n').map((line) => line.split(/=(.*)/s)));
+    assert.match(env.LD_PRELOAD ?? '', /\/libdetour\.so$/);
+    assert.equal(env.JAVA_TOOL_OPTIONS, undefined);
   });
 
-  test('java: java.net.Socket to an unresolved InetSocketAddress via socksProxyHost (remote DNS always)', async () => {
-    const result = await rt.exec(probe('socket-unresolved', paymentsUrl('/java/socket-unresolved')));
-    assertReachedPayments(result, '/java/socket-unresolved');
-  });
+  for (const mode of ['socket', 'nio', 'urlconnection', 'httpclient']) {
+    test(`java: ${mode} reaches payments by its cluster name`, async () => {
+      const result = await rt.exec(probe(mode, paymentsUrl(`/java/${mode}`)));
+      assertReachedPayments(result, `/java/${mode}`);
+      assert.doesNotMatch(result.stderr, /Picked up JAVA_TOOL_OPTIONS/);
+    });
+  }
 
-  test('java: HttpURLConnection via http.proxyHost', async () => {
-    const result = await rt.exec(probe('urlconnection', paymentsUrl('/java/urlconnection')));
-    assertReachedPayments(result, '/java/urlconnection');
-    assert.match(result.stderr, /usingProxy true/);
-  });
-
-  test('java: HttpURLConnection via socksProxyHost alone (http.proxyHost cleared)', async () => {
-    const result = await rt.exec(
-      probe('urlconnection', paymentsUrl('/java/urlconnection-socks'), ['--socks-only']),
-    );
-    assertReachedPayments(result, '/java/urlconnection-socks');
-  });
-
-  test('java: java.net.http.HttpClient (default ProxySelector honours http.proxyHost)', async () => {
-    const result = await rt.exec(probe('httpclient', paymentsUrl('/java/httpclient')));
-    assertReachedPayments(result, '/java/httpclient');
-    // The client was built without .proxy(...): the default selector routed it.
-    assert.match(result.stderr, /explicit proxy selector Optional\.empty/);
-  });
-
-  test('java: java.net.http.HttpClient does not use socksProxyHost (http.proxyHost cleared → fails)', async () => {
-    const result = await rt.exec(
-      probe('httpclient', paymentsUrl('/java/httpclient-socks'), ['--socks-only']),
-    );
-    assertFailed(result, /probe httpclient failed: java\.net\.ConnectException/);
-  });
-
-  test('java: HttpsURLConnection via https.proxyHost (CONNECT; certificate checked against the cluster name)', async () => {
-    const result = await rt.exec(
-      probe('urlconnection', paymentsTlsUrl('/java/https-urlconnection'), [], trustFlags),
-    );
-    assertReachedPayments(result, '/java/https-urlconnection', { tls: true });
-    assert.match(result.stderr, /usingProxy true/);
-  });
-
-  test('java: java.net.http.HttpClient https via https.proxyHost (CONNECT)', async () => {
-    const result = await rt.exec(
-      probe('httpclient', paymentsTlsUrl('/java/https-httpclient'), [], trustFlags),
-    );
-    assertReachedPayments(result, '/java/https-httpclient', { tls: true });
+  test('java: HttpURLConnection and HttpClient, https (certificate checked against the cluster name)', async () => {
+    for (const mode of ['urlconnection', 'httpclient']) {
+      const result = await rt.exec(probe(mode, paymentsTlsUrl(`/java/https-${mode}`), trustFlags));
+      assertReachedPayments(result, `/java/https-${mode}`, { tls: true });
+    }
   });
 
   test('java: short name "payments" resolved by the agent, not the laptop', async () => {
@@ -103,38 +131,51 @@ describe('java: a real JVM program reaches payments through the agent', { timeou
     assertReachedPayments(result, '/java/short-name');
   });
 
-  test('java: InetAddress.getByName of a cluster name fails (the JVM resolver is local; no property routes it)', async () => {
+  test("java: InetAddress.getByName of a cluster name answers the cluster's address", async () => {
     const result = await rt.exec(probe('lookup', paymentsUrl('/java/lookup')));
-    assertFailed(result, /probe lookup failed: java\.net\.UnknownHostException/);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), addresses.cluster);
   });
 
-  test('java: with a stale local answer for the name, new Socket(name, port) and SOCKS-only HttpURLConnection send the local address; http.proxyHost clients do not', async () => {
-    // A stale /etc/hosts entry on the laptop for the cluster name, and a local decoy on that address.
+  test('java: Socket.connect(InetSocketAddress.createUnresolved(…)) fails: the JDK refuses an unresolved address without a SOCKS proxy', async () => {
+    const result = await rt.exec(probe('socket-unresolved', paymentsUrl('/java/socket-unresolved')));
+    assertFailed(result, /probe socket-unresolved failed: java\.net\.UnknownHostException/);
+  });
+
+  for (const mode of ['reactor-netty-nio', 'reactor-netty-epoll', 'httpclient5', 'okhttp']) {
+    test(`java: ${mode} with its defaults reaches payments by its cluster name`, async () => {
+      const result = await rt.exec(clientsProbe(mode, paymentsUrl(`/java/${mode}`)));
+      assertReachedPayments(result, `/java/${mode}`);
+      if (mode.startsWith('reactor-netty'))
+        assert.match(result.stderr, mode.endsWith('epoll') ? /EpollSocketChannel/ : /NioSocketChannel/);
+    });
+  }
+
+  test('java: the PostgreSQL JDBC driver reaches a real PostgreSQL by its cluster name', async () => {
+    const result = await rt.exec(
+      clientsProbe('jdbc', `jdbc:postgresql://${postgresName}:${postgresPort}/postgres`, 'detour', ''),
+    );
+    assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+    // PostgreSQL saw the connection come from the agent's pod, not from the laptop.
+    assert.deepEqual(JSON.parse(result.stdout), {
+      app: 'postgres',
+      database: 'postgres',
+      server: addresses.cluster,
+      client: addresses.podTowardCluster,
+    });
+  });
+
+  test('java: a stale local answer for the name loses to the cluster (every client), and localhost stays local', async () => {
     const decoy = await rt.rig.startApp('laptop', 'decoy', { port: ports.payments, host: '127.0.0.1' });
-    rt.rig.topology.writeHosts('laptop', { '127.0.0.1': ['payments.staging.svc.cluster.local'] });
+    rt.rig.topology.writeHosts('laptop', { '127.0.0.1': [paymentsName] });
     try {
-      const resolved = await rt.exec(probe('socket', paymentsUrl('/java/socket-stale-hosts')));
-      assert.equal(resolved.code, 0, resolved.stderr);
-      assert.equal(JSON.parse(resolved.stdout).app, 'decoy', 'the JVM sent the locally resolved address');
-      const unresolved = await rt.exec(
-        probe('socket-unresolved', paymentsUrl('/java/unresolved-stale-hosts')),
-      );
-      assertReachedPayments(unresolved, '/java/unresolved-stale-hosts');
-      // HttpURLConnection over SOCKS alone connects the same way as new Socket(name, port).
-      const socksOnly = await rt.exec(
-        probe('urlconnection', paymentsUrl('/java/socks-stale-hosts'), ['--socks-only']),
-      );
-      assert.equal(socksOnly.code, 0, socksOnly.stderr);
-      assert.equal(
-        JSON.parse(socksOnly.stdout).app,
-        'decoy',
-        'HttpURLConnection over SOCKS sent the local address',
-      );
-      // Through http(s).proxyHost the name is never resolved locally.
-      for (const mode of ['urlconnection', 'httpclient']) {
-        const viaHttpProxy = await rt.exec(probe(mode, paymentsUrl(`/java/${mode}-stale-hosts`)));
-        assertReachedPayments(viaHttpProxy, `/java/${mode}-stale-hosts`);
+      for (const mode of ['socket', 'urlconnection', 'httpclient']) {
+        const result = await rt.exec(probe(mode, paymentsUrl(`/java/${mode}-stale-hosts`)));
+        assertReachedPayments(result, `/java/${mode}-stale-hosts`);
       }
+      const local = await rt.exec(probe('httpclient', `http://localhost:${ports.payments}/java/local`));
+      assert.equal(local.code, 0, local.stderr);
+      assert.equal(JSON.parse(local.stdout).app, 'decoy', 'localhost left the laptop');
     } finally {
       rt.rig.topology.writeHosts('laptop', {});
       await decoy.stop();

@@ -1,15 +1,22 @@
 /**
  * Python under `detour exec`: urllib and requests take their proxies from the environment
- * (http_proxy/HTTP_PROXY). Real programs (programs/*_probe.py) call payments, which only the agent's
- * pod can resolve and reach.
+ * (http_proxy/HTTP_PROXY); with no proxy variable, and for plain sockets, the native layer
+ * (LD_PRELOAD) routes them. Real programs (programs/*_probe.py) call payments, which only the
+ * agent's pod can resolve and reach.
  */
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { repoRoot } from '../support/detour.ts';
+import { buildNativeLayer } from '../support/native-layer.ts';
+import { addresses } from '../support/netns.ts';
 import {
   assertFailed,
   assertReachedPayments,
+  paymentsName,
   paymentsTlsUrl,
   paymentsUrl,
+  ports,
   type RuntimeRig,
   useRuntimeRig,
 } from './runtime-rig.ts';
@@ -22,6 +29,8 @@ describe('python: real urllib and requests programs reach payments through the a
   let rt: RuntimeRig;
   const urllibProbe = join(programsDir, 'urllib_probe.py');
   const requestsProbe = join(programsDir, 'requests_probe.py');
+  // The native layer's own probe (a raw socket, HTTP by hand): {"peer": [address, port], "body": …}.
+  const socketProbe = join(repoRoot, 'layer-preload', 'test', 'fixtures', 'native_probe.py');
 
   /** Runs a probe inside `detour exec` with a shell prelude that adjusts the session's env. */
   const inSession = (prelude: string, script: string, url: string) =>
@@ -29,6 +38,7 @@ describe('python: real urllib and requests programs reach payments through the a
 
   useRuntimeRig('rtp', {
     prepare: async () => {
+      await buildNativeLayer();
       ({ python } = await pythonWithRequests());
     },
     started: (started) => {
@@ -74,13 +84,43 @@ describe('python: real urllib and requests programs reach payments through the a
     assertReachedPayments(result, '/python/short-name');
   });
 
-  test('python: urllib ignores ALL_PROXY (HTTP proxy variables unset → direct → fails)', async () => {
+  const noProxyVariables = 'unset HTTP_PROXY http_proxy HTTPS_PROXY https_proxy ALL_PROXY all_proxy;';
+
+  test('python: urllib and requests with no proxy variable (the native layer routes them)', async () => {
+    for (const [script, name] of [
+      [urllibProbe, 'urllib'],
+      [requestsProbe, 'requests'],
+    ] as const) {
+      const result = await inSession(noProxyVariables, script, paymentsUrl(`/python/${name}-no-proxy`));
+      assertReachedPayments(result, `/python/${name}-no-proxy`);
+    }
+  });
+
+  test('python: requests https with no proxy variable (TLS in the program, certificate checked)', async () => {
     const result = await inSession(
-      'unset HTTP_PROXY http_proxy;',
-      urllibProbe,
-      paymentsUrl('/python/urllib-all-proxy'),
+      `${noProxyVariables} export REQUESTS_CA_BUNDLE='${rt.trust.certPem}';`,
+      requestsProbe,
+      paymentsTlsUrl('/python/requests-https-no-proxy'),
     );
-    assertFailed(result, /urllib probe failed: URLError/);
+    assertReachedPayments(result, '/python/requests-https-no-proxy', { tls: true });
+  });
+
+  test('python: a raw socket (getaddrinfo + create_connection) reaches payments; getpeername is the cluster address', async () => {
+    const result = await rt.exec([
+      python,
+      socketProbe,
+      'http',
+      paymentsName,
+      String(ports.payments),
+      '/python/socket',
+    ]);
+    assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+    const { peer, body } = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '') as {
+      peer: [string, number];
+      body: { app: string; path: string };
+    };
+    assert.deepEqual(peer, [addresses.cluster, ports.payments]);
+    assert.deepEqual({ app: body.app, path: body.path }, { app: 'payments', path: '/python/socket' });
   });
 
   test('python: requests with only ALL_PROXY=socks5h:// needs PySocks (requests[socks])', async (t) => {

@@ -4,7 +4,7 @@
  * a runtime row must never pass by being skipped.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,11 +58,64 @@ export async function compileJava(into: string): Promise<Java> {
   return { java, classes };
 }
 
-/** Builds programs/go-probe (stdlib only) offline, with the build cache under ~/.cache/detour. */
-export async function buildGo(into: string): Promise<string> {
+/**
+ * The JVM client libraries of programs/jvm-clients/pom.xml (Reactor Netty, Apache HttpClient 5,
+ * OkHttp, the PostgreSQL driver) from Maven Central with `mvn dependency:copy-dependencies`, cached
+ * under ~/.cache/detour (fetched again only when the pom changes), and programs/ClientsProbe.java
+ * compiled against them. Returns the classpath that runs ClientsProbe.
+ */
+export async function compileJvmClients(into: string): Promise<string> {
+  const fix = 'apt-get install openjdk-17-jdk-headless (any JDK 11 or later)';
+  const javac = requireTool('javac', fix);
+  const mvn = requireTool('mvn', 'apt-get install maven');
+  const pom = join(programsDir, 'jvm-clients', 'pom.xml');
+  const jars = join(cacheDir, 'jvm-clients');
+  const fetchedPom = join(jars, 'pom.xml');
+  const fetched = (() => {
+    try {
+      return readFileSync(fetchedPom, 'utf8') === readFileSync(pom, 'utf8');
+    } catch {
+      return false;
+    }
+  })();
+  const noJvmOptions = { ...process.env, JAVA_TOOL_OPTIONS: '', MAVEN_OPTS: '' };
+  if (!fetched) {
+    rmSync(jars, { recursive: true, force: true });
+    await mustRun(
+      [
+        mvn,
+        '-B',
+        '-q',
+        '-f',
+        pom,
+        `-Dmaven.repo.local=${join(cacheDir, 'm2')}`,
+        'dependency:copy-dependencies',
+        `-DoutputDirectory=${jars}`,
+      ],
+      'mvn dependency:copy-dependencies (programs/jvm-clients/pom.xml, from Maven Central)',
+      { env: noJvmOptions },
+    );
+    copyFileSync(pom, fetchedPom);
+  }
+  const classes = join(into, 'jvm-clients');
+  mkdirSync(classes, { recursive: true });
+  await mustRun(
+    [javac, '-cp', join(jars, '*'), '-d', classes, join(programsDir, 'ClientsProbe.java')],
+    'javac ClientsProbe.java',
+    { env: noJvmOptions },
+  );
+  return `${classes}:${join(jars, '*')}`;
+}
+
+/**
+ * Builds programs/go-probe (stdlib only) offline, with the build cache under ~/.cache/detour:
+ * static (CGO_ENABLED=0, what `go build` makes without a C toolchain and what most Go images
+ * ship) or linked against libc (`cgo`), the only kind a preload library can enter.
+ */
+export async function buildGo(into: string, options: { cgo?: boolean } = {}): Promise<string> {
   const go = requireTool('go', 'install Go 1.22 or later from https://go.dev/dl/ and put `go` on PATH');
-  const binary = join(into, 'go-probe');
-  await mustRun([go, 'build', '-o', binary, 'main.go'], 'go build go-probe', {
+  const binary = join(into, options.cgo ? 'go-probe-cgo' : 'go-probe');
+  await mustRun([go, 'build', '-o', binary, 'main.go'], `go build go-probe${options.cgo ? ' (cgo)' : ''}`, {
     cwd: join(programsDir, 'go-probe'),
     env: {
       ...process.env,
@@ -70,7 +123,7 @@ export async function buildGo(into: string): Promise<string> {
       GOTOOLCHAIN: 'local',
       GOPROXY: 'off',
       GOFLAGS: '',
-      CGO_ENABLED: '0',
+      CGO_ENABLED: options.cgo ? '1' : '0',
     },
   });
   return binary;

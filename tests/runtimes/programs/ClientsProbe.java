@@ -18,7 +18,7 @@ import java.util.concurrent.TimeUnit;
  * reactor-netty-epoll the same on Netty's native epoll transport (fails if epoll is unavailable)
  * httpclient5         Apache HttpClient 5, HttpClients.createDefault()
  * okhttp              new OkHttpClient()
- * jdbc                the PostgreSQL JDBC driver: SELECT current_database(), inet_server_addr()
+ * jdbc                the PostgreSQL JDBC driver: the database, the server's and the client's address
  */
 public class ClientsProbe {
   private static final Duration TIMEOUT = Duration.ofSeconds(10);
@@ -99,9 +99,12 @@ public class ClientsProbe {
     DriverManager.setLoginTimeout((int) TIMEOUT.toSeconds());
     try (Connection connection = DriverManager.getConnection(url, user, password);
         Statement statement = connection.createStatement();
-        ResultSet rows = statement.executeQuery("SELECT current_database(), host(inet_server_addr())")) {
+        ResultSet rows =
+            statement.executeQuery(
+                "SELECT current_database(), host(inet_server_addr()), host(inet_client_addr())")) {
       rows.next();
-      return "{\"app\":\"postgres\",\"database\":\"" + rows.getString(1) + "\",\"server\":\"" + rows.getString(2) + "\"}\n";
+      return "{\"app\":\"postgres\",\"database\":\"" + rows.getString(1) + "\",\"server\":\""
+          + rows.getString(2) + "\",\"client\":\"" + rows.getString(3) + "\"}\n";
     }
   }
 }

@@ -9,34 +9,32 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.ByteBuffer;
+import java.nio.channels.Channels;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 
 /**
  * A plain JVM program that calls a URL the way real Java code does, with nothing detour-specific in
- * it: only the JVM's own proxy settings (JAVA_TOOL_OPTIONS from `detour exec` / `detour env`) route
- * it. Prints the response body on stdout; a failure goes to stderr with exit code 1.
+ * it: the native layer (LD_PRELOAD from `detour exec` / `detour env`) or the JVM's own proxy
+ * settings route it. Prints the response body on stdout; a failure goes to stderr with exit code 1.
  *
- *   java Probe socket|socket-unresolved|urlconnection|httpclient [--socks-only] http://host:port/path
+ *   java Probe socket|socket-unresolved|nio|urlconnection|httpclient|lookup http://host:port/path
  *
  * socket            new Socket(host, port): the JVM resolves the name itself first
  * socket-unresolved new Socket().connect(InetSocketAddress.createUnresolved(host, port))
+ * nio               SocketChannel.open(new InetSocketAddress(host, port)), as Kafka clients connect
  * urlconnection     URL.openConnection() (HttpURLConnection)
  * httpclient        java.net.http.HttpClient.newHttpClient() (no explicit proxy)
- * lookup            InetAddress.getByName(host): the JVM's resolver, which no proxy setting covers
- * --socks-only      clears http(s).proxyHost first, leaving only socksProxyHost
+ * lookup            InetAddress.getByName(host): the JVM's resolver (getaddrinfo), which no proxy setting covers
  */
 public class Probe {
   private static final int TIMEOUT_MS = 10_000;
 
   public static void main(String[] args) throws Exception {
     String mode = args[0];
-    boolean socksOnly = args.length > 2 && args[1].equals("--socks-only");
     URI uri = URI.create(args[args.length - 1]);
-    if (socksOnly) {
-      System.clearProperty("http.proxyHost");
-      System.clearProperty("https.proxyHost");
-    }
     try {
       String body =
           switch (mode) {
@@ -46,6 +44,7 @@ public class Probe {
               socket.connect(InetSocketAddress.createUnresolved(uri.getHost(), port(uri)), TIMEOUT_MS);
               yield socket(socket, uri);
             }
+            case "nio" -> nio(uri);
             case "urlconnection" -> urlConnection(uri);
             case "httpclient" -> httpClient(uri);
             case "lookup" -> InetAddress.getByName(uri.getHost()).getHostAddress() + "\n";
@@ -68,17 +67,34 @@ public class Probe {
     try (socket) {
       socket.setSoTimeout(TIMEOUT_MS);
       OutputStream out = socket.getOutputStream();
-      String request =
-          "GET " + uri.getRawPath() + " HTTP/1.1\r\nHost: " + uri.getHost() + ":" + port(uri)
-              + "\r\nConnection: close\r\n\r\n";
-      out.write(request.getBytes(StandardCharsets.US_ASCII));
+      out.write(request(uri));
       out.flush();
-      String response = new String(readAll(socket.getInputStream()), StandardCharsets.UTF_8);
-      int split = response.indexOf("\r\n\r\n");
-      String status = response.substring(0, response.indexOf("\r\n"));
-      if (split < 0 || !status.contains(" 200 ")) throw new IllegalStateException("answer: " + status);
-      return response.substring(split + 4);
+      return body(readAll(socket.getInputStream()));
     }
+  }
+
+  /** The same over a blocking NIO SocketChannel, connected to a resolved InetSocketAddress. */
+  private static String nio(URI uri) throws Exception {
+    try (SocketChannel channel = SocketChannel.open(new InetSocketAddress(uri.getHost(), port(uri)))) {
+      System.err.println("nio: connected to " + channel.getRemoteAddress());
+      channel.write(ByteBuffer.wrap(request(uri)));
+      return body(readAll(Channels.newInputStream(channel)));
+    }
+  }
+
+  private static byte[] request(URI uri) {
+    String request =
+        "GET " + uri.getRawPath() + " HTTP/1.1\r\nHost: " + uri.getHost() + ":" + port(uri)
+            + "\r\nConnection: close\r\n\r\n";
+    return request.getBytes(StandardCharsets.US_ASCII);
+  }
+
+  private static String body(byte[] raw) {
+    String response = new String(raw, StandardCharsets.UTF_8);
+    int split = response.indexOf("\r\n\r\n");
+    String status = response.substring(0, Math.max(0, response.indexOf("\r\n")));
+    if (split < 0 || !status.contains(" 200 ")) throw new IllegalStateException("answer: " + status);
+    return response.substring(split + 4);
   }
 
   private static String urlConnection(URI uri) throws Exception {

@@ -191,7 +191,11 @@ function handle(req: Req, res: Res): void {
   }
 }
 
-const h1 = http.createServer({ keepAliveTimeout: 30_000 }, handle);
+const isWebSocketPath = (req: http.IncomingMessage) =>
+  new URL(req.url ?? '/', 'http://app').pathname === '/ws';
+// Other upgrade requests (the JDK HttpClient's h2c upgrade on http:// URLs) are answered as plain
+// HTTP/1.1, as servers that do not speak h2c do.
+const h1 = http.createServer({ keepAliveTimeout: 30_000, shouldUpgradeCallback: isWebSocketPath }, handle);
 const h2 = http2.createServer({}, handle);
 const wss = new WebSocketServer({ noServer: true });
 wss.on('connection', (socket, req) => {
@@ -199,7 +203,7 @@ wss.on('connection', (socket, req) => {
   socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
 });
 h1.on('upgrade', (req, socket, head) => {
-  if (new URL(req.url ?? '/', 'http://app').pathname !== '/ws') return socket.destroy();
+  if (!isWebSocketPath(req)) return socket.destroy();
   wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
 });
 

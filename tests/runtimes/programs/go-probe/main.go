@@ -2,28 +2,40 @@
 // http.ProxyFromEnvironment (HTTP_PROXY/HTTPS_PROXY/NO_PROXY, upper or lower case; ALL_PROXY is
 // not read). Prints the response body on stdout; a failure goes to stderr with exit code 1.
 //
-//	go-probe [-bare-transport] http://host:port/path
+//	go-probe [-bare-transport|-lookup] http://host:port/path
 //
 // -bare-transport uses &http.Transport{} (Proxy unset) instead of the default transport, as code
 // that builds its own transport often does: such a client ignores the proxy variables.
+// -lookup prints net.LookupHost(host) (with GODEBUG=netdns=cgo a cgo build asks libc's getaddrinfo).
 package main
 
 import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
 func main() {
 	bare := flag.Bool("bare-transport", false, "use &http.Transport{} (no Proxy func)")
+	lookup := flag.Bool("lookup", false, "print net.LookupHost of the URL's host")
 	flag.Parse()
 	url := flag.Arg(0)
 	request, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		fail(err)
+	}
+	if *lookup {
+		addresses, err := net.LookupHost(request.URL.Hostname())
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println(strings.Join(addresses, " "))
+		return
 	}
 	proxy, err := http.ProxyFromEnvironment(request)
 	if err != nil {

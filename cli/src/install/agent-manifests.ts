@@ -134,11 +134,28 @@ export const EPHEMERAL_AGENT_LABEL_VALUE = 'detour-agent-ephemeral';
  * writes to Services: a developer may grant only what it holds, and detour-developer does not
  * write Services (its janitor skips Service-selector routes; `detour clean` reverts them).
  */
+/** The Service of a session's ephemeral agent, before it exists: what the session's route points to. */
+export function ephemeralAgentService(
+  sessionId: string,
+  dir?: string,
+): { name: string; port: number; selector: Record<string, string> } {
+  const service = baseObjects(dir ?? join(manifestsDir(), 'agent')).find((o) => o.kind === 'Service');
+  return {
+    name: ephemeralAgentName(sessionId),
+    port: (service?.spec as { ports?: Array<{ port: number }> } | undefined)?.ports?.[0]?.port ?? 8080,
+    selector: ephemeralAgentSelector(sessionId),
+  };
+}
+
+function ephemeralAgentSelector(sessionId: string): Record<string, string> {
+  return { [AGENT_NAME_LABEL]: EPHEMERAL_AGENT_LABEL_VALUE, ...managedLabels(sessionId) };
+}
+
 export function ephemeralAgentObjects(options: EphemeralAgentOptions): KubeObject[] {
   const name = ephemeralAgentName(options.sessionId);
   const owner = leaseOwnerReference(options.lease, options.namespace);
   if (!owner) throw new Error('an ephemeral agent needs the Lease uid of its session, in its namespace');
-  const selector = { [AGENT_NAME_LABEL]: EPHEMERAL_AGENT_LABEL_VALUE, ...managedLabels(options.sessionId) };
+  const selector = ephemeralAgentSelector(options.sessionId);
   const metadata = (labels: Record<string, string>) => ({
     name,
     namespace: options.namespace,

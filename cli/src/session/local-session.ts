@@ -26,7 +26,7 @@ import {
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { EgressProxy } from '../egress/egress-proxy.ts';
 import { EgressRouter } from '../egress/egress-router.ts';
-import { ephemeralAgentObjects } from '../install/agent-manifests.ts';
+import { ephemeralAgentObjects, ephemeralAgentService } from '../install/agent-manifests.ts';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import {
@@ -38,7 +38,7 @@ import {
 import { requireSecretAccess, targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
-import { versionInfo } from '../version.ts';
+import { agentImage } from '../version.ts';
 import { AgentTunnel } from './agent-tunnel.ts';
 import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts';
 import { EphemeralAgent } from './ephemeral-agent.ts';
@@ -450,34 +450,18 @@ export class LocalSession {
         'DETOUR_AGENT_NOT_INSTALLED',
         `no Service ${name} in namespace ${namespace}: install the agent with \`detour install -n ${namespace}\` (an admin), or start this session with --agent ephemeral`,
       );
-    const service = this.#ephemeralObjects(namespace, { name: 'pending', namespace }).find(
-      (o) => o.kind === 'Service',
-    ) as {
-      metadata: { name: string };
-      spec: { ports: Array<{ port: number }>; selector: Record<string, string> };
-    };
-    return {
-      name: service.metadata.name,
-      namespace,
-      port: service.spec.ports[0]?.port ?? 8080,
-      selector: service.spec.selector,
-      ephemeral: true,
-    };
-  }
-
-  #ephemeralObjects(namespace: string, lease: LeaseRef) {
-    return ephemeralAgentObjects({
-      namespace,
-      sessionId: this.id,
-      image: this.#options.agentImage ?? versionInfo().agentImage,
-      lease: { uid: 'pending', ...lease },
-    });
+    return { ...ephemeralAgentService(this.id), namespace, ephemeral: true };
   }
 
   async #startEphemeralAgent(kc: KubeConfig, namespace: string, lease: LeaseRef): Promise<void> {
     this.#ephemeral = new EphemeralAgent(
       kubeClient(kc),
-      this.#ephemeralObjects(namespace, lease),
+      ephemeralAgentObjects({
+        namespace,
+        sessionId: this.id,
+        image: this.#options.agentImage ?? agentImage,
+        lease,
+      }),
       this.#reporter,
     );
     this.#reporter.step(

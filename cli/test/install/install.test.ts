@@ -12,6 +12,7 @@ import {
   agentManifests,
   EPHEMERAL_AGENT_LABEL_VALUE,
   ephemeralAgentObjects,
+  ephemeralAgentService,
   INSTALL_LABELS,
 } from '../../src/install/agent-manifests.ts';
 import { sessionPermissions } from '../../src/install/doctor.ts';
@@ -273,6 +274,7 @@ describe('an ephemeral agent', () => {
     const selector = (byKind(objects, 'Service').spec as { selector: Record<string, string> }).selector;
     assert.ok(Object.entries(selector).every(([k, v]) => pod.metadata.labels?.[k] === v));
     assert.equal(pod.metadata.labels?.['app.kubernetes.io/name'], EPHEMERAL_AGENT_LABEL_VALUE);
+    assert.deepEqual(ephemeralAgentService('s1'), { name: 'detour-agent-s1', port: 8080, selector });
     const installedSelector = (byKind(installed, 'Service').spec as { selector: Record<string, string> })
       .selector;
     assert.ok(!Object.entries(installedSelector).every(([k, v]) => pod.metadata.labels?.[k] === v));

@@ -1,8 +1,9 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { detectMesh, kubeClient } from '@detour/mesh-adapters';
-import { InvalidInputError } from '@detour/router/errors';
+import { DetourError, InvalidInputError } from '@detour/router/errors';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { agentManifests } from '../install/agent-manifests.ts';
-import { formatCheck, runDoctor } from '../install/doctor.ts';
+import { errorText, formatCheck, runDoctor } from '../install/doctor.ts';
 import {
   applyObjects,
   isPodReady,
@@ -23,6 +24,20 @@ function parse<T extends ParseArgsOptionsConfig>(argv: readonly string[], option
     throw new InvalidInputError(
       'DETOUR_BAD_FLAG',
       `${(error as Error).message}; run \`detour help\` for the flags`,
+    );
+  }
+}
+
+/** Runs `body` against the cluster; a cluster that does not answer is named with its context and server. */
+async function againstCluster<T>(kc: KubeConfig, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof DetourError) throw error;
+    throw new DetourError(
+      'DETOUR_KUBE_UNREACHABLE',
+      `the cluster of context ${kc.getCurrentContext()} (${kc.getCurrentCluster()?.server}) did not answer: ${errorText(error)}; check KUBECONFIG, or run \`detour doctor\``,
+      { cause: error },
     );
   }
 }
@@ -60,7 +75,7 @@ export async function installCommand(argv: readonly string[]): Promise<number> {
     namespace,
     image,
   });
-  for (const { ref, outcome } of await applyObjects(client, objects))
+  for (const { ref, outcome } of await againstCluster(kc, () => applyObjects(client, objects)))
     reporter.step('install.applied', `${ref.kind} ${namespace}/${ref.name} ${outcome}`, { ...ref, outcome });
   const deployment = objects.find((o) => o.kind === 'Deployment');
   const name = deployment?.metadata.name ?? 'detour-agent';
@@ -98,13 +113,16 @@ export async function uninstallCommand(argv: readonly string[]): Promise<number>
   });
   const reporter = createReporter(values.json ?? false);
   const namespace = values.namespace ?? 'default';
-  const result = await uninstallAgent({
-    client: kubeClient(loadKubeConfig(), { fieldManager: 'detour-install' }),
-    namespace,
-    force: values.force ?? false,
-    reporter,
-    timeoutMs: seconds(values.timeout, 120, 'timeout') * 1000,
-  });
+  const kc = loadKubeConfig();
+  const result = await againstCluster(kc, () =>
+    uninstallAgent({
+      client: kubeClient(kc, { fieldManager: 'detour-install' }),
+      namespace,
+      force: values.force ?? false,
+      reporter,
+      timeoutMs: seconds(values.timeout, 120, 'timeout') * 1000,
+    }),
+  );
   reporter.step(
     'uninstall.done',
     result.removed.length

@@ -177,7 +177,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
       check(
         'context',
         'fail',
-        `context ${context} at ${server} does not answer: ${(error as Error).message}`,
+        `context ${context} at ${server} does not answer: ${errorText(error)}`,
         'check KUBECONFIG and `kubectl config current-context`, and that the cluster (VPN, tunnel) is reachable from here',
       ),
     );
@@ -428,6 +428,12 @@ async function probeRoute(tunnel: TunnelConnection, url: string, namespace: stri
         : undefined,
     );
   }
+}
+
+/** An error's message with its cause's code (fetch failed: ECONNREFUSED). */
+export function errorText(error: unknown): string {
+  const { message, cause } = error as Error & { cause?: Error & { code?: string } };
+  return cause ? `${message} (${cause.code ?? cause.message})` : message;
 }
 
 /** `ok    context: ...` and, for a failure, the fix on the same line. */

@@ -3,6 +3,7 @@ import { hostname, userInfo } from 'node:os';
 import {
   adapterFor,
   buildLease,
+  type ClusterClient,
   detectMesh,
   type KubeObject,
   type kubeClient,
@@ -21,7 +22,7 @@ import {
   type TunnelVersionError,
 } from '@detour/router/tunnel/index';
 import { AuthenticationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
-import { forwardToAgent } from '../kube/agent-port-forward.ts';
+import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
 import { dial } from '../session/agent-tunnel.ts';
 import { agentVersionFix, cliVersion, versionInfo } from '../version.ts';
@@ -109,8 +110,12 @@ async function missingOf(client: Client, attributes: readonly ResourceAttributes
 }
 
 /** Each missing verb, and for each shipped role that grants some of them the command that binds it. */
-function rbacFix(missing: readonly ResourceAttributes[], user: string, namespace: string): string {
-  const roles = shippedRoles();
+function rbacFix(
+  missing: readonly ResourceAttributes[],
+  user: string,
+  namespace: string,
+  roles: readonly ShippedRole[] = shippedRoles(),
+): string {
   const needed = new Map<string, { role: ShippedRole; clusterWide: boolean }>();
   const orphans: string[] = [];
   for (const attributes of missing) {
@@ -217,7 +222,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   const missing = await missingOf(client, sessionPermissions(namespace, mesh));
   add(
     missing.length === 0
-      ? check('rbac', 'ok', `${user} may do all a ${mesh} session in ${namespace} needs`)
+      ? check('rbac', 'ok', `${user} may do all a session in ${namespace} needs (mesh ${mesh})`)
       : check(
           'rbac',
           'fail',
@@ -236,7 +241,16 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
         'agent',
         'fail',
         `no detour agent in ${namespace} (no Service ${agentService})${ephemeralMissing.length === 0 ? '; --agent ephemeral is allowed for you' : ''}`,
-        `an admin runs \`detour install -n ${namespace}\` (its role: manifests/rbac/detour-installer.yaml), or start sessions with --agent ephemeral${ephemeralMissing.length ? ` (${rbacFix(ephemeralMissing, user, namespace)})` : ''}`,
+        `an admin runs \`detour install -n ${namespace}\` (its role: manifests/rbac/detour-installer.yaml), or start sessions with --agent ephemeral${
+          ephemeralMissing.length
+            ? ` (${rbacFix(
+                ephemeralMissing,
+                user,
+                namespace,
+                shippedRoles().filter((role) => role.name === 'detour-ephemeral-agent'),
+              )})`
+            : ''
+        }`,
       ),
     );
     return skipRest(['port-forward', 'tunnel', 'route-probe'], 'no agent');
@@ -283,7 +297,12 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
     ),
   );
 
-  await checkTunnel(options, pod, service, add);
+  await checkTunnel(
+    { client, namespace, agentService, forward: () => forwardToAgent(kc, namespace, agentService) },
+    pod,
+    service,
+    add,
+  );
   return checks;
 }
 
@@ -291,13 +310,18 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
  * Port-forward, tunnel handshake and a route probe, as a session does them: under a short Lease of
  * the doctor's own (the agent admits a CLI by its Lease), deleted afterwards.
  */
-async function checkTunnel(
-  options: DoctorOptions,
+export async function checkTunnel(
+  options: {
+    client: ClusterClient;
+    namespace: string;
+    agentService: string;
+    forward: () => Promise<AgentPortForward>;
+  },
   pod: KubeObject,
   service: KubeObject,
   add: (check: Check) => void,
 ): Promise<void> {
-  const { kc, client, namespace, agentService } = options;
+  const { client, namespace, agentService } = options;
   const versions = versionInfo();
   const token = randomBytes(24).toString('base64url');
   const sessionId = `doctor-${randomBytes(3).toString('hex')}`;
@@ -331,7 +355,7 @@ async function checkTunnel(
     for (const name of ['tunnel', 'route-probe']) add(check(name, 'skip', 'skipped: no Lease'));
     return;
   }
-  const forward = await forwardToAgent(kc, namespace, agentService);
+  const forward = await options.forward();
   let tunnel: TunnelConnection | undefined;
   try {
     const [fhost = '', fport = ''] = forward.address.split(':');

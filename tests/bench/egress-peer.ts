@@ -8,6 +8,8 @@
  *   connect HOST PORT COUNT        COUNT connections one after another with plain net.connect (under
  *                                  the layer they go through the tunnel), each timed from connect()
  *                                  to the echo of its first byte
+ *   pingpong HOST PORT COUNT direct|proxy   one connection (net.connect, or HTTP CONNECT through
+ *                                  HTTP_PROXY), then COUNT one-byte round trips on it, each timed
  * Results are one line `BENCHJSON {...}` on stdout.
  */
 import net from 'node:net';
@@ -149,9 +151,27 @@ async function connectLatency(host: string, port: number, count: number): Promis
     millis.push(Number(process.hrtime.bigint() - started) / 1e6);
     socket.destroy();
   }
+  report({ count, ...percentiles(millis) });
+}
+
+async function pingPong(host: string, port: number, count: number, viaProxy: boolean): Promise<void> {
+  const socket = await dial(host, port, viaProxy);
+  socket.setNoDelay(true);
+  const millis: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = process.hrtime.bigint();
+    socket.write('x');
+    await new Promise((resolve) => socket.once('data', resolve));
+    millis.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  socket.destroy();
+  report({ count, ...percentiles(millis) });
+}
+
+function percentiles(millis: number[]): { p50Ms: number; p99Ms: number } {
   millis.sort((a, b) => a - b);
   const at = (q: number) => millis[Math.min(millis.length - 1, Math.floor(q * millis.length))] ?? Number.NaN;
-  report({ count, p50Ms: at(0.5), p99Ms: at(0.99) });
+  return { p50Ms: at(0.5), p99Ms: at(0.99) };
 }
 
 const run: Record<string, () => void | Promise<void>> = {
@@ -160,10 +180,11 @@ const run: Record<string, () => void | Promise<void>> = {
   send: () => send(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2]), args[3] === 'proxy'),
   open: () => open(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2]), Number(args[3])),
   connect: () => connectLatency(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2])),
+  pingpong: () => pingPong(args[0] ?? '127.0.0.1', Number(args[1]), Number(args[2]), args[3] === 'proxy'),
 };
 const selected = run[mode ?? ''];
 if (!selected) {
-  process.stderr.write(`usage: egress-peer.ts sink|hold|send|open|connect ...\n`);
+  process.stderr.write(`usage: egress-peer.ts sink|hold|send|open|connect|pingpong ...\n`);
   process.exit(2);
 }
 Promise.resolve(selected()).catch((error: Error) => {

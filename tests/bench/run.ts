@@ -39,12 +39,13 @@ import {
   table,
 } from './lib/results.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
+import { caseNativeConnect, caseNativeJavaStartup, caseNativeRequest } from './native-cases.ts';
 
 const { values: flags } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     runs: { type: 'string', default: '3' },
-    cases: { type: 'string', default: '1,2,3,4,5,6' },
+    cases: { type: 'string', default: '1,2,3,4,5,6,7,8,9' },
     bytes: { type: 'string', default: String(1 << 30) },
     connections: { type: 'string', default: '1000' },
     out: { type: 'string', default: fileURLToPath(new URL('results.json', import.meta.url)) },
@@ -550,7 +551,7 @@ async function main(): Promise<void> {
     writeProxyBootstrap(join(dir, 'envoy.yaml'), ports.envoy, ports.envoyAdmin, ports.backend, ports.backend);
     const backend = start('backend-envoy', envoy, envoyArgs(join(dir, 'backend.yaml')), { cpu: LOAD_CPU });
     await waitForPort(ports.backend, backend);
-    if (cases.has('1') || cases.has('2') || cases.has('3') || cases.has('6')) {
+    if (['1', '2', '3', '6', '7', '8'].some((c) => cases.has(c))) {
       const agent = startAgent(ports);
       await waitForPort(ports.inbound, agent);
       // One steal session x-dev=dev-a for the whole run: case 1 evaluates it on every request,
@@ -590,14 +591,19 @@ async function main(): Promise<void> {
         await caseBulkEgress(ports, records);
         write('partial');
       }
-      if (cases.has('6')) {
+      if (['6', '7', '8'].some((c) => cases.has(c))) {
         const hold = start('hold', node, [peer, 'hold', String(ports.hold)], { cwd: root });
         await waitForPort(ports.hold, hold);
-        await caseLayerConnect(
-          records,
-          { root, peer, holdPort: ports.hold, sessionArgs: sessionArgs(ports, 'x-dev=bench-connect'), runs },
-          bench,
-        );
+        const spec = {
+          root,
+          peer,
+          holdPort: ports.hold,
+          sessionArgs: sessionArgs(ports, 'x-dev=bench-connect'),
+          runs,
+        };
+        if (cases.has('6')) await caseLayerConnect(records, spec, bench);
+        if (cases.has('7')) await caseNativeConnect(records, spec, bench);
+        if (cases.has('8')) await caseNativeRequest(records, spec, bench);
         await stop(hold);
         write('partial');
       }
@@ -608,6 +614,7 @@ async function main(): Promise<void> {
       await caseMemory(ports, records);
     }
     if (cases.has('5')) caseLayerStartup(records, bench);
+    if (cases.has('9')) caseNativeJavaStartup(records, bench);
     write('complete');
   } finally {
     await stopAll();

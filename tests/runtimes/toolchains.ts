@@ -129,6 +129,17 @@ export async function buildGo(into: string, options: { cgo?: boolean } = {}): Pr
   return binary;
 }
 
+/** Compiles programs/rust_probe.rs (std only) with the machine's rustc: no crates, no network. */
+export async function buildRust(into: string): Promise<string> {
+  const rustc = requireTool('rustc', 'install Rust from https://rustup.rs (or apt-get install rustc)');
+  const binary = join(into, 'rust-probe');
+  await mustRun(
+    [rustc, '-O', '--edition', '2021', '-o', binary, join(programsDir, 'rust_probe.rs')],
+    'rustc rust_probe.rs',
+  );
+  return binary;
+}
+
 /**
  * A python3 interpreter that can import requests: the machine's own when it has requests, else a venv
  * under ~/.cache/detour with requests installed from PyPI (the tests' own, not the machine's).

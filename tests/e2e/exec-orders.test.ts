@@ -15,12 +15,12 @@ import { freePort } from '../support/ports.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import {
   callerGet,
+  detourLeases,
   developerKubectl,
   execOrdersArgs,
   getVirtualService,
   interrupt,
   routingState,
-  sampleNamespace,
   spiffe,
   startDetour,
   useSample,
@@ -32,15 +32,6 @@ async function ordersVia(headers: Record<string, string>) {
   assert.equal(answer.status, 200, JSON.stringify(answer));
   const orders = answer.body.called?.[0];
   return { orders: orders?.body, status: orders?.status, answer };
-}
-
-async function sessionLeases(): Promise<string[]> {
-  const leases = JSON.parse(
-    await developerKubectl(['-n', sampleNamespace, 'get', 'leases', '-o', 'json']),
-  ) as {
-    items: Array<{ metadata: { name: string } }>;
-  };
-  return leases.items.map((l) => l.metadata.name).filter((n) => n.startsWith('detour-'));
 }
 
 /** Starts the developer's command and resolves once x-dev: dev-a is answered by the local orders app. */
@@ -144,7 +135,7 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
       const { orders } = await ordersVia(headers);
       assert.equal(orders?.version, 'v1', JSON.stringify(orders));
     }
-    assert.deepEqual(await sessionLeases(), [], 'the session Lease is gone');
+    assert.deepEqual(await detourLeases(), [], 'the session Lease is gone');
   });
 
   it('a CLI killed with SIGKILL: the agent reverts its route after the grace period (janitor)', async () => {
@@ -159,7 +150,7 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
       { timeoutMs: 120_000, intervalMs: 500 },
     );
     const reverted = Date.now() - killed;
-    assert.deepEqual(await sessionLeases(), [], 'the agent ended the session Lease');
+    assert.deepEqual(await detourLeases(), [], 'the agent ended the session Lease');
     const { orders } = await ordersVia({ 'x-dev': 'dev-a' });
     assert.equal(orders?.version, 'v1', JSON.stringify(orders));
     console.log(`# CLI killed -> route reverted by the agent: ${reverted} ms (grace period 15 s)`);
@@ -192,7 +183,7 @@ for (const mesh of ['istio-envoyfilter', 'gateway-api'] as const) {
         await cli.exited;
       }
       assert.deepEqual(routingState(await getVirtualService('orders')), before_);
-      assert.deepEqual(await sessionLeases(), [], 'the session Lease is gone');
+      assert.deepEqual(await detourLeases(), [], 'the session Lease is gone');
       const leftovers = await developerKubectl(['get', 'envoyfilters,httproutes', '-A', '-o', 'name']);
       assert.equal(leftovers.trim(), '', `nothing detour created is left: ${leftovers}`);
       const { orders } = await ordersVia({ 'x-dev': 'dev-a' });

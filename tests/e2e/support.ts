@@ -8,7 +8,7 @@ import { importIntoNode, meshBuild, meshImages, meshRunning, meshUp } from '../c
 import { binaryPath, repoRoot } from '../cluster/paths.ts';
 import { type CallerAnswer, callerGet, deploySample, sampleNamespace } from '../cluster/sample/sample.ts';
 import { waitFor } from '../cluster/wait.ts';
-import { ManagedProcess } from '../support/processes.ts';
+import { ManagedProcess, type RunResult, run } from '../support/processes.ts';
 
 export type { CallerAnswer };
 export { callerGet, sampleNamespace };
@@ -145,6 +145,57 @@ export function startDetour(args: string[], env: Record<string, string> = {}): M
     cwd: repoRoot,
     env: { ...process.env, KUBECONFIG: kubeconfigPath('developer'), ...env },
   });
+}
+
+/** `detour <args>` as the developer, run to completion (killed after `timeoutMs`). */
+export function runDetour(args: string[], timeoutMs = 120_000): Promise<RunResult> {
+  return run([process.execPath, join(repoRoot, 'cli', 'src', 'main.ts'), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, KUBECONFIG: kubeconfigPath('developer') },
+    timeoutMs,
+    what: `detour ${args.join(' ')}`,
+  });
+}
+
+/**
+ * Every VirtualService and DestinationRule of `namespace` (and every `kinds` given), by kind and
+ * name, as what a revert must leave exactly as it was: spec, labels, annotations, owners.
+ */
+export async function routingObjects(
+  namespace = sampleNamespace,
+  kinds = 'virtualservices,destinationrules',
+): Promise<Record<string, unknown>> {
+  const list = JSON.parse(await developerKubectl(['-n', namespace, 'get', kinds, '-o', 'json'])) as {
+    items: Array<{
+      kind: string;
+      spec?: unknown;
+      metadata: {
+        name: string;
+        labels?: Record<string, string>;
+        annotations?: Record<string, string>;
+        ownerReferences?: unknown[];
+      };
+    }>;
+  };
+  return Object.fromEntries(
+    list.items.map((o) => [
+      `${o.kind}/${o.metadata.name}`,
+      {
+        spec: o.spec,
+        labels: o.metadata.labels ?? {},
+        annotations: o.metadata.annotations ?? {},
+        ownerReferences: o.metadata.ownerReferences ?? [],
+      },
+    ]),
+  );
+}
+
+/** Names of the detour Leases in `namespace`. */
+export async function detourLeases(namespace = sampleNamespace): Promise<string[]> {
+  const leases = JSON.parse(await developerKubectl(['-n', namespace, 'get', 'leases', '-o', 'json'])) as {
+    items: Array<{ metadata: { name: string } }>;
+  };
+  return leases.items.map((l) => l.metadata.name).filter((n) => n.startsWith('detour-'));
 }
 
 /** Like Ctrl-C in a terminal: SIGINT to the CLI's whole process group (the CLI and its command). */

@@ -14,6 +14,8 @@ export interface Hop {
   next?: string;
   /** How long to wait for the next hop. */
   timeoutMs?: number;
+  /** Print a JSON line per request served (`{"served": path, "x-dev": ...}`), for tests to read. */
+  log?: boolean;
 }
 
 const propagated = ['x-dev', 'baggage'];
@@ -41,6 +43,10 @@ async function call(url: string, headers: Record<string, string>, timeoutMs: num
 
 export function serveHop(hop: Hop): void {
   createServer(async (req, res) => {
+    if (hop.log)
+      console.log(
+        JSON.stringify({ served: req.url, method: req.method, 'x-dev': req.headers['x-dev'] ?? null }),
+      );
     const headers: Record<string, string> = {};
     for (const name of propagated) {
       const value = req.headers[name];

@@ -17,28 +17,29 @@ export const agentImage = 'detour.local/agent:dev';
 /** Container port of every sample app, and the port of their Services. */
 export const appPort = 8080;
 
-type Manifest = Record<string, unknown>;
+export type Manifest = Record<string, unknown>;
 
-function serviceAccount(name: string): Manifest {
-  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: sampleNamespace } };
+export function serviceAccount(name: string, namespace = sampleNamespace): Manifest {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } };
 }
 
 /**
  * A Deployment of one sample app. The pod template carries the image archive's digest, so a rebuilt
  * image (same tag) rolls the pods.
  */
-function deployment(
+export function deployment(
   app: string,
   version: string,
   digest: string,
   env: Record<string, string> = {},
+  namespace = sampleNamespace,
 ): Manifest {
   const name = version === 'v1' ? app : `${app}-${version}`;
   const labels = { app, version };
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name, namespace: sampleNamespace, labels },
+    metadata: { name, namespace, labels },
     spec: {
       replicas: 1,
       selector: { matchLabels: labels },
@@ -68,11 +69,11 @@ function deployment(
   };
 }
 
-function service(app: string): Manifest {
+export function service(app: string, namespace = sampleNamespace): Manifest {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: app, namespace: sampleNamespace, labels: { app } },
+    metadata: { name: app, namespace, labels: { app } },
     spec: {
       selector: { app },
       // `http` names the protocol for Istio (no sniffing).
@@ -109,13 +110,13 @@ export function baselineVirtualService(app: string): Manifest {
   };
 }
 
-function callerPod(digest: string): Manifest {
+export function callerPod(digest: string, namespace = sampleNamespace): Manifest {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
       name: 'caller',
-      namespace: sampleNamespace,
+      namespace,
       labels: { app: 'caller' },
       annotations: { 'detour.local/image-digest': digest },
     },
@@ -141,7 +142,7 @@ export function agentManifests(digest: string): Manifest[] {
   });
 }
 
-function list(items: Manifest[]): string {
+export function list(items: Manifest[]): string {
   return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
 }
 
@@ -150,6 +151,26 @@ export interface DeployOptions {
   /** Also deploy the detour agent (default true). */
   agent?: boolean;
   timeoutMs?: number;
+}
+
+/** Waits until every Deployment named has rolled out in `namespace`. */
+export async function waitForRollouts(namespace: string, names: string[], timeoutMs: number): Promise<void> {
+  for (const name of names) {
+    const rollout = await kubectl('admin', [
+      '-n',
+      namespace,
+      'rollout',
+      'status',
+      `deployment/${name}`,
+      `--timeout=${Math.ceil(timeoutMs / 1000)}s`,
+    ]);
+    if (rollout.code !== 0) {
+      throw new ClusterError(
+        'CLUSTER_TIMEOUT',
+        `deployment/${name} in ${namespace}: ${rollout.stderr.trim()}`,
+      );
+    }
+  }
 }
 
 /** Applies the sample system (and the agent) and waits until every pod is Ready and answers. */
@@ -177,8 +198,8 @@ export async function deploySample(options: DeployOptions = {}): Promise<void> {
   const apps = ['frontend', 'orders', 'payments'];
   await applyManifest(
     list([
-      ...[...apps, 'caller'].map(serviceAccount),
-      ...apps.map(service),
+      ...[...apps, 'caller'].map((name) => serviceAccount(name)),
+      ...apps.map((app) => service(app)),
       deployment('frontend', 'v1', sampleDigest),
       deployment('orders', 'v1', sampleDigest),
       deployment('orders', 'v2', sampleDigest),
@@ -193,29 +214,18 @@ export async function deploySample(options: DeployOptions = {}): Promise<void> {
   );
   if (options.agent !== false) await applyManifest(list(agentManifests(archiveDigest(meshImages.agent))));
   const timeoutMs = options.timeoutMs ?? 180_000;
-  for (const name of [
-    'frontend',
-    'orders',
-    'orders-v2',
-    'payments',
-    'payments-v2',
-    ...(options.agent !== false ? ['detour-agent'] : []),
-  ]) {
-    const rollout = await kubectl('admin', [
-      '-n',
-      sampleNamespace,
-      'rollout',
-      'status',
-      `deployment/${name}`,
-      `--timeout=${Math.ceil(timeoutMs / 1000)}s`,
-    ]);
-    if (rollout.code !== 0) {
-      throw new ClusterError(
-        'CLUSTER_TIMEOUT',
-        `deployment/${name} in ${sampleNamespace}: ${rollout.stderr.trim()}`,
-      );
-    }
-  }
+  await waitForRollouts(
+    sampleNamespace,
+    [
+      'frontend',
+      'orders',
+      'orders-v2',
+      'payments',
+      'payments-v2',
+      ...(options.agent !== false ? ['detour-agent'] : []),
+    ],
+    timeoutMs,
+  );
   await waitForPodsReady(sampleNamespace, ['caller'], timeoutMs);
   log(`sample system (and agent) ready in ${((performance.now() - started) / 1000).toFixed(1)}s`);
 }
@@ -251,8 +261,12 @@ export interface CallerCall {
 }
 
 /** One request from the caller pod (through its sidecar), e.g. callerGet('http://frontend:8080/', { 'x-dev': 'dev-a' }). */
-export async function callerGet(url: string, headers: Record<string, string> = {}): Promise<CallerAnswer> {
-  const result = await execInPod(sampleNamespace, 'caller', [
+export async function callerGet(
+  url: string,
+  headers: Record<string, string> = {},
+  namespace = sampleNamespace,
+): Promise<CallerAnswer> {
+  const result = await execInPod(namespace, 'caller', [
     'node',
     '/app/caller.ts',
     'get',

@@ -22,6 +22,7 @@ import {
   sampleNamespace,
   spiffe,
   startDetour,
+  untouchedRoutingObjects,
   useSample,
 } from './support.ts';
 
@@ -75,14 +76,7 @@ describe('detour feature up / list / down (issue 9)', () => {
   before(async () => {
     await useSample((line) => console.log(`# ${line}`));
     await down(); // an interrupted earlier run
-    before_ = await waitFor(
-      'no detour route on the sample’s routing objects (an earlier session’s Lease expires within 30 s)',
-      async () => {
-        const objects = await routingObjects();
-        return JSON.stringify(objects).includes('detour-') ? undefined : objects;
-      },
-      { timeoutMs: 60_000, intervalMs: 1000 },
-    );
+    before_ = await untouchedRoutingObjects();
   });
 
   after(async () => {

@@ -20,6 +20,7 @@ import {
   routingObjects,
   sampleNamespace,
   startDetour,
+  untouchedRoutingObjects,
   useSample,
 } from './support.ts';
 
@@ -66,14 +67,7 @@ describe('detour exec --mirror through the mesh (issue 9)', () => {
 
   before(async () => {
     await useSample((line) => console.log(`# ${line}`));
-    before_ = await waitFor(
-      'no detour route on the sample’s routing objects (an earlier session’s Lease expires within 30 s)',
-      async () => {
-        const objects = await routingObjects();
-        return JSON.stringify(objects).includes('detour-') ? undefined : objects;
-      },
-      { timeoutMs: 60_000, intervalMs: 1000 },
-    );
+    before_ = await untouchedRoutingObjects();
   });
 
   after(async () => {

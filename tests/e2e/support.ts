@@ -190,6 +190,21 @@ export async function routingObjects(
   );
 }
 
+/**
+ * The sample's routing objects once no detour route is on them (an earlier run's session Lease
+ * expires within 30 s and the agent reverts it): what a test compares the end state with.
+ */
+export function untouchedRoutingObjects(): Promise<Record<string, unknown>> {
+  return waitFor(
+    'no detour route on the sample’s routing objects (an earlier session’s Lease expires within 30 s)',
+    async () => {
+      const objects = await routingObjects();
+      return JSON.stringify(objects).includes('detour-') ? undefined : objects;
+    },
+    { timeoutMs: 60_000, intervalMs: 1000 },
+  );
+}
+
 /** Names of the detour Leases in `namespace`. */
 export async function detourLeases(namespace = sampleNamespace): Promise<string[]> {
   const leases = JSON.parse(await developerKubectl(['-n', namespace, 'get', 'leases', '-o', 'json'])) as {

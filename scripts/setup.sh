@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # The local cluster's node (tier 2) needs runc, the CNI plugins, socat and conntrack; the native
-# preload layer gcc and libc's headers; its runtime tests a JDK, maven (JVM client jars), PostgreSQL, rustc.
-for pair in curl:curl h2load:nghttp2-client wrk:wrk ip:iproute2 iptables:iptables openssl:openssl python3:python3 taskset:util-linux runc:runc /usr/lib/cni/bridge:containernetworking-plugins socat:socat conntrack:conntrack gcc:gcc /usr/include/stdio.h:libc6-dev mvn:maven /usr/lib/postgresql:postgresql rustc:rustc javac:openjdk-17-jdk-headless; do
+# preload layer gcc and libc's headers; its runtime tests a JDK, maven (JVM client jars), PostgreSQL, rustc, ruby.
+for pair in curl:curl h2load:nghttp2-client wrk:wrk ip:iproute2 iptables:iptables openssl:openssl python3:python3 taskset:util-linux runc:runc /usr/lib/cni/bridge:containernetworking-plugins socat:socat conntrack:conntrack gcc:gcc /usr/include/stdio.h:libc6-dev mvn:maven /usr/lib/postgresql:postgresql rustc:rustc javac:openjdk-17-jdk-headless ruby:ruby; do
   tool="${pair%%:*}"
   { [ -e "$tool" ] || command -v "$tool" >/dev/null 2>&1; } || need_apt+=("${pair#*:}")
 done

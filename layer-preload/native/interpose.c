@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,39 @@ static void remember(int fd, const struct sockaddr *sa, socklen_t len, uint16_t 
   pthread_mutex_unlock(&table_lock);
 }
 
+/* The one-shot port listens on 127.0.0.1; an IPv6 socket reaches it as ::ffff:127.0.0.1. */
+static int connect_one_shot(int fd, sa_family_t family, uint16_t one_shot_port) {
+  if (family == AF_INET6) {
+    struct sockaddr_in6 loop = {.sin6_family = AF_INET6, .sin6_port = htons(one_shot_port)};
+    loop.sin6_addr.s6_addr[10] = loop.sin6_addr.s6_addr[11] = 0xff;
+    loop.sin6_addr.s6_addr[12] = 127;
+    loop.sin6_addr.s6_addr[15] = 1;
+    return detour_real_connect(fd, (struct sockaddr *)&loop, sizeof loop);
+  }
+  struct sockaddr_in loop = {.sin_family = AF_INET, .sin_port = htons(one_shot_port)};
+  loop.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return detour_real_connect(fd, (struct sockaddr *)&loop, sizeof loop);
+}
+
+/*
+ * A second connect() on a socket this library already forwarded to the same destination (Ruby and
+ * others call connect again to learn how a non-blocking connect ended): the one-shot port it is
+ * connecting or connected to, so that the kernel answers EALREADY/EISCONN as it would have; 0 for
+ * a socket that has not started connecting (a reused descriptor number: forward it afresh).
+ */
+static uint16_t already_forwarded(int fd, const struct sockaddr *sa, socklen_t len) {
+  struct tcp_info info;
+  socklen_t info_len = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &info_len) != 0 || info.tcpi_state == TCP_CLOSE) return 0;
+  uint16_t port = 0;
+  pthread_mutex_lock(&table_lock);
+  if ((size_t)fd < table_size && table[fd].one_shot_port && table[fd].len == len &&
+      memcmp(&table[fd].original, sa, len) == 0)
+    port = table[fd].one_shot_port;
+  pthread_mutex_unlock(&table_lock);
+  return port;
+}
+
 /* The errno a connect sees for the proxy's outcome, as without detour for the target's own failures. */
 static int connect_errno(int outcome) {
   switch (outcome) {
@@ -145,7 +179,8 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len) {
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) < 0 || type != SOCK_STREAM)
     return detour_real_connect(fd, sa, len);
 
-  uint16_t one_shot_port = 0;
+  uint16_t one_shot_port = already_forwarded(fd, sa, len);
+  if (one_shot_port) return connect_one_shot(fd, sa->sa_family, one_shot_port);
   int saved = errno;
   int outcome = detour_proxy_forward(&addr, port, &one_shot_port);
   if (outcome != 0) {
@@ -160,17 +195,7 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len) {
   }
   errno = saved;
   remember(fd, sa, len, one_shot_port);
-  /* The one-shot port listens on 127.0.0.1; an IPv6 socket reaches it as ::ffff:127.0.0.1. */
-  if (sa->sa_family == AF_INET6) {
-    struct sockaddr_in6 loop = {.sin6_family = AF_INET6, .sin6_port = htons(one_shot_port)};
-    loop.sin6_addr.s6_addr[10] = loop.sin6_addr.s6_addr[11] = 0xff;
-    loop.sin6_addr.s6_addr[12] = 127;
-    loop.sin6_addr.s6_addr[15] = 1;
-    return detour_real_connect(fd, (struct sockaddr *)&loop, sizeof loop);
-  }
-  struct sockaddr_in loop = {.sin_family = AF_INET, .sin_port = htons(one_shot_port)};
-  loop.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return detour_real_connect(fd, (struct sockaddr *)&loop, sizeof loop);
+  return connect_one_shot(fd, sa->sa_family, one_shot_port);
 }
 
 int __connect(int fd, const struct sockaddr *sa, socklen_t len) __attribute__((alias("connect")));

@@ -82,9 +82,12 @@ describe('the native layer (LD_PRELOAD) in real programs, against a stand-in clu
     assert.equal(cluster.proxy.stats.layerForward, forwards + 1);
   });
 
-  test('a non-blocking connect stays non-blocking (EINPROGRESS or done) and completes', async () => {
+  test('a non-blocking connect stays non-blocking (EINPROGRESS or done) and completes; connecting again is not a second connection', async () => {
+    const forwards = cluster.proxy.stats.layerForward;
     const result = ok(await python(['nonblocking', 'payments', '80', '/nonblocking']));
     assert.match(String(result.connect), /^(0|EINPROGRESS)$/);
+    assert.match(String(result.again), /^(0|EISCONN)$/); // CPython's connect_ex reports EISCONN as 0
+    assert.equal(cluster.proxy.stats.layerForward, forwards + 1);
     assert.deepEqual(result.peer, [clusterAddress, 80]);
     assert.equal((result.body as { url: string }).url, '/nonblocking');
   });

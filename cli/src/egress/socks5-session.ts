@@ -91,6 +91,9 @@ async function serveForward(
     control.end(reply(replyForErrorCode(codeOf(err), false)));
     return;
   }
+  // Until the layer claims the port nothing reads the stream: an upstream that fails meanwhile (the
+  // tunnel closing as the session ends) must not crash the CLI; the relay then finds it destroyed.
+  upstream.on('error', () => upstream.destroy());
   const oneShot = net.createServer({ allowHalfOpen: true, noDelay: true });
   const accepted = new Promise<net.Socket | undefined>((resolve) => {
     // Unreferenced: an unclaimed port never keeps the CLI alive; it gives up after the timeout.

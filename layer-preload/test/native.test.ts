@@ -193,4 +193,14 @@ describe('the native layer (LD_PRELOAD) in real programs, against a stand-in clu
     assert.equal(cluster.proxy.stats.layerForward, before.forwards + 1);
     assert.equal(proxyConnections(), before.connections + 1);
   });
+
+  test('node with the Node layer gives LD_PRELOAD back to a child started with a cleaned env', async () => {
+    const script = `require('child_process').execFile('curl', ['-sS', '--noproxy', '*', '--max-time', '10', 'http://${payments}/child'], { env: { PATH: process.env.PATH } }, (error, out) => { if (error) { console.error(error.message); process.exit(1); } console.log(out); })`;
+    const result = await run([process.execPath, '-e', script], {
+      env: { ...env, NODE_OPTIONS: '--require @detour/layer/register' },
+      cwd: path.join(import.meta.dirname, '..', '..'),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).url, '/child');
+  });
 });

@@ -15,6 +15,7 @@ import { freePort } from '../support/ports.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import {
   callerGet,
+  detourCommand,
   detourLeases,
   developerKubectl,
   execOrdersArgs,
@@ -62,6 +63,7 @@ describe('detour exec --target deploy/orders through the mesh (issue 3, the main
 
   before(async () => {
     await useSample((line) => console.log(`# ${line}`));
+    console.log(`# detour command: ${JSON.stringify(detourCommand())}`);
     // Another session on orders (a run that was interrupted) would hold x-dev=dev-a; its Lease runs out.
     const vs = await waitFor(
       'no detour session on VirtualService staging/orders (an earlier run’s Lease expires within 30 s)',

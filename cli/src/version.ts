@@ -1,7 +1,8 @@
 // What this CLI is: its release (cli/package.json, the one place the number lives), the tunnel
 // protocol it speaks, and the agent image of the same release (agent/Containerfile built and tagged
 // with that version). `detour --version` prints them; `detour install` deploys that image.
-import { registerPath } from '@detour/layer';
+import { existsSync } from 'node:fs';
+import { nativeLibraryPath, registerPath } from '@detour/layer';
 import type { TunnelEndVersion } from '@detour/router/tunnel/index';
 import { PROTOCOL_VERSION } from '@detour/router/tunnel/protocol';
 import cliPackage from '../package.json' with { type: 'json' };
@@ -17,16 +18,20 @@ export interface VersionInfo {
   version: string;
   tunnelProtocol: number;
   agentImage: string;
-  /** The files this CLI puts into a local process (from the sources, or the installed package). */
-  layer: { node: string };
+  /**
+   * The files this CLI puts into a local process (from the sources, or the installed package): the
+   * Node preload, and the native preload library (null when it was not built).
+   */
+  layer: { node: string; native: string | null };
 }
 
 export function versionInfo(): VersionInfo {
+  const native = nativeLibraryPath();
   return {
     version: cliVersion,
     tunnelProtocol: tunnelProtocolVersion,
     agentImage,
-    layer: { node: registerPath },
+    layer: { node: registerPath, native: existsSync(native) ? native : null },
   };
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { FrameType, PROTOCOL_VERSION, TunnelCode } from '@detour/router/tunnel/index';
 import { frameJson, jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
@@ -8,6 +8,10 @@ import { parse } from 'yaml';
 import { AgentTunnel } from '../src/session/agent-tunnel.ts';
 
 const main = new URL('../src/main.ts', import.meta.url).pathname;
+const native = new URL(
+  `../../layer-preload/native/out/${process.platform}-${process.arch}/libdetour.so`,
+  import.meta.url,
+).pathname;
 const packageVersion = (folder: string): string =>
   (
     JSON.parse(readFileSync(new URL(`../../${folder}/package.json`, import.meta.url), 'utf8')) as {
@@ -30,7 +34,10 @@ describe('detour --version', () => {
       version,
       tunnelProtocol: PROTOCOL_VERSION,
       agentImage: `detour/agent:${version}`,
-      layer: { node: new URL('../../layer-preload/src/register.ts', import.meta.url).pathname },
+      layer: {
+        node: new URL('../../layer-preload/src/register.ts', import.meta.url).pathname,
+        native: existsSync(native) ? native : null,
+      },
     });
   });
 

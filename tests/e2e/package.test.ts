@@ -41,17 +41,34 @@ describe('the detour package, installed with npm install -g', () => {
 
   const run = (command: string, args: string[]) =>
     execFileSync(command, args, { env, cwd: tmpdir(), encoding: 'utf8' });
+  /** The layer files the installed CLI uses, as `detour version --json` says. */
+  const layers = () =>
+    (JSON.parse(run('detour', ['version', '--json'])) as { layer: { node: string; native: string } }).layer;
   const versionLine = `detour ${version} (tunnel protocol v${PROTOCOL_VERSION}, agent image detour/agent:${version})\n`;
 
   it('detour --version: the CLI version, the tunnel protocol and the agent image', () => {
     assert.equal(run(join(prefix, 'bin', 'detour'), ['--version']), versionLine);
-    const info = JSON.parse(run('detour', ['version', '--json'])) as { layer: { node: string } };
+    assert.equal(layers().node, join(installed, 'dist', 'register.mjs'), 'the Node layer beside the bundle');
     assert.equal(
-      info.layer.node,
-      join(installed, 'dist', 'register.mjs'),
-      'the Node layer beside the bundle',
+      layers().native,
+      join(installed, 'native', 'out', `${process.platform}-${process.arch}`, 'libdetour.so'),
+      'the native layer in the package (scripts/setup.sh builds it: bash layer-preload/native/build.sh)',
     );
-    assert.ok(existsSync(info.layer.node));
+  });
+
+  it('its layers load from the package: node --require the Node layer, LD_PRELOAD the native one', () => {
+    const { node, native } = layers();
+    assert.equal(
+      run(process.execPath, ['--require', node, '-p', '"node layer loaded"']),
+      'node layer loaded\n',
+    );
+    assert.equal(
+      execFileSync('/bin/sh', ['-c', 'echo native layer loaded'], {
+        env: { ...env, LD_PRELOAD: native },
+        encoding: 'utf8',
+      }),
+      'native layer loaded\n',
+    );
   });
 
   it('is a bundle: no TypeScript, no workspace packages, no dependencies', () => {

@@ -129,6 +129,13 @@ describe('the native layer (LD_PRELOAD) in real programs, against a stand-in clu
     assert.doesNotMatch(result.stderr, /detour:/);
   });
 
+  test('a refused cluster port is ECONNREFUSED, as without detour, with nothing on stderr', async () => {
+    const result = await python(['http', payments, '81', '/']);
+    assert.equal(result.code, 1);
+    assert.equal(result.json.errno, 111, JSON.stringify(result.json)); // ECONNREFUSED
+    assert.doesNotMatch(result.stderr, /detour:/);
+  });
+
   test('loopback and excluded destinations stay local: the proxy sees no connection', async () => {
     const excluded = '127.77.0.99';
     const server = net.createServer((socket) => {

@@ -140,19 +140,26 @@ export function detourCommand(): string[] {
 }
 
 /** `detour <args>` as the developer (KUBECONFIG), in its own process group. */
-export function startDetour(args: string[], env: Record<string, string> = {}): ManagedProcess {
+export function startDetour(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd = repoRoot,
+): ManagedProcess {
   return new ManagedProcess('detour', [...detourCommand(), ...args], {
-    cwd: repoRoot,
+    cwd,
     env: { ...process.env, KUBECONFIG: kubeconfigPath('developer'), ...env },
   });
 }
 
-/** `detour <args>` as the developer, run to completion (killed after `timeoutMs`). */
-export function runDetour(args: string[], timeoutMs = 120_000): Promise<RunResult> {
+/** `detour <args>` as the developer, run to completion (killed after `timeoutMs`, default 2 min). */
+export function runDetour(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return run([process.execPath, join(repoRoot, 'cli', 'src', 'main.ts'), ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, KUBECONFIG: kubeconfigPath('developer') },
-    timeoutMs,
+    cwd: options.cwd ?? repoRoot,
+    env: { ...process.env, KUBECONFIG: kubeconfigPath('developer'), ...options.env },
+    timeoutMs: options.timeoutMs ?? 120_000,
     what: `detour ${args.join(' ')}`,
   });
 }

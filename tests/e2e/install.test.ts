@@ -28,6 +28,17 @@ const namespace = `detour-install-${process.pid}`;
 const cli = join(repoRoot, 'cli', 'src', 'main.ts');
 const limitedUser = 'detour-limited';
 const limitedKubeconfig = join(tmpdir(), `kubeconfig-${limitedUser}-${process.pid}.yaml`);
+const installerUser = 'detour-installer-user';
+const installerKubeconfig = join(tmpdir(), `kubeconfig-${installerUser}-${process.pid}.yaml`);
+
+/** A kubeconfig of admin impersonating `user`: an identity with only the grants the test binds to it. */
+function writeImpersonating(path: string, user: string): void {
+  const config = parseAllDocuments(readFileSync(kubeconfigPath('admin'), 'utf8'))[0]?.toJS() as {
+    users: Array<{ user: Record<string, string> }>;
+  };
+  for (const entry of config.users) entry.user.as = user;
+  writeFileSync(path, stringify(config), { mode: 0o600 });
+}
 
 /** `detour <args>` to completion with a kubeconfig; the JSON lines it printed on stderr. */
 async function detour(args: string[], kubeconfig: string) {
@@ -128,11 +139,7 @@ function limitedIdentity(): string {
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name },
     subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: limitedUser }],
   };
-  const config = parseAllDocuments(readFileSync(kubeconfigPath('admin'), 'utf8'))[0]?.toJS() as {
-    users: Array<{ user: Record<string, string> }>;
-  };
-  for (const user of config.users) user.user.as = limitedUser;
-  writeFileSync(limitedKubeconfig, stringify(config), { mode: 0o600 });
+  writeImpersonating(limitedKubeconfig, limitedUser);
   return JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [role, binding] });
 }
 
@@ -184,7 +191,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
 
   after(async () => {
     await kubectl('admin', ['delete', '--ignore-not-found', '-f', '-'], limitedObjects);
-    rmSync(limitedKubeconfig, { force: true });
+    for (const file of [limitedKubeconfig, installerKubeconfig]) rmSync(file, { force: true });
     await kubectl('admin', ['delete', 'namespace', namespace, '--ignore-not-found', '--wait=false']);
   });
 
@@ -389,5 +396,33 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
         { timeoutMs: 30_000, intervalMs: 500 },
       );
     });
+  });
+
+  it('the optional installer role is enough: install and uninstall as an identity bound only to it', async () => {
+    await admin([
+      'create',
+      'rolebinding',
+      'detour-installer-test',
+      '-n',
+      namespace,
+      '--clusterrole=detour-installer',
+      `--user=${installerUser}`,
+    ]);
+    writeImpersonating(installerKubeconfig, installerUser);
+    const install = await detour(
+      ['install', '-n', namespace, '--image', agentImage, '--json'],
+      installerKubeconfig,
+    );
+    assert.equal(install.code, 0, install.stderr);
+    assert.ok(
+      install.events.some((e) => e.event === 'install.done' && e.sidecar === true),
+      install.stderr,
+    );
+    const uninstall = await detour(['uninstall', '-n', namespace, '--force'], installerKubeconfig);
+    assert.equal(uninstall.code, 0, uninstall.stderr);
+    assert.deepEqual(
+      await objectNames('all,serviceaccounts,roles,rolebindings', 'app.kubernetes.io/managed-by=detour-install'),
+      [],
+    );
   });
 });

@@ -4,10 +4,12 @@
 // `detour doctor` green, a steal through that agent (from the caller pod in staging), doctor as an
 // identity missing one verb (admin impersonating a user bound to detour-developer without
 // pods/portforward). As admin: `detour uninstall` refusing while a session is live, then --force,
-// and no object left (by label and by name); doctor then names the missing agent and the fix.
+// and no object left (by label and by name); doctor then names the missing agent and the fix, and
+// against a stand-in agent of tunnel protocol v2, both versions and the fix.
 // Then `--agent ephemeral` as the developer (bound to detour-ephemeral-agent in the namespace):
 // the session works through its own agent pod, which is gone after the session ends, and after a
-// SIGKILLed CLI (the agent ends the Lease, the garbage collector removes what it owned).
+// SIGKILLed CLI (the agent ends the Lease, the garbage collector removes what it owned). Last,
+// install and uninstall as an identity bound only to the optional detour-installer role.
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -312,6 +314,73 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
     assert.match(doctor.stdout, /^skip {2}port-forward/m);
   });
 
+  it('doctor against an agent of another tunnel protocol names both versions and the fix', async () => {
+    // A stand-in for an agent of a later release: on the tunnel port it refuses the CLI's hello as
+    // a v2 agent does (a goaway with its version and release), written by hand with node:net.
+    const refuse = `require('node:net').createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => {
+        const p = Buffer.from(JSON.stringify({ code: 'DETOUR_TUNNEL_VERSION', message: 'v2 only', version: 2, release: '9.9.9' }));
+        const h = Buffer.alloc(10);
+        h.writeUInt32BE(p.length, 0); h.writeUInt8(9, 4); h.writeUInt8(0, 5); h.writeUInt32BE(0, 6);
+        s.end(Buffer.concat([h, p]));
+      });
+    }).listen(7700, '127.0.0.1');`;
+    const labels = { 'app.kubernetes.io/name': 'detour-agent' };
+    const standIn = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: 'detour-agent', namespace },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: labels },
+            template: {
+              metadata: { labels },
+              spec: {
+                terminationGracePeriodSeconds: 1,
+                containers: [
+                  {
+                    name: 'agent',
+                    image: sampleImage,
+                    imagePullPolicy: 'IfNotPresent',
+                    args: ['-e', refuse],
+                  },
+                ],
+              },
+            },
+          },
+        },
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: 'detour-agent', namespace },
+          spec: { selector: labels, ports: [{ name: 'http', port: 8080 }] },
+        },
+      ],
+    });
+    await applyManifest(standIn);
+    try {
+      await admin(['-n', namespace, 'rollout', 'status', 'deployment/detour-agent', '--timeout=120s']);
+      const doctor = await detour(['doctor', '-n', namespace], developer);
+      assert.equal(doctor.code, 1, doctor.stdout);
+      assert.match(doctor.stdout, /^ok {4}port-forward: /m);
+      assert.match(
+        doctor.stdout,
+        new RegExp(
+          `^FAIL  tunnel: the agent speaks tunnel protocol v2 \\(detour 9\\.9\\.9\\) but this CLI speaks v1 .* — fix: .*detour install -n ${namespace}`,
+          'm',
+        ),
+      );
+      assert.match(doctor.stdout, /^skip {2}route-probe/m);
+    } finally {
+      await kubectl('admin', ['delete', '-f', '-', '--wait=true', '--timeout=60s'], standIn);
+    }
+  });
+
   describe('--agent ephemeral (no agent installed)', () => {
     before(async () => {
       await admin([
@@ -421,7 +490,10 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
     const uninstall = await detour(['uninstall', '-n', namespace, '--force'], installerKubeconfig);
     assert.equal(uninstall.code, 0, uninstall.stderr);
     assert.deepEqual(
-      await objectNames('all,serviceaccounts,roles,rolebindings', 'app.kubernetes.io/managed-by=detour-install'),
+      await objectNames(
+        'all,serviceaccounts,roles,rolebindings',
+        'app.kubernetes.io/managed-by=detour-install',
+      ),
       [],
     );
   });

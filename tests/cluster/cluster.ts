@@ -47,6 +47,7 @@ import {
   runningPid,
   startedWithOtherArgs,
   startProcess,
+  stopOutdatedForwarder,
   stopProcess,
 } from './processes.ts';
 import { versions } from './versions.ts';
@@ -521,8 +522,9 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
     await step(log, `start ${spec.name}`, async () => {
       // Whole seconds: the API server's timestamps have no fraction.
       const before = Math.floor(Date.now() / 1000) * 1000;
+      const replaced = await stopOutdatedForwarder(pidDir, spec);
       const { pid, started: fresh } = startProcess(pidDir, logDir, spec);
-      if (fresh) started.push(spec.name);
+      if (fresh && !replaced) started.push(spec.name);
       if (fresh && spec.name === 'kubelet') kubeletStartedAt = before;
       log(
         `  ${spec.name} pid ${pid}${fresh ? '' : ' (already running)'}, log ${join(logDir, `${spec.name}.log`)}`,
@@ -683,8 +685,10 @@ export interface ExposeOptions {
  */
 export async function exposeHostPort(options: ExposeOptions): Promise<void> {
   const nodePort = options.nodePort ?? options.hostPort;
-  for (const spec of exposeSpecs(options.name, options.hostPort, nodePort))
+  for (const spec of exposeSpecs(options.name, options.hostPort, nodePort)) {
+    await stopOutdatedForwarder(pidDir, spec);
     startProcess(pidDir, logDir, spec);
+  }
   const manifest = {
     apiVersion: 'v1',
     kind: 'List',

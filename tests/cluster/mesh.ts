@@ -20,7 +20,7 @@ import { missingMeshParts } from './istio/paths.ts';
 import { istiodPorts } from './istio/settings.ts';
 import { exposeSpecs, netnsExists, nodeIp, sock } from './node.ts';
 import { binaryPath, imageDir, logDir, pidDir } from './paths.ts';
-import { runningPid, startProcess, stopProcess } from './processes.ts';
+import { runningPid, startProcess, stopOutdatedForwarder, stopProcess } from './processes.ts';
 import { waitFor } from './wait.ts';
 
 type Log = (line: string) => void;
@@ -131,8 +131,9 @@ export async function meshUp(options: MeshUpOptions = {}): Promise<MeshUpResult>
   await step(log, 'istiod Service and relay for pods', async () => {
     await applyManifest(istiodServiceManifest(nodeIp));
     for (const spec of istiodRelays()) {
+      const replaced = await stopOutdatedForwarder(pidDir, spec);
       const { pid, started: fresh } = startProcess(pidDir, logDir, spec);
-      if (fresh) started.push(spec.name);
+      if (fresh && !replaced) started.push(spec.name);
       log(`  ${spec.name} pid ${pid}${fresh ? '' : ' (already running)'}`);
     }
     await waitFor('istiod relays', () => istiodRelays().every((s) => runningPid(pidDir, s) !== undefined), {

@@ -277,25 +277,28 @@ export function nodeSpecs(kubeconfig: (name: string) => string, name: string): P
     {
       name: 'forward-apiserver-host',
       binary: '/usr/bin/socat',
-      args: [`UNIX-LISTEN:${sock.apiserver},fork,unlink-early`, `TCP:127.0.0.1:${ports.apiserver}`],
+      args: [`UNIX-LISTEN:${sock.apiserver},fork,unlink-early`, `TCP:127.0.0.1:${ports.apiserver},nodelay`],
     },
     {
       name: 'forward-apiserver-node',
       binary: '/usr/bin/socat',
       netns: nodeNetns,
-      args: [`TCP-LISTEN:${ports.apiserver},fork,reuseaddr`, `UNIX-CONNECT:${sock.apiserver}`],
+      args: [`TCP-LISTEN:${ports.apiserver},fork,reuseaddr,nodelay`, `UNIX-CONNECT:${sock.apiserver}`],
     },
     // apiserver → kubelet (exec, logs, port-forward): host 127.0.0.1:<ports.kubelet> → kubelet in the namespace.
     {
       name: 'forward-kubelet-node',
       binary: '/usr/bin/socat',
       netns: nodeNetns,
-      args: [`UNIX-LISTEN:${sock.kubelet},fork,unlink-early`, `TCP:${nodeIp}:${ports.kubelet}`],
+      args: [`UNIX-LISTEN:${sock.kubelet},fork,unlink-early`, `TCP:${nodeIp}:${ports.kubelet},nodelay`],
     },
     {
       name: 'forward-kubelet-host',
       binary: '/usr/bin/socat',
-      args: [`TCP-LISTEN:${ports.kubelet},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${sock.kubelet}`],
+      args: [
+        `TCP-LISTEN:${ports.kubelet},bind=127.0.0.1,fork,reuseaddr,nodelay`,
+        `UNIX-CONNECT:${sock.kubelet}`,
+      ],
     },
     {
       name: 'kube-scheduler',
@@ -370,13 +373,13 @@ export function exposeSpecs(name: string, hostPort: number, nodePort: number): P
     {
       name: `forward-${name}-host`,
       binary: '/usr/bin/socat',
-      args: [`UNIX-LISTEN:${socket},fork,unlink-early`, `TCP:127.0.0.1:${hostPort}`],
+      args: [`UNIX-LISTEN:${socket},fork,unlink-early`, `TCP:127.0.0.1:${hostPort},nodelay`],
     },
     {
       name: `forward-${name}-node`,
       binary: '/usr/bin/socat',
       netns: nodeNetns,
-      args: [`TCP-LISTEN:${nodePort},bind=${nodeIp},fork,reuseaddr`, `UNIX-CONNECT:${socket}`],
+      args: [`TCP-LISTEN:${nodePort},bind=${nodeIp},fork,reuseaddr,nodelay`, `UNIX-CONNECT:${socket}`],
     },
   ];
 }

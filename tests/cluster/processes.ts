@@ -66,6 +66,19 @@ export function startedWithOtherArgs(pid: number, spec: ProcessSpec): boolean {
   }
 }
 
+/**
+ * A socat forwarder holds no state, so one an older checkout started with other arguments (say,
+ * without `nodelay`) is stopped here for the caller to start it anew; its forked children keep
+ * serving the connections they carry. True when it stopped one: its restart is no component the
+ * caller started (useCluster must not stop the shared cluster for it).
+ */
+export async function stopOutdatedForwarder(pidDir: string, spec: ProcessSpec): Promise<boolean> {
+  const pid = runningPid(pidDir, spec);
+  if (pid === undefined || spec.binary !== '/usr/bin/socat' || !startedWithOtherArgs(pid, spec)) return false;
+  await stopProcess(pidDir, spec);
+  return true;
+}
+
 /** Starts the component unless it already runs; output goes to <logDir>/<name>.log. */
 export function startProcess(
   pidDir: string,

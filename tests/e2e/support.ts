@@ -1,6 +1,7 @@
 // Shared by the end-to-end suites and the cluster demo: the mesh on the local cluster (tier 3 on tier
 // 2), the sample system in `staging`, requests from the caller pod, VirtualService reads and writes as
 // the developer, and `detour exec` against the cluster.
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { kubeconfigPath, kubectl } from '../cluster/cluster.ts';
 import { ClusterError } from '../cluster/errors.ts';
@@ -270,4 +271,31 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2
     ? (sorted[mid] as number)
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The host pid of the agent's node process in the sample namespace (its pod's cgroup names the pod's uid). */
+export async function agentHostPid(): Promise<number> {
+  const uid = (
+    await developerKubectl([
+      '-n',
+      sampleNamespace,
+      'get',
+      'pods',
+      '-l',
+      'app.kubernetes.io/name=detour-agent',
+      '-o',
+      'jsonpath={.items[0].metadata.uid}',
+    ])
+  ).trim();
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const cgroup = readFileSync(`/proc/${entry}/cgroup`, 'utf8');
+      if (!cgroup.includes(`pod${uid}`) && !cgroup.includes(`pod${uid.replaceAll('-', '_')}`)) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('/app/agent/main.mjs'))
+        return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no agent process (/app/agent/main.mjs) in the cgroup of pod uid ${uid}`);
 }

@@ -7,12 +7,11 @@
  * of the path must be among them, so the check cannot pass on an empty list.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { inboundUrl, paymentsName, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import type { ManagedProcess } from '../support/processes.ts';
-import { type TcpSocketState, tcpSockets, withNagle } from '../support/tcp-nodelay.ts';
+import { childPids, type TcpSocketState, tcpSockets, withNagle } from '../support/tcp-nodelay.ts';
 
 /**
  * In the cluster namespace: one keep-alive request per header value, each on its own connection,
@@ -32,14 +31,6 @@ Promise.all(devs.map((dev) => new Promise((resolve, reject) => {
 }))).then((answers) => console.log(JSON.stringify({ answers })), (error) => { console.error(error); process.exit(1); });
 setInterval(() => {}, 60_000);
 `;
-
-function childrenOf(pid: number): number[] {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean)
-    .map(Number);
-}
 
 describe('TCP_NODELAY on every socket of the path (issue 11)', { timeout: 120_000 }, () => {
   let rig: Rig;
@@ -80,7 +71,7 @@ describe('TCP_NODELAY on every socket of the path (issue 11)', { timeout: 120_00
   test('agent, CLI and the layer in the local app: every connected socket has TCP_NODELAY', async () => {
     const agentPid = rig.agent?.pid as number;
     const cliPid = cli.pid as number;
-    const [appPid] = childrenOf(cliPid);
+    const [appPid] = childPids(cliPid);
     assert.ok(appPid, 'the local app runs as the CLI child');
     // The app's own server sockets are the developer's code, not detour's: left out.
     const sockets = (await tcpSockets([agentPid, cliPid, appPid])).filter(

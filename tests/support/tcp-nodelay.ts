@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { run } from './processes.ts';
 
@@ -36,6 +36,15 @@ export async function tcpSockets(pids: readonly number[]): Promise<TcpSocketStat
       const { pid, sockets } = JSON.parse(line) as { pid: number; sockets: Omit<TcpSocketState, 'pid'>[] };
       return sockets.map((socket) => ({ pid, ...socket }));
     });
+}
+
+/** The pids of a process's children (e.g. the command `detour exec` runs, socat's forked relays). */
+export function childPids(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
 }
 
 /** The connected sockets among them that still have Nagle's algorithm on, as readable lines. */

@@ -4,7 +4,7 @@
 # ~/.cache/detour/images (containerd imports every *.tar there when the node starts; mesh.ts imports
 # them into a running node). Two layers: the base image's own layer blob, reused as it is, and one
 # layer with the app. No registry, no image builder: tar + JSON, like cluster-build.sh's oci_image.
-#   detour.local/sample:dev   /app/{hop,frontend,orders,payments,caller}.ts   (node /app/<name>.ts)
+#   detour.local/sample:dev   /app/{hop,frontend,orders,payments,caller,loop}.ts  (node /app/<name>.ts)
 #   detour.local/agent:dev    /app/agent/main.mjs (+ chunks): the esbuild bundle of agent/src/main.ts,
 #                             files and config read from agent/Containerfile (the image a team builds)
 # Usage: tests/cluster/sample/build-images.sh [sample] [agent]   (default both; always rebuilt, ~2 s)
@@ -71,7 +71,7 @@ sample() {
   local app
   app=$(mktemp -d)
   mkdir -p "$app/app"
-  cp "$HERE"/{hop,frontend,orders,payments,caller}.ts "$app/app/"
+  cp "$HERE"/{hop,frontend,orders,payments,caller,loop}.ts "$app/app/"
   printf '{"type":"module"}\n' >"$app/app/package.json"
   image sample detour.local/sample:dev "$app" \
     '{"Entrypoint":["/usr/local/bin/node"],"User":"1000:1000","WorkingDir":"/app","Env":["NODE_ENV=production"]}'

@@ -2,8 +2,12 @@
 // pod, the routing headers it received, who called it (the SPIFFE identity the caller's sidecar
 // presented, from the x-forwarded-client-cert header the server-side sidecar sets), and the answer
 // of the next hop, called by its cluster name with the routing headers it received (x-dev,
-// baggage). Copied beside the apps into the sample image, where no repo package exists.
+// baggage). `GET /bytes?n=N` answers N bytes of a fixed pattern instead, calling nobody (the
+// benchmark's payload: tests/bench/cluster.ts). Copied beside the apps into the sample image, where
+// no repo package exists.
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
+import { Readable } from 'node:stream';
 
 export interface Hop {
   service: string;
@@ -19,6 +23,18 @@ export interface Hop {
 }
 
 const propagated = ['x-dev', 'baggage'];
+
+/** The most /bytes answers: 1 GiB. */
+export const maxPatternBytes = 1 << 30;
+const block = Buffer.alloc(64 * 1024);
+for (let at = 0; at < block.length; at += 32)
+  createHash('sha256').update(String(at)).digest().copy(block, at);
+
+/** `total` bytes of the pattern /bytes answers, in 64 KiB chunks (the same on both ends of a check). */
+export function* patternChunks(total: number): Generator<Buffer> {
+  for (let sent = 0; sent < total; sent += block.length)
+    yield block.subarray(0, Math.min(block.length, total - sent));
+}
 
 /** The URI= element of x-forwarded-client-cert: the calling workload's mesh identity. */
 function callerIdentity(xfcc: string | undefined): string | null {
@@ -47,6 +63,17 @@ export function serveHop(hop: Hop): void {
       console.log(
         JSON.stringify({ served: req.url, method: req.method, 'x-dev': req.headers['x-dev'] ?? null }),
       );
+    const url = new URL(req.url ?? '/', 'http://hop');
+    if (url.pathname === '/bytes') {
+      const n = Number(url.searchParams.get('n'));
+      if (!Number.isSafeInteger(n) || n < 0 || n > maxPatternBytes) {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end(`n must be 0..${maxPatternBytes}\n`);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
+      Readable.from(patternChunks(n)).pipe(res);
+      return;
+    }
     const headers: Record<string, string> = {};
     for (const name of propagated) {
       const value = req.headers[name];

@@ -1,0 +1,377 @@
+/**
+ * Issue 11's benchmark (`npm run bench:cluster`): detour's real path, through the apiserver's
+ * port-forward, on the local cluster with Istio, beside what the cluster itself gives, in one run.
+ * Every loop is tests/cluster/sample/loop.ts (the same code on this machine and in the caller
+ * pod); every request is `GET /bytes?n=100` of a sample app (answered without a downstream call).
+ *
+ * - egress: a process under `detour exec --target deploy/orders` calls http://payments:8080 (its
+ *   pooled connections leave from the agent's pod) vs the same loop through `kubectl port-forward`
+ *   to a payments pod, and vs the same call from the caller pod through the mesh;
+ * - steal: the caller pod → orders with the session's header (served by the local orders under
+ *   `detour exec`) vs the same requests without it (the real orders pod through the mesh);
+ * - shapes: 1 connection sequential, and 20 connections at 200 req/s (evenly spread);
+ * - egress bulk: 256 MiB, sha256-checked, vs `kubectl port-forward`;
+ * - CPU seconds per 1,000 requests of the CLI and the agent (/proc/<pid>/stat) on the 1-connection loops.
+ *
+ * Options: --runs N (default 1), --count N (requests per latency loop, default 1000),
+ * --seconds S (cap per latency loop, default 60). Writes tests/bench/cluster-results.json.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { kubeconfigPath, kubectl } from '../cluster/cluster.ts';
+import { binaryPath, repoRoot } from '../cluster/paths.ts';
+import { waitFor } from '../cluster/wait.ts';
+import {
+  agentHostPid,
+  callerGet,
+  execOrdersArgs,
+  interrupt,
+  sampleNamespace,
+  startDetour,
+  useSample,
+} from '../e2e/support.ts';
+import { freePort } from '../support/ports.ts';
+import { ManagedProcess } from '../support/processes.ts';
+import {
+  atLeast,
+  atMost,
+  type Comparison,
+  caseRecords,
+  type ResultRecord,
+  round,
+  table,
+} from './lib/results.ts';
+
+const { values: options } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '1' },
+    count: { type: 'string', default: '1000' },
+    seconds: { type: 'string', default: '60' },
+  },
+});
+const runs = Number(options.runs);
+const out = new URL('cluster-results.json', import.meta.url);
+const loopScript = `${repoRoot}/tests/cluster/sample/loop.ts`;
+const bulkBytes = 256 << 20;
+const path = '/bytes?n=100';
+const shapes = [
+  { name: '1 connection', args: ['--connections', '1'] },
+  { name: '20 connections, 200 req/s', args: ['--connections', '20', '--rate', '200'] },
+] as const;
+type Shape = (typeof shapes)[number]['name'];
+
+interface Latency {
+  requests: number;
+  errors: number;
+  errorSamples: string[];
+  p50: number;
+  p90: number;
+  p99: number;
+  achievedRate: number;
+  cpuSeconds: Record<string, number>;
+}
+interface Bulk {
+  gbitPerSecond: number;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const loopArgs = (shape: (typeof shapes)[number]) => [
+  ...shape.args,
+  '--count',
+  options.count,
+  '--max-seconds',
+  options.seconds,
+];
+
+function lastJson<T>(text: string, mode: string): T {
+  const line = text
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith(`{"mode":"${mode}"`));
+  if (!line) throw new Error(`no ${mode} result in:\n${text.slice(-2000)}`);
+  const result = JSON.parse(line) as T & { errors?: number; errorSamples?: string[] };
+  if (result.errors) throw new Error(`${result.errors} failed requests: ${result.errorSamples?.join('; ')}`);
+  return result;
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function kubectlOut(args: string[]): Promise<string> {
+  const result = await kubectl('admin', args);
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout.trim();
+}
+
+/** The loop in the caller pod (through its sidecar), timed from here for the CPU of `pids`. */
+async function fromCaller(args: string[], pids: Record<string, number> = {}): Promise<Latency> {
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const result = await kubectl('admin', [
+    '-n',
+    sampleNamespace,
+    'exec',
+    'caller',
+    '--',
+    'node',
+    '/app/loop.ts',
+    ...args,
+  ]);
+  const latency = lastJson<Latency>(`${result.stdout}\n${result.stderr}`, 'latency');
+  latency.cpuSeconds = Object.fromEntries(
+    Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid) - (before[name] ?? 0)]),
+  );
+  return latency;
+}
+
+async function local(args: string[]): Promise<string> {
+  const loop = new ManagedProcess('loop', [process.execPath, loopScript, ...args]);
+  const status = await loop.exited;
+  if (status.code !== 0) throw new Error(`loop.ts ${args.join(' ')} failed:\n${loop.tail()}`);
+  return loop.stdout;
+}
+
+interface RunResult {
+  egress: Record<Shape, Latency>;
+  portForward: Record<Shape, Latency>;
+  pod: Record<Shape, Latency>;
+  steal: Record<Shape, Latency>;
+  mesh: Record<Shape, Latency>;
+  bulk: { detour: Bulk; portForward: Bulk };
+}
+
+/** `kubectl port-forward` (the cluster's own binary, as the developer) to a payments pod. */
+async function portForward(pod: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const forward = new ManagedProcess('kubectl port-forward', [
+    binaryPath('kubectl'),
+    `--kubeconfig=${kubeconfigPath('developer')}`,
+    '-n',
+    sampleNamespace,
+    'port-forward',
+    `pod/${pod}`,
+    `${port}:8080`,
+  ]);
+  await forward.waitForLine('stdout', /Forwarding from 127\.0\.0\.1/, 'port-forward ready', 20_000);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      await forward.stop();
+    },
+  };
+}
+
+async function oneRun(run: number, payments: string, agent: number): Promise<RunResult> {
+  const session = `bench-${process.pid}-${run}`;
+  const result = { egress: {}, portForward: {}, pod: {}, steal: {}, mesh: {} } as RunResult;
+
+  log(`run ${run}: kubectl port-forward to ${payments}`);
+  const forward = await portForward(payments);
+  try {
+    for (const shape of shapes)
+      result.portForward[shape.name] = lastJson(
+        await local(['latency', `${forward.url}${path}`, ...loopArgs(shape)]),
+        'latency',
+      );
+    const pfBulk = lastJson<Bulk>(
+      await local(['bulk', `${forward.url}/bytes`, '--bytes', String(bulkBytes)]),
+      'bulk',
+    );
+    result.bulk = { portForward: pfBulk, detour: { gbitPerSecond: Number.NaN } };
+  } finally {
+    await forward.stop();
+  }
+
+  log(`run ${run}: egress under detour exec (session ${session}-e)`);
+  const node = `'${process.execPath}' '${loopScript}'`;
+  const script = [
+    ...shapes.map(
+      (shape) =>
+        `${node} latency http://payments:8080${path} ${loopArgs(shape).join(' ')} --cpu cli=$PPID --cpu agent=${agent}`,
+    ),
+    `${node} bulk http://payments:8080/bytes --bytes ${bulkBytes}`,
+  ].join(' && ');
+  const egress = startDetour(
+    execOrdersArgs(
+      `${session}-e`,
+      await freePort(),
+      ['--json', '--session', `${session}-e`],
+      ['bash', '-c', script],
+    ),
+  );
+  const status = await egress.exited;
+  if (status.code !== 0) throw new Error(`detour exec (egress loops) failed:\n${egress.tail(40)}`);
+  const lines = egress.stdout.split('\n').filter((line) => line.startsWith('{"mode":"latency"'));
+  shapes.forEach((shape, i) => {
+    result.egress[shape.name] = lastJson(lines[i] ?? '', 'latency');
+  });
+  result.bulk.detour = lastJson(egress.stdout, 'bulk');
+
+  log(`run ${run}: the same call from the caller pod, through the mesh`);
+  for (const shape of shapes)
+    result.pod[shape.name] = await fromCaller(['latency', `http://payments:8080${path}`, ...loopArgs(shape)]);
+
+  log(`run ${run}: steal (session ${session}-s) vs the real orders pod`);
+  const dev = `${session}-s`;
+  const localPort = await freePort();
+  const steal = startDetour(execOrdersArgs(dev, localPort, ['--json', '--session', dev]));
+  try {
+    await waitFor(
+      `x-dev: ${dev} to be answered by the local orders`,
+      async () => (await callerGet('http://orders:8080/', { 'x-dev': dev })).body.version === 'local',
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    const cli = steal.pid as number;
+    for (const shape of shapes) {
+      result.steal[shape.name] = await fromCaller(
+        ['latency', `http://orders:8080${path}`, ...loopArgs(shape), '--header', `x-dev=${dev}`],
+        { cli, agent },
+      );
+      result.mesh[shape.name] = await fromCaller([
+        'latency',
+        `http://orders:8080${path}`,
+        ...loopArgs(shape),
+      ]);
+    }
+  } finally {
+    interrupt(steal);
+    await steal.exited;
+  }
+  return result;
+}
+
+function records(results: RunResult[]): ResultRecord[] {
+  const all = <T>(pick: (r: RunResult) => T) => results.map(pick);
+  const rows: Array<[string, string, Comparison[]]> = [];
+  for (const { name } of shapes) {
+    const egressRows: Comparison[] = [];
+    const stealRows: Comparison[] = [];
+    for (const [p, added] of [
+      ['p50', 1],
+      ['p99', 5],
+    ] as const) {
+      const detour = all((r) => r.egress[name][p]);
+      const floor = all((r) => r.portForward[name][p] + r.pod[name][p]);
+      egressRows.push(
+        [
+          'detour exec → payments',
+          'kubectl port-forward + the call from a pod',
+          p,
+          'ms',
+          detour,
+          floor,
+          atMost(added, 'added', `≤ +${added} ms`),
+        ],
+        [
+          'detour exec → payments',
+          'kubectl port-forward → payments pod',
+          p,
+          'ms',
+          detour,
+          all((r) => r.portForward[name][p]),
+          null,
+        ],
+        [
+          'detour exec → payments',
+          'caller pod → payments (mesh)',
+          p,
+          'ms',
+          detour,
+          all((r) => r.pod[name][p]),
+          null,
+        ],
+      );
+      const stealAdded = p === 'p50' ? 2 : 5;
+      stealRows.push([
+        'caller pod → orders, x-dev → local orders',
+        'caller pod → orders pod (mesh)',
+        p,
+        'ms',
+        all((r) => r.steal[name][p]),
+        all((r) => r.mesh[name][p]),
+        atMost(stealAdded, 'added', `≤ +${stealAdded} ms`),
+      ]);
+    }
+    rows.push(
+      [
+        `egress, ${name}`,
+        `GET ${path}, ${options.count} requests (capped at ${options.seconds} s)`,
+        egressRows,
+      ],
+      [
+        `steal, ${name}`,
+        `GET ${path}, ${options.count} requests (capped at ${options.seconds} s)`,
+        stealRows,
+      ],
+    );
+  }
+  const perThousand = (latency: Latency, who: string) =>
+    (latency.cpuSeconds[who] ?? Number.NaN) * (1000 / latency.requests);
+  const single = shapes[0].name;
+  rows.push(
+    [
+      'egress bulk',
+      `${bulkBytes >> 20} MiB on one connection, sha256-checked`,
+      [
+        [
+          'detour exec → payments',
+          'kubectl port-forward → payments pod',
+          'throughput',
+          'Gbit/s',
+          all((r) => r.bulk.detour.gbitPerSecond),
+          all((r) => r.bulk.portForward.gbitPerSecond),
+          atLeast(0.5, 'ratio', '≥ 0.5×'),
+        ],
+      ],
+    ],
+    [
+      'CPU per 1,000 requests',
+      'utime + stime from /proc/<pid>/stat over the 1-connection loop (the steal loop adds the kubectl exec around it)',
+      (['cli', 'agent'] as const).flatMap((who): Comparison[] => [
+        [`${who}, egress`, null, 'CPU', 's', all((r) => perThousand(r.egress[single], who)), null, null],
+        [`${who}, steal`, null, 'CPU', 's', all((r) => perThousand(r.steal[single], who)), null, null],
+      ]),
+    ],
+  );
+  return rows.flatMap(([caseName, notes, comparisons]) => caseRecords(caseName, notes, comparisons));
+}
+
+await useSample(log);
+const payments = await kubectlOut([
+  '-n',
+  sampleNamespace,
+  'get',
+  'pods',
+  '-l',
+  'app=payments,version=v1',
+  '-o',
+  'jsonpath={.items[0].metadata.name}',
+]);
+const agent = await agentHostPid();
+const loadBefore = os.loadavg().map((x) => round(x, 2));
+const startedAt = new Date().toISOString();
+const results: RunResult[] = [];
+for (let run = 1; run <= runs; run++) results.push(await oneRun(run, payments, agent));
+const list = records(results);
+const report = {
+  run: {
+    startedAt,
+    endedAt: new Date().toISOString(),
+    loadBefore,
+    loadAfter: os.loadavg().map((x) => round(x, 2)),
+    runs,
+    requestsPerLoop: Number(options.count),
+    commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim(),
+    node: process.version,
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+  },
+  records: list,
+  raw: results,
+};
+writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+process.stdout.write(`${table(list)}\nresults: ${out.pathname}\n`);

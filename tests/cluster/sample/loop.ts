@@ -1,0 +1,180 @@
+// The benchmark's client (tests/bench/cluster.ts), the same file in the caller pod
+// (`node /app/loop.ts ...`) and on this machine (under `detour exec`, or straight to a
+// `kubectl port-forward`), so every path is measured by the same code. Prints one JSON line.
+//
+//   loop.ts latency URL [--connections C] [--rate R] [--count N] [--max-seconds S] [--warmup W]
+//                       [--header name=value]... [--cpu name=pid|parent]...
+//     C keep-alive connections (one http.Agent with one socket each), W requests each first (not
+//     counted), then N requests in all, at R requests/s spread evenly over the connections (each
+//     sends its next request at its own slot, or when its previous answer came if that is later);
+//     R = 0: each connection sends as soon as its previous answer came. Stops after S seconds.
+//     Reports per-request latency percentiles (ms) and, for --cpu, the CPU seconds
+//     (/proc/<pid>/stat utime + stime) each named process used during the counted requests.
+//   loop.ts bulk URL --bytes B
+//     One GET of B bytes of /bytes's pattern, checked against the pattern's sha256; reports Gbit/s.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { patternChunks } from './hop.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    connections: { type: 'string', default: '1' },
+    rate: { type: 'string', default: '0' },
+    count: { type: 'string', default: '1000' },
+    'max-seconds': { type: 'string', default: '60' },
+    warmup: { type: 'string', default: '20' },
+    header: { type: 'string', multiple: true, default: [] },
+    cpu: { type: 'string', multiple: true, default: [] },
+    bytes: { type: 'string', default: String(256 << 20) },
+  },
+});
+const [mode, url] = positionals;
+const requestTimeoutMs = 10_000;
+
+function pairs(list: string[]): Array<[string, string]> {
+  return list.map((pair) => {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new Error(`expected name=value, got ${pair}`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  });
+}
+
+const clockTicks = 100; // USER_HZ on Linux
+
+/** utime + stime of a process, in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+function get(agent: http.Agent, target: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = http.get(target, { agent, headers }, (res) => {
+      res.resume();
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve(performance.now() - started)
+          : reject(new Error(`status ${res.statusCode}`)),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(requestTimeoutMs, () => req.destroy(new Error(`no answer within ${requestTimeoutMs} ms`)));
+  });
+}
+
+async function latency(target: string) {
+  const connections = Number(values.connections);
+  const rate = Number(values.rate);
+  const count = Number(values.count);
+  const headers = Object.fromEntries(pairs(values.header));
+  const cpu = pairs(values.cpu).map(([name, pid]) => ({
+    name,
+    pid: pid === 'parent' ? process.ppid : Number(pid),
+  }));
+  const agents = Array.from(
+    { length: connections },
+    () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
+  );
+  await Promise.all(
+    agents.map(async (agent) => {
+      for (let i = 0; i < Number(values.warmup); i++) await get(agent, target, headers);
+    }),
+  );
+  const cpuBefore = cpu.map(({ pid }) => cpuSeconds(pid));
+  const started = performance.now();
+  const deadline = started + Number(values['max-seconds']) * 1000;
+  const interval = rate > 0 ? (1000 * connections) / rate : 0;
+  const latencies: number[] = [];
+  const errorSamples: string[] = [];
+  let errors = 0;
+  let sent = 0;
+  await Promise.all(
+    agents.map(async (agent, index) => {
+      let slot = started + (interval * index) / connections;
+      while (sent < count && performance.now() < deadline) {
+        sent++;
+        if (interval > 0) {
+          const wait = slot - performance.now();
+          if (wait > 0) await sleep(wait);
+          slot += interval;
+        }
+        try {
+          latencies.push(await get(agent, target, headers));
+        } catch (error) {
+          errors++;
+          if (errorSamples.length < 5) errorSamples.push((error as Error).message);
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const cpuUsed = Object.fromEntries(
+    cpu.map(({ name, pid }, i) => [name, cpuSeconds(pid) - (cpuBefore[i] ?? 0)]),
+  );
+  for (const agent of agents) agent.destroy();
+  const sorted = latencies.sort((a, b) => a - b);
+  return {
+    mode: 'latency',
+    url: target,
+    connections,
+    rate,
+    requests: sorted.length,
+    errors,
+    errorSamples,
+    seconds,
+    achievedRate: sorted.length / seconds,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? Number.NaN,
+    cpuSeconds: cpuUsed,
+  };
+}
+
+async function bulk(target: string) {
+  const bytes = Number(values.bytes);
+  const expected = createHash('sha256');
+  for (const chunk of patternChunks(bytes)) expected.update(chunk);
+  const wanted = expected.digest('hex');
+  const started = performance.now();
+  const { received, sha256 } = await new Promise<{ received: number; sha256: string }>((resolve, reject) => {
+    const hash = createHash('sha256');
+    let received = 0;
+    const req = http.get(
+      `${target}${target.includes('?') ? '&' : '?'}n=${bytes}`,
+      { agent: false },
+      (res) => {
+        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+        res.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          hash.update(chunk);
+        });
+        res.on('end', () => resolve({ received, sha256: hash.digest('hex') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(requestTimeoutMs, () => req.destroy(new Error(`stalled for ${requestTimeoutMs} ms`)));
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (received !== bytes || sha256 !== wanted)
+    throw new Error(`bulk: got ${received} bytes, sha256 ${sha256}; wanted ${bytes}, ${wanted}`);
+  return { mode: 'bulk', url: target, bytes, seconds, gbitPerSecond: (bytes * 8) / seconds / 1e9, sha256 };
+}
+
+if ((mode !== 'latency' && mode !== 'bulk') || !url) {
+  console.error('usage: loop.ts latency URL [options] | loop.ts bulk URL --bytes B');
+  process.exit(2);
+}
+console.log(JSON.stringify(mode === 'latency' ? await latency(url) : await bulk(url)));

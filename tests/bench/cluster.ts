@@ -28,6 +28,7 @@ import {
   callerGet,
   execOrdersArgs,
   interrupt,
+  livePods,
   sampleNamespace,
   startDetour,
   useSample,
@@ -100,12 +101,6 @@ function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function kubectlOut(args: string[]): Promise<string> {
-  const result = await kubectl('admin', args);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout.trim();
 }
 
 /** The loop in the caller pod (through its sidecar), timed from here for the CPU of `pids`. */
@@ -341,21 +336,13 @@ function records(results: RunResult[]): ResultRecord[] {
 }
 
 await useSample(log);
-const payments = await kubectlOut([
-  '-n',
-  sampleNamespace,
-  'get',
-  'pods',
-  '-l',
-  'app=payments,version=v1',
-  '-o',
-  'jsonpath={.items[0].metadata.name}',
-]);
+const [payments] = await livePods('app=payments,version=v1');
+if (!payments) throw new Error('no live payments v1 pod in the sample namespace');
 const agent = await agentHostPid();
 const loadBefore = os.loadavg().map((x) => round(x, 2));
 const startedAt = new Date().toISOString();
 const results: RunResult[] = [];
-for (let run = 1; run <= runs; run++) results.push(await oneRun(run, payments, agent));
+for (let run = 1; run <= runs; run++) results.push(await oneRun(run, payments.name, agent));
 const list = records(results);
 const report = {
   run: {

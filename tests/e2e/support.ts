@@ -273,29 +273,39 @@ export function median(values: readonly number[]): number {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** Pods of the sample namespace matching `selector` that are not being deleted (a rollout's old ones may linger). */
+export async function livePods(selector: string): Promise<Array<{ name: string; uid: string }>> {
+  const pods = await developerKubectl([
+    '-n',
+    sampleNamespace,
+    'get',
+    'pods',
+    '-l',
+    selector,
+    '-o',
+    'jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.metadata.deletionTimestamp}{"\\n"}{end}',
+  ]);
+  return pods
+    .split('\n')
+    .map((line) => line.trim().split(' '))
+    .filter((fields) => fields.length === 2)
+    .map(([name, uid]) => ({ name: name as string, uid: uid as string }));
+}
+
 /** The host pid of the agent's node process in the sample namespace (its pod's cgroup names the pod's uid). */
 export async function agentHostPid(): Promise<number> {
-  const uid = (
-    await developerKubectl([
-      '-n',
-      sampleNamespace,
-      'get',
-      'pods',
-      '-l',
-      'app.kubernetes.io/name=detour-agent',
-      '-o',
-      'jsonpath={.items[0].metadata.uid}',
-    ])
-  ).trim();
+  const pods = await livePods('app.kubernetes.io/name=detour-agent');
   for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
       const cgroup = readFileSync(`/proc/${entry}/cgroup`, 'utf8');
-      if (!cgroup.includes(`pod${uid}`) && !cgroup.includes(`pod${uid.replaceAll('-', '_')}`)) continue;
+      if (!pods.some(({ uid }) => cgroup.includes(`pod${uid}`))) continue;
       if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('/app/agent/main.mjs'))
         return Number(entry);
     } catch {
       // gone meanwhile
     }
   }
-  throw new Error(`no agent process (/app/agent/main.mjs) in the cgroup of pod uid ${uid}`);
+  throw new Error(
+    `no agent process (/app/agent/main.mjs) in the cgroup of a live agent pod (${JSON.stringify(pods)})`,
+  );
 }

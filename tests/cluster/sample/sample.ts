@@ -195,6 +195,28 @@ export async function deploySample(options: DeployOptions = {}): Promise<void> {
       },
     ]),
   );
+  // A Pod's containers never change in place: a caller started from an older sample image is replaced.
+  const caller = await kubectl('admin', [
+    '-n',
+    sampleNamespace,
+    'get',
+    'pod',
+    'caller',
+    '-o',
+    "jsonpath={.metadata.annotations['detour\\.local/image-digest']}",
+  ]);
+  if (caller.code === 0 && caller.stdout.trim() !== sampleDigest) {
+    log('  caller pod runs an older sample image: replacing it');
+    await kubectl('admin', [
+      '-n',
+      sampleNamespace,
+      'delete',
+      'pod',
+      'caller',
+      '--wait=true',
+      '--timeout=60s',
+    ]);
+  }
   const apps = ['frontend', 'orders', 'payments'];
   await applyManifest(
     list([

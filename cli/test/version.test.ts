@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import { describe, it } from 'node:test';
-import { FrameType, PROTOCOL_VERSION, TunnelCode } from '@detour/router/tunnel/index';
+import {
+  FrameType,
+  PROTOCOL_VERSION,
+  TunnelCode,
+  TunnelConnection,
+  TunnelVersionError,
+} from '@detour/router/tunnel/index';
 import { frameJson, jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
 import { parse } from 'yaml';
+import { waitFor } from '../../tests/support/wait.ts';
 import { AgentTunnel } from '../src/session/agent-tunnel.ts';
 
 const main = new URL('../src/main.ts', import.meta.url).pathname;
@@ -99,6 +107,54 @@ describe('the CLI and an agent of another tunnel protocol version', () => {
     assert.match(
       await refusedBy({ version: PROTOCOL_VERSION - 1, release: '0.0.1' }),
       new RegExp(`update the agent to this CLI’s release: run the agent image detour/agent:${version};`),
+    );
+  });
+});
+
+describe('a session whose agent is replaced by one of another protocol version', () => {
+  it('says so once, with both versions and the fix, while it keeps reconnecting', async () => {
+    // One address: the first connection reaches an agent of this version, the later ones a newer one.
+    let accepted: TunnelConnection | undefined;
+    const server = net.createServer((socket) => {
+      if (!accepted)
+        void TunnelConnection.accept(socket, { tokens: ['t'], agent: 'old' }).then((tunnel) => {
+          accepted = tunnel;
+        });
+      else
+        socket.end(
+          jsonFrame(FrameType.goaway, {
+            code: TunnelCode.version,
+            message: 'refused',
+            version: PROTOCOL_VERSION + 1,
+            release: '9.0.0',
+          }),
+        );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const tunnel = new AgentTunnel({
+      host: '127.0.0.1',
+      port: (server.address() as net.AddressInfo).port,
+      token: 't',
+      client: 'dev@laptop',
+      namespace: 'staging',
+      onConnected: async () => {},
+      onStream: () => {},
+    });
+    const lost: Error[] = [];
+    tunnel.on('lost', (reason) => lost.push(reason));
+    await tunnel.start();
+    accepted?.close();
+    await waitFor(
+      { what: 'the refusal of the new agent', timeoutMs: 10_000, intervalMs: 20 },
+      () => lost.length === 2,
+    );
+    tunnel.stop();
+    server.close();
+    assert.equal(lost[0]?.message, 'the tunnel was closed');
+    assert.ok(lost[1] instanceof TunnelVersionError);
+    assert.match(
+      lost[1].message,
+      /^the agent speaks tunnel protocol v\d+ \(detour 9\.0\.0\) but this CLI speaks .*: use a CLI of detour 9\.0\.0 .*`detour install -n staging`/,
     );
   });
 });

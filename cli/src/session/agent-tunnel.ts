@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DetourError } from '@detour/router/errors';
-import { TunnelConnection, type TunnelStream } from '@detour/router/tunnel/index';
+import { TunnelConnection, type TunnelStream, TunnelVersionError } from '@detour/router/tunnel/index';
 import { agentVersionFix, cliVersion } from '../version.ts';
 
 export interface AgentTunnelOptions {
@@ -89,6 +89,7 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
 
   async #reconnect(): Promise<void> {
     let delayMs = 100;
+    let refusal = '';
     for (let attempt = 1; !this.#stopped; attempt++) {
       await sleep(delayMs);
       if (this.#stopped) return;
@@ -96,7 +97,13 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
         await this.#connect();
         this.emit('restored', attempt);
         return;
-      } catch {
+      } catch (error) {
+        // An agent replaced by one of another protocol version refuses every attempt: say so (once),
+        // with both versions and the fix, and keep trying (it may be rolled back).
+        if (error instanceof TunnelVersionError && error.message !== refusal) {
+          refusal = error.message;
+          this.emit('lost', error);
+        }
         delayMs = Math.min(delayMs * 2, 5_000);
       }
     }

@@ -94,7 +94,22 @@ public class Probe {
     int split = response.indexOf("\r\n\r\n");
     String status = response.substring(0, Math.max(0, response.indexOf("\r\n")));
     if (split < 0 || !status.contains(" 200 ")) throw new IllegalStateException("answer: " + status);
-    return response.substring(split + 4);
+    String body = response.substring(split + 4);
+    boolean chunked = response.substring(0, split).toLowerCase().contains("transfer-encoding: chunked");
+    return chunked ? unchunk(body) : body;
+  }
+
+  /** The payload of a chunked body (what a server behind a proxy, e.g. Envoy, sends to HTTP/1.1). */
+  private static String unchunk(String body) {
+    StringBuilder out = new StringBuilder();
+    int at = 0;
+    while (true) {
+      int lineEnd = body.indexOf("\r\n", at);
+      int size = Integer.parseInt(body.substring(at, lineEnd).split(";")[0].trim(), 16);
+      if (size == 0) return out.toString();
+      out.append(body, lineEnd + 2, lineEnd + 2 + size);
+      at = lineEnd + 2 + size + 2;
+    }
   }
 
   private static String urlConnection(URI uri) throws Exception {

@@ -19,10 +19,12 @@ CRDS=$CACHE/crds
 NICE=${DETOUR_BUILD_NICE:-15}
 mkdir -p "$BIN" "$CRDS"
 
-# need_go: the components built from Go modules need it (the images of cached binaries do not).
+# need_go: Go >= 1.26 on PATH for the components built from Go modules (the images of cached
+# binaries need none), fetched by go-env.sh when the machine has none.
 need_go() {
-  step "find go on PATH" "install Go >= 1.24 (the cluster is built from Go modules) and put it on PATH"
-  command -v go >/dev/null
+  step "Go >= 1.26 (scripts/go-env.sh)" "see its message above"
+  # shellcheck source=go-env.sh
+  . "$ROOT/scripts/go-env.sh"
 }
 
 now() { date +%s.%N; }

@@ -30,6 +30,10 @@ echo "setup: native preload layer $(bash layer-preload/native/build.sh)"
 step "Node 24 (scripts/node-env.sh)" "see its message above"
 # shellcheck source=node-env.sh
 . scripts/node-env.sh
+# The local cluster and the Go runtime tests build with Go >= 1.26 (fetched when missing).
+step "Go >= 1.26 (scripts/go-env.sh)" "see its message above"
+# shellcheck source=go-env.sh
+. scripts/go-env.sh
 echo "setup: node $(node --version), npm $(npm --version)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "npm install" "check that the npm registry is reachable (npm ping), then run bash scripts/setup.sh again"

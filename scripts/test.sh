@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck source=node-env.sh
 . scripts/node-env.sh
+# shellcheck source=go-env.sh
+. scripts/go-env.sh
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 

@@ -113,7 +113,10 @@ export async function compileJvmClients(into: string): Promise<string> {
  * ship) or linked against libc (`cgo`), the only kind a preload library can enter.
  */
 export async function buildGo(into: string, options: { cgo?: boolean } = {}): Promise<string> {
-  const go = requireTool('go', 'install Go 1.22 or later from https://go.dev/dl/ and put `go` on PATH');
+  const go = requireTool(
+    'go',
+    '. scripts/go-env.sh puts Go 1.26 on PATH (fetched when missing; scripts/test.sh does it)',
+  );
   const binary = join(into, options.cgo ? 'go-probe-cgo' : 'go-probe');
   await mustRun([go, 'build', '-o', binary, 'main.go'], `go build go-probe${options.cgo ? ' (cgo)' : ''}`, {
     cwd: join(programsDir, 'go-probe'),

@@ -93,6 +93,32 @@ describe('scripts/node-env.sh with an empty HOME and cache', () => {
   });
 });
 
+describe('scripts/go-env.sh', () => {
+  it('names the failed step, shows curl’s own output and the fix when Go cannot be fetched', () => {
+    // An old go (so the fetch is needed whatever this machine has) and a curl that cannot reach the proxy.
+    const bin = fakeBin('curl-fails', {
+      go: 'echo "go version go1.19.8 linux/amd64"',
+      curl: 'echo "curl: (6) Could not resolve host: proxy.golang.org" >&2; exit 6',
+    });
+    const run = cold(
+      'curl-fails',
+      'set -euo pipefail; . scripts/go-env.sh; echo reached',
+      `${bin}${delimiter}${machinePath}`,
+    );
+    assert.notEqual(run.status, 0);
+    assert.doesNotMatch(run.stdout, /reached/);
+    assert.match(
+      run.stderr,
+      /go \(go1\.19\.8\) is older than 1\.26; fetching golang\.org\/toolchain@v0\.0\.1-go1\.26\.\d+\.linux-\w+/,
+    );
+    assert.match(run.stderr, /curl: \(6\) Could not resolve host/, 'curl’s output is shown');
+    assert.match(
+      run.stderr,
+      /step 'fetch golang\.org\/toolchain@[^']+' failed \(curl's output above\): check that the Go module proxy is reachable/,
+    );
+  });
+});
+
 describe('scripts/setup.sh and the cluster build name the step that failed', () => {
   it('setup.sh: apt-get’s own output and the step, instead of silence', () => {
     // A PATH where every tool is missing but the two the script itself runs: the apt step must run.
@@ -115,7 +141,7 @@ describe('scripts/setup.sh and the cluster build name the step that failed', () 
 
   it('cluster-build.sh: a failing go build names the component, with go’s output and the fix', () => {
     const bin = fakeBin('go-fails', {
-      go: 'echo "go: github.com/example/mod@v1.0.0: dial tcp: lookup proxy.golang.org: no such host" >&2; exit 1',
+      go: 'case "$1" in version) echo "go version go1.26.8 linux/amd64" ;; *) echo "go: github.com/example/mod@v1.0.0: dial tcp: lookup proxy.golang.org: no such host" >&2; exit 1 ;; esac',
     });
     const run = cold('go-fails', 'bash scripts/cluster-build.sh etcd', `${bin}${delimiter}${machinePath}`);
     assert.equal(run.status, 1, run.stderr);

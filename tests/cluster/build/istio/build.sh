@@ -27,8 +27,9 @@ mkdir -p "$BIN"
 step "check versions.env against go.mod" \
   "versions.env says $ISTIO_MODULE_VERSION: make go.mod's require of $MODULE the same version"
 grep -q "^require $MODULE $ISTIO_MODULE_VERSION\$" "$HERE/go.mod"
-step "find go on PATH" "install Go >= 1.26 (istio.io/istio's go.mod says go 1.26.0) and put it on PATH"
-command -v go >/dev/null
+step "Go >= 1.26 (scripts/go-env.sh; istio.io/istio's go.mod says go 1.26.0)" "see its message above"
+# shellcheck source=../../../../scripts/go-env.sh
+. "$HERE/../../../../scripts/go-env.sh"
 
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }

@@ -47,6 +47,14 @@ function fakeBin(name: string, fakes: Record<string, string>, machineTools: stri
   return dir;
 }
 
+/** Sources `script` under set -euo pipefail with `bin` first on PATH; it must fail and stop the caller. */
+function failedSourcing(name: string, script: string, bin: string) {
+  const run = cold(name, `set -euo pipefail; . ${script}; echo reached`, `${bin}${delimiter}${machinePath}`);
+  assert.notEqual(run.status, 0, `${script} succeeded:\n${run.stderr}`);
+  assert.doesNotMatch(run.stdout, /reached/, 'the calling script stops');
+  return run;
+}
+
 const machineNodeMajor = Number(
   spawnSync('node', ['-p', 'process.versions.node.split(".")[0]'], {
     encoding: 'utf8',
@@ -78,13 +86,7 @@ describe('scripts/node-env.sh with an empty HOME and cache', () => {
       node: 'case "$1" in -p) echo 20 ;; *) echo v20.0.0 ;; esac',
       npm: 'echo "npm error code EAI_AGAIN" >&2; echo "npm error request to https://registry.npmjs.org/ failed" >&2; exit 1',
     });
-    const run = cold(
-      'npm-fails',
-      'set -euo pipefail; . scripts/node-env.sh; echo reached',
-      `${bin}${delimiter}${machinePath}`,
-    );
-    assert.notEqual(run.status, 0);
-    assert.doesNotMatch(run.stdout, /reached/);
+    const run = failedSourcing('npm-fails', 'scripts/node-env.sh', bin);
     assert.match(run.stderr, /npm error code EAI_AGAIN/, 'npm’s output is shown');
     assert.match(
       run.stderr,
@@ -100,13 +102,7 @@ describe('scripts/go-env.sh', () => {
       go: 'echo "go version go1.19.8 linux/amd64"',
       curl: 'echo "curl: (6) Could not resolve host: proxy.golang.org" >&2; exit 6',
     });
-    const run = cold(
-      'curl-fails',
-      'set -euo pipefail; . scripts/go-env.sh; echo reached',
-      `${bin}${delimiter}${machinePath}`,
-    );
-    assert.notEqual(run.status, 0);
-    assert.doesNotMatch(run.stdout, /reached/);
+    const run = failedSourcing('curl-fails', 'scripts/go-env.sh', bin);
     assert.match(
       run.stderr,
       /go \(go1\.19\.8\) is older than 1\.26; fetching golang\.org\/toolchain@v0\.0\.1-go1\.26\.\d+\.linux-\w+/,

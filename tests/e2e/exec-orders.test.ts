@@ -25,6 +25,7 @@ import {
   spiffe,
   startDetour,
   useSample,
+  whenServing,
 } from './support.ts';
 
 /** The orders answer inside frontend's answer to the caller. */
@@ -39,21 +40,11 @@ async function ordersVia(headers: Record<string, string>) {
 async function startSession(extraArgs: string[] = []): Promise<{ cli: ManagedProcess; ms: number }> {
   const local = await freePort();
   const started = Date.now();
-  const running = startDetour(execOrdersArgs('dev-a', local, ['--json', ...extraArgs]));
-  const servedLocally = waitFor(
+  const running = await whenServing(
+    startDetour(execOrdersArgs('dev-a', local, ['--json', ...extraArgs])),
     'a request with x-dev: dev-a to be answered by the local orders app',
     async () => (await ordersVia({ 'x-dev': 'dev-a' })).orders?.version === 'local',
-    { timeoutMs: 90_000, intervalMs: 500 },
   );
-  const exited = running.exited.then((status) => {
-    throw new Error(`detour exited (${JSON.stringify(status)}) before serving`);
-  });
-  try {
-    await Promise.race([servedLocally, exited]);
-  } catch (error) {
-    await running.stop(10_000);
-    throw new Error(`${(error as Error).message}\n${running.tail(40)}`);
-  }
   return { cli: running, ms: Date.now() - started };
 }
 

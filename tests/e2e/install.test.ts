@@ -19,12 +19,13 @@ import { buildLease } from '@detour/mesh-adapters';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { kubeconfigPath, kubectl } from '../cluster/cluster.ts';
 import { applyManifest } from '../cluster/istio/istio.ts';
+import { archiveDigest, meshImages } from '../cluster/mesh.ts';
 import { repoRoot } from '../cluster/paths.ts';
-import { agentImage, sampleImage } from '../cluster/sample/sample.ts';
+import { agentImage, deployment, list, service, serviceAccount } from '../cluster/sample/sample.ts';
 import { waitFor } from '../cluster/wait.ts';
 import { freePort } from '../support/ports.ts';
 import { type ManagedProcess, run } from '../support/processes.ts';
-import { callerGet, execOrdersArgs, interrupt, startDetour, useSample } from './support.ts';
+import { callerGet, execOrdersArgs, interrupt, startDetour, useSample, whenServing } from './support.ts';
 
 const namespace = `detour-install-${process.pid}`;
 const cli = join(repoRoot, 'cli', 'src', 'main.ts');
@@ -76,51 +77,14 @@ async function objectNames(kinds: string, selector?: string): Promise<string[]> 
   return out.split('\n').filter(Boolean);
 }
 
-function appManifest(): string {
-  const labels = { app: 'orders', version: 'v1' };
-  return JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'List',
-    items: [
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'orders', namespace } },
-      {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: 'orders', namespace },
-        spec: { selector: { app: 'orders' }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
-      },
-      {
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: { name: 'orders', namespace, labels },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: labels },
-          template: {
-            metadata: { labels },
-            spec: {
-              serviceAccountName: 'orders',
-              terminationGracePeriodSeconds: 2,
-              containers: [
-                {
-                  name: 'orders',
-                  image: sampleImage,
-                  imagePullPolicy: 'IfNotPresent',
-                  args: ['/app/orders.ts'],
-                  ports: [{ containerPort: 8080 }],
-                  env: [
-                    { name: 'PORT', value: '8080' },
-                    { name: 'PAYMENTS_URL', value: 'http://payments.staging:8080/pay' },
-                    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-                  ],
-                },
-              ],
-            },
-          },
-        },
-      },
-    ],
-  });
+/** The app the steals take: the sample's orders, calling payments in staging. */
+function ordersApp(): string {
+  const digest = archiveDigest(meshImages.sample);
+  return list([
+    serviceAccount('orders', namespace),
+    service('orders', namespace),
+    deployment('orders', 'v1', digest, { PAYMENTS_URL: 'http://payments.staging:8080/pay' }, namespace),
+  ]);
 }
 
 /** The developer's ClusterRole less one rule (pods/portforward), bound to a user admin impersonates. */
@@ -153,22 +117,12 @@ async function steal(dev: string, flags: string[]): Promise<ManagedProcess> {
   const args = execOrdersArgs(dev, local, ['--json', ...flags]).map((arg) =>
     arg === 'staging' ? namespace : arg,
   );
-  const session = startDetour(args);
-  const served = waitFor(
+  return whenServing(
+    startDetour(args),
     `x-dev: ${dev} to orders.${namespace} to be answered by the local app`,
     async () => (await callerGet(ordersUrl, { 'x-dev': dev })).body.pod === 'laptop',
-    { timeoutMs: 120_000, intervalMs: 500 },
+    120_000,
   );
-  const exited = session.exited.then((status) => {
-    throw new Error(`detour exited (${JSON.stringify(status)}) before serving`);
-  });
-  try {
-    await Promise.race([served, exited]);
-  } catch (error) {
-    await session.stop(10_000);
-    throw new Error(`${(error as Error).message}\n${session.tail(40)}`);
-  }
-  return session;
 }
 
 describe('detour install, doctor, uninstall and --agent ephemeral', () => {
@@ -185,7 +139,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
         metadata: { name: namespace, labels: { 'istio-injection': 'enabled' } },
       }),
     );
-    await applyManifest(appManifest());
+    await applyManifest(ordersApp());
     await admin(['-n', namespace, 'rollout', 'status', 'deployment/orders', '--timeout=120s']);
     limitedObjects = limitedIdentity();
     await applyManifest(limitedObjects);
@@ -326,42 +280,22 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
         s.end(Buffer.concat([h, p]));
       });
     }).listen(7700, '127.0.0.1');`;
-    const labels = { 'app.kubernetes.io/name': 'detour-agent' };
-    const standIn = JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: [
-        {
-          apiVersion: 'apps/v1',
-          kind: 'Deployment',
-          metadata: { name: 'detour-agent', namespace },
-          spec: {
-            replicas: 1,
-            selector: { matchLabels: labels },
-            template: {
-              metadata: { labels },
-              spec: {
-                terminationGracePeriodSeconds: 1,
-                containers: [
-                  {
-                    name: 'agent',
-                    image: sampleImage,
-                    imagePullPolicy: 'IfNotPresent',
-                    args: ['-e', refuse],
-                  },
-                ],
-              },
-            },
-          },
-        },
-        {
-          apiVersion: 'v1',
-          kind: 'Service',
-          metadata: { name: 'detour-agent', namespace },
-          spec: { selector: labels, ports: [{ name: 'http', port: 8080 }] },
-        },
-      ],
-    });
+    const standInDeployment = deployment(
+      'detour-agent',
+      'v1',
+      archiveDigest(meshImages.sample),
+      {},
+      namespace,
+    );
+    const template = (
+      standInDeployment.spec as { template: { spec: { containers: Array<{ args: string[] }> } } }
+    ).template;
+    for (const container of template.spec.containers) container.args = ['-e', refuse];
+    const standIn = list([
+      serviceAccount('detour-agent', namespace),
+      service('detour-agent', namespace),
+      standInDeployment,
+    ]);
     await applyManifest(standIn);
     try {
       await admin(['-n', namespace, 'rollout', 'status', 'deployment/detour-agent', '--timeout=120s']);

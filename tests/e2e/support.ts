@@ -221,6 +221,28 @@ export async function detourLeases(namespace = sampleNamespace): Promise<string[
   return leases.items.map((l) => l.metadata.name).filter((n) => n.startsWith('detour-'));
 }
 
+/**
+ * Resolves with `cli` once `served` holds (polled every 500 ms); when the CLI exits first or the
+ * wait times out, stops it and fails with its last output.
+ */
+export async function whenServing(
+  cli: ManagedProcess,
+  what: string,
+  served: () => Promise<boolean>,
+  timeoutMs = 90_000,
+): Promise<ManagedProcess> {
+  const exited = cli.exited.then((status) => {
+    throw new Error(`detour exited (${JSON.stringify(status)}) before serving`);
+  });
+  try {
+    await Promise.race([waitFor(what, served, { timeoutMs, intervalMs: 500 }), exited]);
+  } catch (error) {
+    await cli.stop(10_000);
+    throw new Error(`${(error as Error).message}\n${cli.tail(40)}`);
+  }
+  return cli;
+}
+
 /** Like Ctrl-C in a terminal: SIGINT to the CLI's whole process group (the CLI and its command). */
 export function interrupt(cli: ManagedProcess): void {
   cli.signal('SIGINT');

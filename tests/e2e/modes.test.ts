@@ -259,6 +259,45 @@ describe('issue 9: egress-only, filters, detour.yaml, --env-secrets (developer i
     assert.deepEqual(await detourLeases(), []);
   });
 
+  it('egress-only into a feature environment: --carry-header x-dev=NAME reaches its payments-v2', async () => {
+    const feature = ['feature', 'up', 'modes-fe', '-n', sampleNamespace, '--header', 'x-dev=modes-fe'];
+    const upResult = await runDetour([...feature, '--workload', 'payments=deploy/payments-v2', '--json'], {
+      env,
+    });
+    assert.equal(upResult.code, 0, upResult.stderr);
+    try {
+      const call = async (flags: string[]) => {
+        const result = await runDetour(
+          [
+            'exec',
+            '--egress-only',
+            '-n',
+            sampleNamespace,
+            '--json',
+            ...flags,
+            '--',
+            process.execPath,
+            '--input-type=module',
+            '-e',
+            egressProbeScript,
+          ],
+          { env },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        return (
+          JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as { payments: CallerAnswer['body'] }
+        ).payments;
+      };
+      const carried = await call(['--carry-header', 'x-dev=modes-fe']);
+      assert.equal(carried.version, 'v2', `the environment's payments answered: ${JSON.stringify(carried)}`);
+      assert.equal(carried.from, spiffe('detour-agent'));
+      assert.equal((await call([])).version, 'v1', 'without the header: the shared payments');
+    } finally {
+      const down = await runDetour(['feature', 'down', 'modes-fe', '-n', sampleNamespace], { env });
+      assert.equal(down.code, 0, down.stderr);
+    }
+  });
+
   it('--path ^=/modes/ with a header: only those paths reach the local app, through the mesh', async () => {
     const cli = await execLocalOrders(
       ['--header', 'x-dev=modes-p', '--path', '^=/modes/', '--session', 'modes-path'],

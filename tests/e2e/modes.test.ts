@@ -72,12 +72,20 @@ console.log(JSON.stringify({ address, status: r.status, payments: await r.json()
 `;
 
 async function exitOf(cli: ManagedProcess, what: string) {
-  return Promise.race([
-    cli.exited,
-    new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`detour did not exit (${what}):\n${cli.tail(40)}`)), 60_000),
-    ),
-  ]);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      cli.exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`detour did not exit (${what}):\n${cli.tail(40)}`)),
+          60_000,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Starts `detour exec <flags> -- <local orders app>` and resolves once `servedLocally` holds. */

@@ -17,11 +17,12 @@
  * --seconds S (cap per latency loop, default 60). Writes tests/bench/cluster-results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { kubeconfigPath, kubectl } from '../cluster/cluster.ts';
+import { execInPod, kubeconfigPath } from '../cluster/cluster.ts';
 import { binaryPath, repoRoot } from '../cluster/paths.ts';
+import { cpuSeconds } from '../cluster/sample/hop.ts';
 import { waitFor } from '../cluster/wait.ts';
 import {
   agentHostPid,
@@ -97,25 +98,10 @@ function lastJson<T>(text: string, mode: string): T {
   return result;
 }
 
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** The loop in the caller pod (through its sidecar), timed from here for the CPU of `pids`. */
 async function fromCaller(args: string[], pids: Record<string, number> = {}): Promise<Latency> {
   const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
-  const result = await kubectl('admin', [
-    '-n',
-    sampleNamespace,
-    'exec',
-    'caller',
-    '--',
-    'node',
-    '/app/loop.ts',
-    ...args,
-  ]);
+  const result = await execInPod(sampleNamespace, 'caller', ['node', '/app/loop.ts', ...args]);
   const latency = lastJson<Latency>(`${result.stdout}\n${result.stderr}`, 'latency');
   latency.cpuSeconds = Object.fromEntries(
     Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid) - (before[name] ?? 0)]),

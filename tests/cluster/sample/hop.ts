@@ -6,6 +6,7 @@
 // benchmark's payload: tests/bench/cluster.ts). Copied beside the apps into the sample image, where
 // no repo package exists.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 
@@ -29,6 +30,13 @@ export const maxPatternBytes = 1 << 30;
 const block = Buffer.alloc(64 * 1024);
 for (let at = 0; at < block.length; at += 32)
   createHash('sha256').update(String(at)).digest().copy(block, at);
+
+/** utime + stime of a process from /proc/<pid>/stat, in seconds (USER_HZ is 100 on Linux). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 /** `total` bytes of the pattern /bytes answers, in 64 KiB chunks (the same on both ends of a check). */
 export function* patternChunks(total: number): Generator<Buffer> {

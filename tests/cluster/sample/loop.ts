@@ -13,11 +13,10 @@
 //   loop.ts bulk URL --bytes B
 //     One GET of B bytes of /bytes's pattern, checked against the pattern's sha256; reports Gbit/s.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { patternChunks } from './hop.ts';
+import { cpuSeconds, patternChunks } from './hop.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -41,15 +40,6 @@ function pairs(list: string[]): Array<[string, string]> {
     if (at < 1) throw new Error(`expected name=value, got ${pair}`);
     return [pair.slice(0, at), pair.slice(at + 1)];
   });
-}
-
-const clockTicks = 100; // USER_HZ on Linux
-
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -25,6 +25,13 @@ export const AgentConfig = z.object({
     .optional()
     .describe('Accepted session tokens, comma-separated (tests; prefer DETOUR_TOKEN_FILE).'),
   DETOUR_AGENT_NAME: z.string().default(hostname()),
+  DETOUR_POD_IP: z
+    .string()
+    .regex(/^[0-9a-fA-F:.]+$/, 'expected an IP address (downward API status.podIP)')
+    .optional()
+    .describe(
+      "The pod's IP (downward API): with DETOUR_NAMESPACE, replicas forward each other the requests of the sessions they hold.",
+    ),
   DETOUR_HEARTBEAT_MS: z.coerce.number().int().min(50).default(5000),
   DETOUR_JANITOR: z
     .enum(['on', 'off'])
@@ -60,6 +67,8 @@ export interface ResolvedAgentConfig {
   upstream: ListenAddress | undefined;
   tokens: string[];
   agentName: string;
+  /** `ip:port` the other replicas reach this one's inbound listener at; undefined: no peers. */
+  peerAddress: string | undefined;
   heartbeatMs: number;
   /** The agent's namespace, when it talks to the apiserver: session Leases admit CLIs, the janitor cleans. */
   namespace: string | undefined;
@@ -102,6 +111,10 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
     upstream: config.DETOUR_UPSTREAM ? parseHostPort(config.DETOUR_UPSTREAM) : undefined,
     tokens,
     agentName: config.DETOUR_AGENT_NAME,
+    peerAddress:
+      config.DETOUR_POD_IP && config.DETOUR_NAMESPACE
+        ? `${config.DETOUR_POD_IP.includes(':') ? `[${config.DETOUR_POD_IP}]` : config.DETOUR_POD_IP}:${parseHostPort(config.DETOUR_INBOUND_LISTEN).port}`
+        : undefined,
     heartbeatMs: config.DETOUR_HEARTBEAT_MS,
     namespace: config.DETOUR_NAMESPACE,
     janitor: janitorConfig(config),

@@ -6,8 +6,9 @@ import { loadAgentConfig } from './agent-config.ts';
 import { AdminListener } from './inbound/admin-listener.ts';
 import { InboundListener } from './inbound/inbound-listener.ts';
 import { jsonLog } from './log.ts';
+import { PeerForwarder } from './peers/peer-forwarder.ts';
 import { RouteProbes } from './route-probe.ts';
-import { SessionRegistry } from './session-registry.ts';
+import { type RoutedSession, SessionRegistry } from './session-registry.ts';
 import { startTunnelListener } from './tunnel-listener.ts';
 
 /** The agent process: tunnel listener, inbound listener and admin listener around one session table. */
@@ -17,20 +18,24 @@ async function main(): Promise<void> {
   const registry = new SessionRegistry();
   // Loaded only when the agent talks to the apiserver: the Kubernetes client is most of its memory.
   const cluster = config.namespace
-    ? await (await import('./cluster-access.ts')).connectCluster(
-        config.namespace,
-        config.janitor,
-        registry,
-        log,
-      )
+    ? await (await import('./cluster-access.ts')).connectCluster(config.namespace, config, registry, log)
     : undefined;
   const janitor = cluster?.janitor;
+  const peers = cluster?.peers;
   const probes = new RouteProbes();
   const inbound = await InboundListener.listen({
     registry,
     ...config.inbound,
     upstream: config.upstream,
     probes,
+    ...(peers
+      ? {
+          peers: {
+            directory: peers.directory,
+            forwarder: new PeerForwarder(config.agentName, () => inbound.stats.errors.peer.inc()),
+          },
+        }
+      : {}),
   });
   const tunnel = await startTunnelListener({
     ...config.tunnel,
@@ -43,6 +48,17 @@ async function main(): Promise<void> {
     log,
     heartbeatMs: config.heartbeatMs,
     probes,
+    ...(peers
+      ? {
+          // A session whose holder could not be recorded is still served, by this replica's share of requests.
+          onRegistered: (session: RoutedSession) =>
+            peers
+              .recordHolder(session)
+              .catch((error: Error) =>
+                log.warn('peers.holder-record-failed', { session: session.id, reason: error.message }),
+              ),
+        }
+      : {}),
     onSessionsDropped: (sessions) => {
       for (const session of sessions) if (session.lease) janitor?.sessionLost(session.id, session.lease);
     },
@@ -62,6 +78,7 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     log.info('agent.stopping', { signal, sessions: registry.list().length });
     await janitor?.stop();
+    peers?.stop();
     for (const connection of tunnel.tunnels)
       connection.close(TunnelCode.closed, 'the agent is shutting down');
     tunnel.server.close();

@@ -18,6 +18,8 @@ export interface RoutedSession extends SessionBase {
   targetPort: number;
   /** Names the target Service answers to (`orders`, `orders.staging`, ... FQDN); undefined: any host. */
   hosts?: ReadonlySet<string> | undefined;
+  /** The target Service's FQDN, as registered. */
+  targetHost?: string | undefined;
 }
 
 /**
@@ -71,6 +73,33 @@ export function hostsOverlap(
   return a === undefined || b === undefined || [...a].some((host) => b.has(host));
 }
 
+/** What deciding whether a session takes a request needs: a local session and a peer's alike. */
+export interface RequestTaker {
+  mode: AgentSession['mode'];
+  matcher?: RequestMatcher;
+  hosts?: ReadonlySet<string> | undefined;
+}
+
+/**
+ * The first of `candidates` (those `usable` says may take requests) that takes the request: it
+ * names the request's host (a mirror also its `-shadow` form), or any host, and its filter matches.
+ */
+export function firstTaker<T extends RequestTaker>(
+  candidates: Iterable<T>,
+  request: InboundRequest,
+  usable: (candidate: T) => boolean,
+): (T & { matcher: RequestMatcher }) | undefined {
+  const host = request.authority === undefined ? undefined : hostOf(request.authority);
+  const mirrored = request.authority === undefined ? undefined : unshadowed(request.authority);
+  for (const candidate of candidates) {
+    if (!candidate.matcher || !usable(candidate)) continue;
+    const named = (h: string | undefined) => h === undefined || candidate.hosts?.has(h) !== false;
+    if (!named(host) && !(candidate.mode === 'mirror' && named(mirrored))) continue;
+    if (candidate.matcher.matches(request)) return candidate as T & { matcher: RequestMatcher };
+  }
+  return undefined;
+}
+
 /**
  * The sessions served by this agent. Many developers share one agent; each request goes to the
  * first session whose filter matches (the mesh adapters refuse overlapping filters up front).
@@ -104,15 +133,11 @@ export class SessionRegistry {
    * that names its target's hosts only takes requests sent to one of them.
    */
   match(request: InboundRequest): RoutedSession | undefined {
-    const host = request.authority === undefined ? undefined : hostOf(request.authority);
-    const mirrored = request.authority === undefined ? undefined : unshadowed(request.authority);
-    for (const session of this.sessions.values()) {
-      if (!isRouted(session) || session.tunnel.isClosed) continue;
-      const named = (h: string | undefined) => h === undefined || session.hosts?.has(h) !== false;
-      if (!named(host) && !(session.mode === 'mirror' && named(mirrored))) continue;
-      if (session.matcher.matches(request)) return session;
-    }
-    return undefined;
+    return firstTaker(
+      this.sessions.values(),
+      request,
+      (session) => isRouted(session) && !session.tunnel.isClosed,
+    ) as RoutedSession | undefined;
   }
 
   list(): AgentSession[] {

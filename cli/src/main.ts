@@ -14,7 +14,7 @@ Commands:
                                         print the environment of a running \`detour up\` for an IDE launch
   detour status [-n NS | -A] [--json]    list sessions in the cluster: who routes what, since when, alive or expired
   detour clean [-n NS] [--json]         revert the routes of every session whose lease expired (any detour can)
-  detour install [-n NS] [--image REF] [--timeout S] [--json]
+  detour install [-n NS] [--image REF] [--replicas N] [--timeout S] [--json]
                                         install the agent in a namespace (manifests/agent), wait until it is ready
   detour uninstall [-n NS] [--force] [--json]
                                         remove what install created; refuses while sessions are live (--force ends them)

@@ -33,6 +33,7 @@ export const RESOURCES: Record<string, string> = {
   Role: 'roles',
   RoleBinding: 'rolebindings',
   Deployment: 'deployments',
+  PodDisruptionBudget: 'poddisruptionbudgets',
   Pod: 'pods',
 };
 

@@ -40,6 +40,11 @@ export const LEASE_ANNOTATIONS = {
   adapter: 'detour.dev/adapter',
   /** sha256 (hex) of the session's tunnel token: the agent admits a CLI whose token hashes to a live Lease's */
   tokenSha256: 'detour.dev/token-sha256',
+  /**
+   * Written by the agent replica that holds the session's tunnel (JSON: pod, address, what it
+   * takes): the other replicas forward the session's requests there. Absent for egress-only sessions.
+   */
+  servedBy: 'detour.dev/served-by',
 } as const;
 
 /** What a Lease records of a session's tunnel token: its sha256, hex. */

@@ -3,12 +3,13 @@
  * mesh, every request of the service). One port speaks HTTP/1.1 and h2c with prior knowledge: the
  * first bytes of a connection are compared with the HTTP/2 preface and the socket is handed to
  * the matching server. Each request goes to the first session whose filter matches it, else to
- * the upstream when one is configured, else gets a 404 that says what the sessions match on.
+ * the replica of this agent that holds such a session, else to the upstream when one is
+ * configured, else gets a 404 that says what the sessions match on.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import {
   type ForwardOutcome,
   type ForwardReport,
@@ -20,11 +21,22 @@ import {
 import { H2cSessionPool } from '@detour/router/http/h2c-session-pool';
 import { grpcMessage, headerPairsFromRaw, isGrpc } from '@detour/router/http/header-pairs';
 import { errorCode, errorMessage } from '@detour/router/http/http-errors';
-import { Http2ResponseWriter } from '@detour/router/http/response-writer';
+import {
+  Http1ResponseWriter,
+  Http2ResponseWriter,
+  type ResponseWriter,
+} from '@detour/router/http/response-writer';
 import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstream-request';
 import { formatFilter } from '@detour/router/match/index';
-import { PROBE_HEADER } from '@detour/router/tunnel/protocol';
+import { type HeaderPairs, PROBE_HEADER } from '@detour/router/tunnel/protocol';
 import { parseHostPort } from '../agent-config.ts';
+import {
+  type ArrivedFromPeer,
+  arrivedFromPeer,
+  type PeerForwarder,
+  peerHeaders,
+} from '../peers/peer-forwarder.ts';
+import type { PeerSession, SessionDirectory } from '../peers/session-directory.ts';
 import type { RouteProbes } from '../route-probe.ts';
 import type { InboundRequest, SessionRegistry } from '../session-registry.ts';
 import type { Http1Passthrough } from './http1-passthrough.ts';
@@ -49,6 +61,8 @@ export interface InboundListenerOptions {
   metrics?: MetricsRegistry;
   /** Route probes this agent sent: answered here, never forwarded. */
   probes?: RouteProbes;
+  /** The other replicas of this agent: requests of the sessions they hold are forwarded to them. */
+  peers?: { directory: SessionDirectory; forwarder: PeerForwarder };
 }
 
 /** Header values for matching, joined the way Envoy does (see `compileFilter`), computed on demand. */
@@ -102,6 +116,7 @@ export class InboundListener {
   readonly stats: InboundMetrics;
   private readonly registry: SessionRegistry;
   private readonly probes: RouteProbes | undefined;
+  private readonly peers: InboundListenerOptions['peers'];
   private readonly server: net.Server;
   private readonly http1: http.Server;
   private readonly h2: http2.Http2Server;
@@ -117,6 +132,7 @@ export class InboundListener {
   ) {
     this.registry = options.registry;
     this.probes = options.probes;
+    this.peers = options.peers;
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.stats = new InboundMetrics(this.metrics, this.registry, () => this.sockets);
     const stats = this.stats;
@@ -198,6 +214,7 @@ export class InboundListener {
     for (const socket of this.sockets) socket.destroy();
     this.upstream?.agent.destroy();
     this.upstream?.h2?.close();
+    this.peers?.forwarder.close();
     await Promise.all([closed, this.passthrough?.close()]);
   }
 
@@ -247,16 +264,71 @@ export class InboundListener {
     });
   }
 
+  /**
+   * The replica holding the session a request of no local session belongs to; never for a request
+   * a replica already forwarded (the session moved, or ended, since that replica looked).
+   */
+  private peerFor(request: InboundRequest, fromPeer: ArrivedFromPeer | undefined): PeerSession | undefined {
+    return fromPeer ? undefined : this.peers?.directory.match(request);
+  }
+
+  /** Relays a request to the replica that holds its session; the answer comes back through `writer`. */
+  private toPeer(
+    peer: PeerSession,
+    request: {
+      method: string;
+      path: string;
+      authority: string;
+      headers: HeaderPairs;
+      httpVersion: '1.1' | '2';
+    },
+    body: Readable,
+    writer: ResponseWriter,
+    clientGone: (abort: () => void) => void,
+  ): void {
+    this.stats.requests.to_peer.inc();
+    const exchange = (this.peers as NonNullable<InboundListenerOptions['peers']>).forwarder.forward(
+      peer,
+      request,
+      body,
+      writer,
+    );
+    clientGone(() => exchange.abort());
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const fromPeer = arrivedFromPeer(req.rawHeaders, 'host', req.headers);
     if (this.probes?.answer(req.headers[PROBE_HEADER])) {
       req.resume();
       res.writeHead(204, { [PROBE_HEADER]: req.headers[PROBE_HEADER] as string });
       res.end();
       return;
     }
-    const session = this.registry.match(new Http1Matchable(req));
+    const matchable = new Http1Matchable(req);
+    const session = this.registry.match(matchable);
     if (session) {
       forwardHttp1(req, res, session, this.report);
+      return;
+    }
+    const peer = this.peerFor(matchable, fromPeer);
+    if (peer) {
+      req.on('error', () => {});
+      this.toPeer(
+        peer,
+        {
+          method: matchable.method,
+          path: matchable.path,
+          authority: matchable.authority ?? '',
+          headers: headerPairsFromRaw(req.rawHeaders, { drop: dropForwarded }),
+          httpVersion: '1.1',
+        },
+        req,
+        new Http1ResponseWriter(res),
+        (abort) =>
+          res.on('close', () => {
+            if (!res.writableFinished) abort();
+          }),
+      );
       return;
     }
     if (this.passthrough) {
@@ -265,7 +337,12 @@ export class InboundListener {
       return;
     }
     this.stats.requests.no_session.inc();
-    const text = this.noSessionText(req.method ?? 'GET', req.url ?? '/', (name) => req.headersDistinct[name]);
+    const text = this.noSessionText(
+      req.method ?? 'GET',
+      req.url ?? '/',
+      (name) => req.headersDistinct[name],
+      fromPeer,
+    );
     req.resume();
     res.writeHead(404, {
       'content-type': 'text/plain; charset=utf-8',
@@ -276,6 +353,7 @@ export class InboundListener {
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[]): void {
+    const fromPeer = arrivedFromPeer(raw, ':authority', headers);
     const matchable = new Http2Matchable(headers, raw);
     const session = this.registry.match(matchable);
     if (session) {
@@ -283,6 +361,26 @@ export class InboundListener {
       return;
     }
     stream.on('error', () => {});
+    const peer = this.peerFor(matchable, fromPeer);
+    if (peer) {
+      this.toPeer(
+        peer,
+        {
+          method: matchable.method,
+          path: matchable.path,
+          authority: matchable.authority ?? '',
+          headers: headerPairsFromRaw(raw, { drop: dropForwarded }),
+          httpVersion: '2',
+        },
+        stream,
+        new Http2ResponseWriter(stream, isGrpc(headers['content-type'])),
+        (abort) =>
+          stream.on('close', () => {
+            if (!stream.writableFinished || stream.rstCode !== 0) abort();
+          }),
+      );
+      return;
+    }
     if (this.upstream) {
       this.stats.requests.passthrough.inc();
       const writer = new Http2ResponseWriter(stream, isGrpc(headers['content-type']));
@@ -314,7 +412,12 @@ export class InboundListener {
       return;
     }
     this.stats.requests.no_session.inc();
-    const text = this.noSessionText(matchable.method, matchable.path, (name) => matchable.headers[name]);
+    const text = this.noSessionText(
+      matchable.method,
+      matchable.path,
+      (name) => matchable.headers[name],
+      fromPeer,
+    );
     stream.resume();
     if (isGrpc(headers['content-type'])) {
       // A gRPC client shows grpc-message, never an HTTP body: answer "trailers only" so the
@@ -340,32 +443,65 @@ export class InboundListener {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const session = this.registry.match(new Http1Matchable(req));
+    const fromPeer = arrivedFromPeer(req.rawHeaders, 'host', req.headers);
+    const matchable = new Http1Matchable(req);
+    const session = this.registry.match(matchable);
     if (session) {
       forwardUpgrade(req, socket, head, session, this.report);
       return;
     }
     socket.on('error', () => {});
+    const upgradeHeaders = () =>
+      headerPairsFromRaw(req.rawHeaders, { keepUpgrade: true, drop: dropForwarded });
+    const peer = this.peerFor(matchable, fromPeer);
+    if (peer && this.peers) {
+      this.stats.requests.to_peer.inc();
+      const { forwarder } = this.peers;
+      this.proxyUpgrade(
+        req,
+        socket,
+        head,
+        forwarder.target(peer),
+        peerHeaders(upgradeHeaders(), matchable.authority ?? '', forwarder.self, peer),
+        (error) => forwarder.failure(peer, error),
+      );
+      return;
+    }
     if (this.upstream) {
       this.stats.requests.passthrough.inc();
-      this.proxyUpgrade(req, socket, head, this.upstream);
+      const upstream = this.upstream;
+      this.proxyUpgrade(req, socket, head, upstream, upgradeHeaders(), (error) => {
+        this.stats.errors.upstream.inc();
+        return `detour: the upstream ${upstream.host}:${upstream.port} failed (${errorCode(error, 'UPSTREAM_ERROR')}): ${error.message}`;
+      });
       return;
     }
     this.stats.requests.no_session.inc();
-    const text = this.noSessionText(req.method ?? 'GET', req.url ?? '/', (name) => req.headersDistinct[name]);
+    const text = this.noSessionText(
+      req.method ?? 'GET',
+      req.url ?? '/',
+      (name) => req.headersDistinct[name],
+      fromPeer,
+    );
     socket.end(
       `HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
     );
   }
 
-  /** An upgrade no session claims goes to the upstream as is; raw bytes both ways after its 101. */
-  private proxyUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, upstream: UpstreamTarget): void {
+  /**
+   * An upgrade no local session claims goes to the replica holding its session, or the upstream,
+   * with `pairs` as its headers; raw bytes both ways after the 101. `failure` says why it failed.
+   */
+  private proxyUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    upstream: UpstreamTarget,
+    pairs: HeaderPairs,
+    failure: (error: Error) => string,
+  ): void {
     const headers: string[] = [];
-    for (const [name, value] of headerPairsFromRaw(req.rawHeaders, {
-      keepUpgrade: true,
-      drop: dropForwarded,
-    }))
-      headers.push(name, value);
+    for (const [name, value] of pairs) headers.push(name, value);
     const upstreamReq = http.request({
       host: upstream.host,
       port: upstream.port,
@@ -375,9 +511,8 @@ export class InboundListener {
       agent: false,
     });
     const fail = (error: Error) => {
-      this.stats.errors.upstream.inc();
+      const text = `${failure(error)}\n`;
       if (socket.destroyed) return;
-      const text = `detour: the upstream ${upstream.host}:${upstream.port} failed (${errorCode(error, 'UPSTREAM_ERROR')}): ${error.message}\n`;
       socket.end(
         `HTTP/1.1 502 Bad Gateway\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
       );
@@ -409,11 +544,16 @@ export class InboundListener {
     method: string,
     path: string,
     header: (name: string) => string[] | undefined,
+    fromPeer: ArrivedFromPeer | undefined,
   ): string {
     const sessions = this.registry.routed();
     const lines = [
       `detour: no session on this agent matches ${method} ${path}, and no upstream is configured for other requests.`,
     ];
+    if (fromPeer)
+      lines.push(
+        `The agent replica ${fromPeer.from} forwarded it here, as the replica holding its session; the session moved or ended since.`,
+      );
     if (sessions.length === 0) lines.push('No session is registered: start one with `detour`.');
     else {
       lines.push('Sessions and the requests they take:');

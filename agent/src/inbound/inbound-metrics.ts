@@ -3,8 +3,9 @@ import type { TunnelConnection } from '@detour/router/tunnel/index';
 import type { SessionRegistry } from '../session-registry.ts';
 import type { CounterChild, MetricsRegistry } from './metrics.ts';
 
-export type InboundOutcome = ForwardOutcome | 'passthrough' | 'no_session';
-export type InboundErrorKind = 'tunnel' | 'upstream' | 'client' | 'sniff';
+/** `to_peer`: sent to the agent replica that holds the session's tunnel. */
+export type InboundOutcome = ForwardOutcome | 'passthrough' | 'no_session' | 'to_peer';
+export type InboundErrorKind = 'tunnel' | 'upstream' | 'client' | 'sniff' | 'peer';
 
 /**
  * The inbound listener's metrics, with every series resolved up front so the hot path only
@@ -34,6 +35,7 @@ export class InboundMetrics {
       tunnel_failed: outcome('tunnel_failed'),
       passthrough: outcome('passthrough'),
       no_session: outcome('no_session'),
+      to_peer: outcome('to_peer'),
     };
     const errors = metrics.counter('detour_inbound_errors_total', 'Inbound errors by kind.', ['kind']);
     const kind = (name: InboundErrorKind) => errors.labels({ kind: name });
@@ -42,6 +44,7 @@ export class InboundMetrics {
       upstream: kind('upstream'),
       client: kind('client'),
       sniff: kind('sniff'),
+      peer: kind('peer'),
     };
     const connections = metrics.counter(
       'detour_inbound_connections_total',

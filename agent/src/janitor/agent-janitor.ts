@@ -6,6 +6,7 @@ import {
   runJanitor,
 } from '@detour/mesh-adapters';
 import type { Log } from '../log.ts';
+import { servedByOf } from '../peers/served-by.ts';
 
 export interface SessionLease {
   name: string;
@@ -23,6 +24,8 @@ export interface AgentJanitorOptions {
   log: Log;
   /** Whether a session is registered again (its CLI reconnected). */
   isLive: (sessionId: string) => boolean;
+  /** This replica's pod name: a session whose Lease names another replica as its holder moved there. */
+  self?: string;
 }
 
 /**
@@ -80,6 +83,11 @@ export class AgentJanitor {
       const found = (
         await this.#client.list({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', resource: 'leases' })
       ).find((object: KubeObject) => object.metadata.name === lease.name);
+      const holder = servedByOf(found?.metadata.annotations)?.pod;
+      if (found && holder !== undefined && holder !== this.#options.self) {
+        log.info('janitor.session-moved', { session: sessionId, to: holder });
+        return;
+      }
       if (found) {
         await this.#client.delete(
           {

@@ -53,14 +53,27 @@ function seconds(value: string | undefined, fallback: number, flag: string): num
   return n;
 }
 
+/** `--replicas N`: 1-20 agent pods (the manifest's 2 without it). */
+function replicaCount(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 20))
+    throw new InvalidInputError(
+      'DETOUR_BAD_OPTION',
+      `--replicas ${JSON.stringify(value)}: expected a whole number of agent pods, 1-20 (2 by default: one may go while the other serves)`,
+    );
+  return n;
+}
+
 /**
- * `detour install [-n NS] [--image REF] [--timeout S] [--json]`: manifests/agent into the namespace
+ * `detour install [-n NS] [--image REF] [--replicas N] [--timeout S] [--json]`: manifests/agent into the namespace
  * with the image, waits for the rollout, then says what runs: version and mesh identity. Idempotent.
  */
 export async function installCommand(argv: readonly string[]): Promise<number> {
   const values = parse(argv, {
     namespace: { type: 'string', short: 'n' },
     image: { type: 'string' },
+    replicas: { type: 'string' },
     timeout: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -68,9 +81,10 @@ export async function installCommand(argv: readonly string[]): Promise<number> {
   const namespace = values.namespace ?? 'default';
   const versions = versionInfo();
   const image = values.image ?? versions.agentImage;
+  const replicas = replicaCount(values.replicas);
   const kc = loadKubeConfig();
   const client = kubeClient(kc, { fieldManager: 'detour-install' });
-  const objects = agentManifests({ namespace, image });
+  const objects = agentManifests({ namespace, image, ...(replicas !== undefined ? { replicas } : {}) });
   reporter.step('install.start', `installing the detour agent ${image} into ${namespace}`, {
     namespace,
     image,

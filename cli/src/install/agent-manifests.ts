@@ -25,6 +25,7 @@ export const AGENT_KINDS = [
   { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', resource: 'roles' },
   { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', resource: 'rolebindings' },
   { apiVersion: 'apps/v1', kind: 'Deployment', resource: 'deployments' },
+  { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', resource: 'poddisruptionbudgets' },
   { apiVersion: 'v1', kind: 'Service', resource: 'services' },
 ] as const;
 
@@ -80,6 +81,8 @@ export interface AgentManifestOptions {
   image: string;
   /** Added to the pod template (the local cluster's image digest rolls the pods on a rebuild). */
   podAnnotations?: Record<string, string>;
+  /** The Deployment's replicas (default: the manifest's, 2). */
+  replicas?: number;
   /** manifests/agent (default: found from this module, see manifestsDir). */
   dir?: string;
 }
@@ -104,6 +107,7 @@ export function agentManifests(options: AgentManifestOptions): KubeObject[] {
         annotations: { ...template.metadata?.annotations, ...options.podAnnotations },
       };
       for (const container of template.spec.containers) container.image = options.image;
+      if (options.replicas !== undefined) (object.spec as { replicas?: number }).replicas = options.replicas;
     }
     return object;
   });
@@ -163,7 +167,11 @@ export function ephemeralAgentObjects(options: EphemeralAgentOptions): KubeObjec
     annotations: { [LEASE_ANNOTATION]: `${options.lease.namespace}/${options.lease.name}` },
     ownerReferences: [owner],
   });
-  return baseObjects(options.dir ?? join(manifestsDir(), 'agent')).map((object): KubeObject => {
+  // One pod, owned by the session: no disruption budget (it would block draining the node).
+  const objects = baseObjects(options.dir ?? join(manifestsDir(), 'agent')).filter(
+    (object) => object.kind !== 'PodDisruptionBudget',
+  );
+  return objects.map((object): KubeObject => {
     const labels = { ...object.metadata.labels };
     switch (object.kind) {
       case 'Deployment': {

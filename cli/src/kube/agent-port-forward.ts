@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { DetourError } from '@detour/router/errors';
-import { type KubeConfig, PortForward } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, PortForward, type V1Pod } from '@kubernetes/client-node';
 
 /** The agent's tunnel port inside its pod (bound to the pod's loopback, reachable only this way). */
 export const agentTunnelPort = 7700;
@@ -27,10 +27,34 @@ function explain(error: unknown, namespace: string, service: string): DetourErro
   );
 }
 
+function servable(pod: V1Pod): boolean {
+  return (
+    pod.metadata?.deletionTimestamp === undefined &&
+    (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')
+  );
+}
+
+/**
+ * A ready pod behind the Service, chosen at random (sessions spread over the agent's replicas),
+ * never one being deleted: a pod still Ready while it shuts down would take the reconnect of the
+ * very sessions it just dropped.
+ */
+async function pickAgentPod(core: CoreV1Api, namespace: string, service: string): Promise<string> {
+  const selector = (await core.readNamespacedService({ name: service, namespace })).spec?.selector ?? {};
+  const labelSelector = Object.entries(selector)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(',');
+  if (labelSelector === '') throw new Error(`Service ${namespace}/${service} has no selector`);
+  const pods = (await core.listNamespacedPod({ namespace, labelSelector })).items.filter(servable);
+  const pod = pods[Math.floor(Math.random() * pods.length)];
+  if (!pod?.metadata?.name) throw new Error(`no ready pod selected by ${labelSelector}`);
+  return pod.metadata.name;
+}
+
 /**
  * A loopback listener whose every connection is port-forwarded, through the apiserver and the
  * kubelet, to the tunnel port of a ready pod behind the agent's Service. The pod is looked up per
- * connection, so a reconnect after the agent pod was replaced reaches the new one.
+ * connection, so a reconnect after the agent pod was replaced (or deleted) reaches another.
  */
 export async function forwardToAgent(
   kc: KubeConfig,
@@ -38,6 +62,7 @@ export async function forwardToAgent(
   service: string,
 ): Promise<AgentPortForward> {
   const forward = new PortForward(kc, true);
+  const core = kc.makeApiClient(CoreV1Api);
   const sockets = new Set<net.Socket>();
   let lastError: DetourError | undefined;
   // No Nagle: the tunnel's frames cross this socket as they come off the WebSocket; a held-back
@@ -46,8 +71,8 @@ export async function forwardToAgent(
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
-    forward
-      .portForwardService(namespace, service, [agentTunnelPort], socket, null, socket)
+    pickAgentPod(core, namespace, service)
+      .then((pod) => forward.portForward(namespace, pod, [agentTunnelPort], socket, null, socket))
       .then((ws) => {
         const current = typeof ws === 'function' ? ws() : ws;
         socket.once('close', () => current?.close());

@@ -1,4 +1,12 @@
-import { type ClusterClient, isExpired, type Lease, type LeaseRef, renewLease } from '@detour/mesh-adapters';
+import {
+  type ClusterClient,
+  isExpired,
+  type Lease,
+  type LeaseRef,
+  leasesOf,
+  renewLease,
+  WriteConflictError,
+} from '@detour/mesh-adapters';
 import { DetourError } from '@detour/router/errors';
 import type { Reporter } from '../reporter.ts';
 
@@ -47,10 +55,29 @@ export class SessionLease {
       : undefined;
   }
 
+  /**
+   * Renews on the Lease as last read; when someone else wrote it meanwhile (the agent replica that
+   * holds the tunnel records itself on it), renews what is there now, keeping their annotations.
+   */
   async #renew(): Promise<void> {
     if (!this.#lease) return;
     try {
-      this.#lease = (await this.#client.replace(renewLease(this.#lease, new Date()))) as Lease;
+      try {
+        this.#lease = (await this.#client.replace(renewLease(this.#lease, new Date()))) as Lease;
+      } catch (error) {
+        if (!(error instanceof WriteConflictError)) throw error;
+        const { name, namespace, uid } = this.#lease.metadata;
+        const current = leasesOf(
+          await this.#client.list({
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            resource: 'leases',
+            namespace,
+          }),
+        ).find((lease) => lease.metadata.name === name && lease.metadata.uid === uid);
+        if (!current) throw error;
+        this.#lease = (await this.#client.replace(renewLease(current, new Date()))) as Lease;
+      }
     } catch (error) {
       const expired = isExpired(this.#lease, new Date());
       this.#reporter.warn(

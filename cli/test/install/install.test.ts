@@ -67,6 +67,7 @@ describe('manifests/agent rendered for a namespace', () => {
   it('puts every object in the namespace with the install labels, the image in the pods', () => {
     assert.deepEqual(objects.map((o) => o.kind).sort(), [
       'Deployment',
+      'PodDisruptionBudget',
       'Role',
       'RoleBinding',
       'Service',
@@ -84,6 +85,16 @@ describe('manifests/agent rendered for a namespace', () => {
     assert.equal(template.metadata.labels['app.kubernetes.io/managed-by'], 'detour-install');
     const binding = byKind(objects, 'RoleBinding') as unknown as { subjects: Array<{ namespace: string }> };
     assert.equal(binding.subjects[0]?.namespace, 'team-a');
+  });
+
+  it('runs two replicas under a disruption budget by default, and --replicas N of them', () => {
+    assert.equal((byKind(objects, 'Deployment').spec as { replicas: number }).replicas, 2);
+    assert.deepEqual(
+      (byKind(objects, 'PodDisruptionBudget').spec as { minAvailable: number }).minAvailable,
+      1,
+    );
+    const three = agentManifests({ namespace: 'team-a', image: 'detour/agent:1.2.3', replicas: 3 });
+    assert.equal((byKind(three, 'Deployment').spec as { replicas: number }).replicas, 3);
   });
 
   it('is idempotent: a second install writes nothing, a new image replaces the Deployment only', async () => {
@@ -261,6 +272,10 @@ describe('an ephemeral agent', () => {
     );
     assert.equal(pod.spec.serviceAccountName, 'detour-agent-s1');
     assert.equal(pod.metadata.labels?.['sidecar.istio.io/inject'], 'true');
+  });
+
+  it('has no disruption budget: one pod, gone with its session', () => {
+    assert.equal(objects.filter((o) => o.kind === 'PodDisruptionBudget').length, 0);
   });
 
   it('is owned by the Lease, selected by its own Service only', () => {

@@ -1,0 +1,106 @@
+/**
+ * Replicas of one agent know each other through the session Leases they already read to admit
+ * CLIs: the replica a session registers with writes `detour.dev/served-by` on its Lease, and every
+ * replica watches the namespace's session Leases to keep its SessionDirectory current.
+ */
+import {
+  type ClusterClient,
+  type KubeObject,
+  LEASE_ANNOTATIONS,
+  type Lease,
+  leasesOf,
+  WriteConflictError,
+} from '@detour/mesh-adapters';
+import { QUERIES } from '@detour/mesh-adapters/adapter';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '@detour/mesh-adapters/session-records';
+import { CoordinationV1Api, type KubeConfig, makeInformer, type V1Lease } from '@kubernetes/client-node';
+import type { Log } from '../log.ts';
+import type { RoutedSession } from '../session-registry.ts';
+import type { ServedBy } from './served-by.ts';
+import { SessionDirectory } from './session-directory.ts';
+
+/** How long a broken watch waits before listing and watching again. */
+const rewatchMs = 1_000;
+const writeAttempts = 5;
+
+export interface LeasePeers {
+  directory: SessionDirectory;
+  /** Records on the session's Lease that this replica holds its tunnel; resolves once written. */
+  recordHolder(session: RoutedSession): Promise<void>;
+  stop(): void;
+}
+
+export interface LeasePeersOptions {
+  kc: KubeConfig;
+  client: ClusterClient;
+  namespace: string;
+  /** This replica: its pod name and the `ip:port` its inbound listener is reached at. */
+  pod: string;
+  address: string;
+  log: Log;
+}
+
+export async function watchLeasePeers(options: LeasePeersOptions): Promise<LeasePeers> {
+  const { kc, client, namespace, pod, address, log } = options;
+  const directory = new SessionDirectory(pod);
+  const api = kc.makeApiClient(CoordinationV1Api);
+  const labelSelector = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`;
+  const informer = makeInformer<V1Lease>(
+    kc,
+    `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+    () => api.listNamespacedLease({ namespace, labelSelector }),
+    labelSelector,
+  );
+  let stopped = false;
+  informer.on('add', (lease) => directory.update(lease));
+  informer.on('update', (lease) => directory.update(lease));
+  informer.on('delete', (lease) => directory.remove(lease.metadata?.name ?? ''));
+  informer.on('error', (error) => {
+    if (stopped) return;
+    log.warn('peers.watch-failed', {
+      reason: String((error as Error)?.message ?? error),
+      retryMs: rewatchMs,
+    });
+    setTimeout(() => {
+      if (!stopped) void informer.start().catch(() => {});
+    }, rewatchMs).unref();
+  });
+  await informer.start();
+  log.info('peers.watching', { namespace, pod, address });
+
+  async function recordHolder(session: RoutedSession): Promise<void> {
+    if (!session.lease) return;
+    const { name } = session.lease;
+    const served: ServedBy = {
+      pod,
+      address,
+      mode: session.mode,
+      filter: session.filter,
+      ...(session.targetHost !== undefined ? { targetHost: session.targetHost } : {}),
+    };
+    const value = JSON.stringify(served);
+    for (let attempt = 1; attempt <= writeAttempts; attempt++) {
+      const lease = leasesOf(await client.list({ ...QUERIES.leases, namespace })).find(
+        (candidate: KubeObject) => candidate.metadata.name === name,
+      ) as Lease | undefined;
+      if (!lease || lease.metadata.annotations?.[LEASE_ANNOTATIONS.servedBy] === value) return;
+      lease.metadata.annotations = { ...lease.metadata.annotations, [LEASE_ANNOTATIONS.servedBy]: value };
+      try {
+        await client.replace(lease);
+        log.info('peers.holder-recorded', { session: session.id, lease: name, attempt });
+        return;
+      } catch (error) {
+        if (!(error instanceof WriteConflictError) || attempt === writeAttempts) throw error;
+      }
+    }
+  }
+
+  return {
+    directory,
+    recordHolder,
+    stop() {
+      stopped = true;
+      void informer.stop();
+    },
+  };
+}

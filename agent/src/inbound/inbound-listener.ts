@@ -33,6 +33,7 @@ import { parseHostPort } from '../agent-config.ts';
 import {
   type ArrivedFromPeer,
   arrivedFromPeer,
+  http1FromPeer,
   type PeerForwarder,
   peerHeaders,
 } from '../peers/peer-forwarder.ts';
@@ -297,7 +298,7 @@ export class InboundListener {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const fromPeer = arrivedFromPeer(req.rawHeaders, 'host', req.headers);
+    const fromPeer = http1FromPeer(req);
     if (this.probes?.answer(req.headers[PROBE_HEADER])) {
       req.resume();
       res.writeHead(204, { [PROBE_HEADER]: req.headers[PROBE_HEADER] as string });
@@ -352,8 +353,10 @@ export class InboundListener {
     res.end(text);
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[]): void {
-    const fromPeer = arrivedFromPeer(raw, ':authority', headers);
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, delivered: string[]): void {
+    const fromPeer = arrivedFromPeer(delivered, ':authority');
+    const raw = fromPeer?.raw ?? delivered;
+    if (fromPeer) headers[':authority'] = fromPeer.authority;
     const matchable = new Http2Matchable(headers, raw);
     const session = this.registry.match(matchable);
     if (session) {
@@ -443,7 +446,7 @@ export class InboundListener {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const fromPeer = arrivedFromPeer(req.rawHeaders, 'host', req.headers);
+    const fromPeer = http1FromPeer(req);
     const matchable = new Http1Matchable(req);
     const session = this.registry.match(matchable);
     if (session) {

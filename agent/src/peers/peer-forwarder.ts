@@ -7,7 +7,7 @@
  * original authority and the sender travel in two headers, which the holder takes off again, and
  * which stop a request from being forwarded twice.
  */
-import http from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { H2cSessionPool } from '@detour/router/http/h2c-session-pool';
 import { errorCode, errorMessage } from '@detour/router/http/http-errors';
@@ -48,37 +48,51 @@ export interface ArrivedFromPeer {
   /** The replica that sent it. */
   from: string;
   authority: string;
+  /** The raw header list as the mesh delivered it: the authority restored, the forwarding headers off. */
+  raw: string[];
 }
 
 /**
- * A request another replica forwarded here: its original authority is put back in `raw` (and in
- * `headers`, when given) under `authorityName`, and the forwarding headers are taken off, in place,
- * so matching and the developer's app see the request as the mesh delivered it. Undefined for a
- * request that came straight from the mesh.
+ * A request another replica forwarded here, read from its raw header list (`name, value, ...`):
+ * who sent it and the header list without the hop (the original authority back under
+ * `authorityName`). Undefined for a request that came straight from the mesh.
  */
 export function arrivedFromPeer(
-  raw: string[],
+  raw: readonly string[],
   authorityName: 'host' | ':authority',
-  headers?: Record<string, unknown>,
 ): ArrivedFromPeer | undefined {
   let from: string | undefined;
   let authority: string | undefined;
-  for (let i = raw.length - 2; i >= 0; i -= 2) {
+  const kept: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (name !== FORWARDED_BY_HEADER && name !== FORWARDED_HOST_HEADER) continue;
     if (name === FORWARDED_BY_HEADER) from = raw[i + 1];
-    else authority = raw[i + 1];
-    raw.splice(i, 2);
+    else if (name === FORWARDED_HOST_HEADER) authority = raw[i + 1];
+    else kept.push(raw[i] as string, raw[i + 1] as string);
   }
   if (from === undefined || authority === undefined) return undefined;
-  for (let i = 0; i < raw.length; i += 2)
-    if ((raw[i] as string).toLowerCase() === authorityName) raw[i + 1] = authority;
-  if (headers) {
-    headers[authorityName] = authority;
-    delete headers[FORWARDED_BY_HEADER];
-    delete headers[FORWARDED_HOST_HEADER];
+  for (let i = 0; i < kept.length; i += 2)
+    if ((kept[i] as string).toLowerCase() === authorityName) kept[i + 1] = authority;
+  return { from, authority, raw: kept };
+}
+
+/**
+ * The same for a node:http request, in place: its header list, `headers` and `headersDistinct`
+ * become what the mesh delivered, so matching and the tunnel see the request as without the hop.
+ */
+export function http1FromPeer(req: IncomingMessage): ArrivedFromPeer | undefined {
+  const arrived = arrivedFromPeer(req.rawHeaders, 'host');
+  if (!arrived) return undefined;
+  // Node builds both lazily from the raw list it counted first: build them before it changes.
+  const { headers, headersDistinct } = req;
+  req.rawHeaders = arrived.raw;
+  headers.host = arrived.authority;
+  headersDistinct.host = [arrived.authority];
+  for (const name of [FORWARDED_BY_HEADER, FORWARDED_HOST_HEADER]) {
+    delete headers[name];
+    delete headersDistinct[name];
   }
-  return { from, authority };
+  return arrived;
 }
 
 /** Sends requests to the replicas holding their sessions, on keep-alive connections (h2c for HTTP/2). */

@@ -1,0 +1,188 @@
+// The forwarding decision between replicas of one agent, on real sockets: two inbound listeners
+// (replicas a and b), each with its own session table and directory; b holds a session through a
+// real tunnel to a "CLI" that delivers to a local app. Requests of that session sent to a reach
+// the app through b, as the mesh delivered them; nothing else is forwarded, never twice.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { LEASE_ANNOTATIONS } from '@detour/mesh-adapters';
+import { SESSION_LABEL } from '@detour/mesh-adapters/session-records';
+import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
+import { compileFilter } from '@detour/router/match/index';
+import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
+import { InboundListener } from '../../src/inbound/inbound-listener.ts';
+import { PeerForwarder } from '../../src/peers/peer-forwarder.ts';
+import { type LeaseView, SessionDirectory } from '../../src/peers/session-directory.ts';
+import { SessionRegistry } from '../../src/session-registry.ts';
+import { request, request2 } from '../inbound/clients.ts';
+import { devA, listen, portOf } from '../inbound/stack.ts';
+
+const ordersHost = 'orders.staging.svc.cluster.local';
+
+interface Replica {
+  name: string;
+  registry: SessionRegistry;
+  directory: SessionDirectory;
+  inbound: InboundListener;
+  url: string;
+}
+
+async function replica(name: string): Promise<Replica> {
+  const registry = new SessionRegistry();
+  const directory = new SessionDirectory(name);
+  const inbound: InboundListener = await InboundListener.listen({
+    registry,
+    host: '127.0.0.1',
+    peers: { directory, forwarder: new PeerForwarder(name, () => inbound.stats.errors.peer.inc()) },
+  });
+  return { name, registry, directory, inbound, url: `http://127.0.0.1:${inbound.port}` };
+}
+
+/** A session Lease as the holder annotates it. */
+function lease(sessionId: string, pod: string, port: number, filter = devA): LeaseView {
+  return {
+    metadata: {
+      name: `detour-${sessionId}`,
+      labels: { [SESSION_LABEL]: sessionId },
+      annotations: {
+        [LEASE_ANNOTATIONS.servedBy]: JSON.stringify({
+          pod,
+          address: `127.0.0.1:${port}`,
+          mode: 'steal',
+          filter,
+          targetHost: ordersHost,
+        }),
+      },
+    },
+  };
+}
+
+const outcome = (r: Replica, name: string) =>
+  r.inbound.metrics
+    .render()
+    .match(new RegExp(`^detour_inbound_requests_total\\{outcome="${name}"\\} (\\d+)$`, 'm'))?.[1];
+
+describe('replicas forward the requests of a session another replica holds', () => {
+  let a: Replica;
+  let b: Replica;
+  let app: http.Server;
+  let tunnel: Awaited<ReturnType<typeof tunnelPair>>;
+  let forwarder: LocalAppForwarder;
+  /** What the local app saw of each request. */
+  const seen: Array<{ host: string | undefined; headers: http.IncomingHttpHeaders }> = [];
+
+  before(async () => {
+    app = await listen(
+      http.createServer((req, res) => {
+        seen.push({ host: req.headers.host, headers: req.headers });
+        res.end(`local ${req.url}`);
+      }),
+    );
+    a = await replica('agent-a');
+    b = await replica('agent-b');
+    tunnel = await tunnelPair();
+    forwarder = new LocalAppForwarder({ localPort: () => portOf(app) });
+    forwarder.attach(tunnel.client);
+    b.registry.register({
+      id: 'dev-a',
+      filter: devA,
+      matcher: compileFilter(devA),
+      mode: 'steal',
+      targetPort: 8080,
+      tunnel: tunnel.server,
+      registeredAt: new Date(),
+      hosts: new Set([ordersHost, 'orders', 'orders.staging']),
+      targetHost: ordersHost,
+    });
+    // What both learn from the Lease b annotated: a forwards, b ignores a Lease naming itself.
+    a.directory.update(lease('dev-a', 'agent-b', b.inbound.port));
+    b.directory.update(lease('dev-a', 'agent-b', b.inbound.port));
+  });
+
+  after(async () => {
+    await Promise.all([a.inbound.close(), b.inbound.close()]);
+    forwarder.close();
+    await tunnel.close();
+    app.close();
+  });
+
+  it('sends a matched HTTP/1.1 request to the holder; the app sees it as the mesh delivered it', async () => {
+    const answer = await request(`${a.url}/orders/1`, {
+      headers: { host: `${ordersHost}:8080`, 'x-dev': 'dev-a' },
+    });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.toString(), 'local /orders/1');
+    const last = seen.at(-1);
+    assert.equal(last?.host, `${ordersHost}:8080`);
+    assert.equal(last?.headers['x-detour-forwarded-by'], undefined);
+    assert.equal(last?.headers['x-detour-forwarded-host'], undefined);
+    assert.equal(outcome(a, 'to_peer'), '1');
+    assert.equal(outcome(b, 'forwarded'), '1');
+    assert.equal(b.directory.size, 0, 'b does not list the session it holds itself');
+  });
+
+  it('sends an HTTP/2 (h2c) request the same way', async () => {
+    const answer = await request2(a.url, {
+      ':method': 'GET',
+      ':path': '/h2',
+      ':authority': `orders:8080`,
+      'x-dev': 'dev-a',
+    });
+    assert.equal(answer.headers[':status'], 200);
+    assert.equal(answer.body.toString(), 'local /h2');
+    assert.equal(seen.at(-1)?.host, 'orders:8080');
+    assert.equal(outcome(b, 'forwarded'), '2');
+  });
+
+  it('keeps what no session takes: another header value, another host', async () => {
+    const other = await request(`${a.url}/`, { headers: { host: ordersHost, 'x-dev': 'dev-b' } });
+    assert.equal(other.status, 404);
+    const payments = await request(`${a.url}/`, { headers: { host: 'payments', 'x-dev': 'dev-a' } });
+    assert.equal(payments.status, 404);
+    assert.equal(outcome(a, 'to_peer'), '2');
+  });
+
+  it('never forwards twice: a session both think the other holds gets a 404 that says so', async () => {
+    const gone = { headers: { 'x-dev': { exact: 'gone' } } };
+    a.directory.update(lease('gone', 'agent-b', b.inbound.port, gone));
+    b.directory.update(lease('gone', 'agent-a', a.inbound.port, gone));
+    const answer = await request(`${a.url}/`, { headers: { host: ordersHost, 'x-dev': 'gone' } });
+    assert.equal(answer.status, 404);
+    assert.match(answer.body.toString(), /The agent replica agent-a forwarded it here/);
+    assert.equal(outcome(b, 'to_peer'), '0');
+    a.directory.remove('detour-gone');
+    b.directory.remove('detour-gone');
+  });
+
+  it('answers 502 naming the holder when the holder does not answer', async () => {
+    const closed = await listen(http.createServer());
+    const port = portOf(closed);
+    await new Promise((resolve) => closed.close(resolve));
+    a.directory.update(lease('dev-a', 'agent-c', port));
+    const answer = await request(`${a.url}/`, { headers: { host: ordersHost, 'x-dev': 'dev-a' } });
+    assert.equal(answer.status, 502);
+    assert.match(
+      answer.body.toString(),
+      /held by the agent replica agent-c \(127\.0\.0\.1:\d+\), which failed \(ECONNREFUSED\)/,
+    );
+    assert.match(a.inbound.metrics.render(), /^detour_inbound_errors_total\{kind="peer"\} 1$/m);
+    // The session moves back to b (its CLI reconnected there): served again.
+    a.directory.update(lease('dev-a', 'agent-b', b.inbound.port));
+    assert.equal(
+      (await request(`${a.url}/x`, { headers: { host: ordersHost, 'x-dev': 'dev-a' } })).status,
+      200,
+    );
+  });
+
+  it('forgets a session whose Lease is gone, or names no holder', async () => {
+    a.directory.remove('detour-dev-a');
+    assert.equal(
+      (await request(`${a.url}/`, { headers: { host: ordersHost, 'x-dev': 'dev-a' } })).status,
+      404,
+    );
+    a.directory.update({ metadata: { name: 'detour-dev-a', labels: { [SESSION_LABEL]: 'dev-a' } } });
+    assert.equal(a.directory.size, 0);
+    a.directory.update(lease('dev-a', 'agent-b', b.inbound.port));
+    assert.equal(a.directory.size, 1);
+  });
+});

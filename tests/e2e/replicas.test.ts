@@ -1,0 +1,282 @@
+// The namespace agent with two replicas (manifests/agent's default) on the local cluster with Istio:
+// the mesh balances a session's requests over both, and the replica that does not hold the
+// session's tunnel forwards them to the one that does (the holder is recorded on the session's
+// Lease). Then the holding replica's pod is deleted mid-traffic: the CLI reconnects to the other
+// replica and the session is served again (the time is printed, not asserted), while a session
+// held by the surviving replica sees no failed request.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { execInPod, kubectl } from '../cluster/cluster.ts';
+import { waitFor } from '../cluster/wait.ts';
+import { freePort } from '../support/ports.ts';
+import type { ManagedProcess } from '../support/processes.ts';
+import {
+  callerGet,
+  developerKubectl,
+  execOrdersArgs,
+  interrupt,
+  median,
+  sampleNamespace,
+  startDetour,
+  useSample,
+} from './support.ts';
+
+/** One answer of the caller pod's request loop. */
+interface Sample {
+  /** Wall clock when the request was sent (the pod shares the host's clock). */
+  at: number;
+  ms: number;
+  status: number;
+  version?: string;
+  error?: string;
+}
+
+/**
+ * Runs in the caller pod (through its sidecar): `count` requests to `url` with the headers, one
+ * after the other, `gapMs` apart; one JSON line each.
+ */
+const loopScript = `
+const [url, count, gapMs, headers] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3]), JSON.parse(process.argv[4])];
+for (let i = 0; i < count; i++) {
+  const at = Date.now();
+  let line;
+  try {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+    const text = await res.text();
+    let version;
+    try { version = JSON.parse(text).version; } catch {}
+    line = { at, ms: Date.now() - at, status: res.status, version };
+  } catch (error) {
+    line = { at, ms: Date.now() - at, status: 0, error: error.message };
+  }
+  console.log(JSON.stringify(line));
+  await new Promise((resolve) => setTimeout(resolve, gapMs));
+}`;
+
+async function callerLoop(dev: string, count: number, gapMs: number): Promise<Sample[]> {
+  const result = await execInPod(sampleNamespace, 'caller', [
+    'node',
+    '--input-type=module',
+    '-e',
+    loopScript,
+    'http://orders:8080/',
+    String(count),
+    String(gapMs),
+    JSON.stringify({ 'x-dev': dev }),
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Sample);
+}
+
+interface LeaseJson {
+  metadata: { name: string; annotations?: Record<string, string>; labels?: Record<string, string> };
+}
+
+/** The agent pod recorded as holding the session with `x-dev: dev` (its Lease's served-by). */
+async function holderOf(dev: string): Promise<string | undefined> {
+  const leases = JSON.parse(
+    await developerKubectl([
+      '-n',
+      sampleNamespace,
+      'get',
+      'leases',
+      '-l',
+      'app.kubernetes.io/managed-by=detour',
+      '-o',
+      'json',
+    ]),
+  ) as { items: LeaseJson[] };
+  for (const lease of leases.items) {
+    const served = lease.metadata.annotations?.['detour.dev/served-by'];
+    if (served === undefined) continue;
+    const { pod, filter } = JSON.parse(served) as { pod: string; filter: unknown };
+    if (JSON.stringify(filter).includes(`"${dev}"`)) return pod;
+  }
+  return undefined;
+}
+
+async function agentPods(): Promise<Array<{ name: string; ip: string; deleting: boolean }>> {
+  const pods = JSON.parse(
+    (
+      await kubectl('admin', [
+        '-n',
+        sampleNamespace,
+        'get',
+        'pods',
+        '-l',
+        'app.kubernetes.io/name=detour-agent',
+        '-o',
+        'json',
+      ])
+    ).stdout,
+  ) as {
+    items: Array<{ metadata: { name: string; deletionTimestamp?: string }; status: { podIP?: string } }>;
+  };
+  return pods.items.map((pod) => ({
+    name: pod.metadata.name,
+    ip: pod.status.podIP ?? '',
+    deleting: pod.metadata.deletionTimestamp !== undefined,
+  }));
+}
+
+/** An agent replica's inbound outcomes, from its metrics (fetched by the caller pod). */
+async function outcomes(ip: string): Promise<Record<string, number>> {
+  const answer = await callerGet(`http://${ip}:9090/metrics`);
+  const text = String((answer.body as { text?: string }).text ?? '');
+  return Object.fromEntries(
+    [...text.matchAll(/^detour_inbound_requests_total\{outcome="([a-z_]+)"\} (\d+)$/gm)].map((m) => [
+      m[1],
+      Number(m[2]),
+    ]),
+  );
+}
+
+/** Starts a steal of `x-dev: dev` on orders; resolves once the caller's requests reach the local app. */
+async function startSession(dev: string): Promise<ManagedProcess> {
+  const local = await freePort();
+  const cli = startDetour(execOrdersArgs(dev, local, ['--json']));
+  try {
+    await waitFor(
+      `x-dev: ${dev} answered by the local orders app`,
+      async () => {
+        if (cli.status) throw new Error(`detour exited: ${JSON.stringify(cli.status)}`);
+        return (await callerGet('http://orders:8080/', { 'x-dev': dev })).body?.version === 'local';
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    await waitFor(`the Lease of ${dev} to name its replica`, () => holderOf(dev), { timeoutMs: 10_000 });
+  } catch (error) {
+    await cli.stop(10_000);
+    throw new Error(`${(error as Error).message}\n${cli.tail(40)}`);
+  }
+  return cli;
+}
+
+const served = (samples: Sample[]) => samples.filter((s) => s.status === 200 && s.version === 'local');
+
+describe('two agent replicas: every request of a session reaches its tunnel, and a lost replica is survived (issue 13)', () => {
+  const clis: ManagedProcess[] = [];
+
+  before(async () => {
+    await useSample((line) => console.log(`# ${line}`));
+    await waitFor(
+      'two ready detour-agent replicas',
+      async () => (await agentPods()).filter((pod) => !pod.deleting && pod.ip).length === 2,
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
+  });
+
+  after(async () => {
+    for (const cli of clis) {
+      interrupt(cli);
+      await cli.stop(15_000);
+    }
+  });
+
+  it('serves 100% of a steal session’s requests locally, whichever replica the mesh picked', async () => {
+    const cli = await startSession('rep-a');
+    clis.push(cli);
+    const holder = await holderOf('rep-a');
+    const pods = await agentPods();
+    const before = await Promise.all(pods.map((pod) => outcomes(pod.ip)));
+    const samples = await callerLoop('rep-a', 24, 20);
+    const afterwards = await Promise.all(pods.map((pod) => outcomes(pod.ip)));
+    const toPeer = pods.map((pod, i) => ({
+      pod: pod.name,
+      holds: pod.name === holder,
+      toPeer: (afterwards[i]?.to_peer ?? 0) - (before[i]?.to_peer ?? 0),
+      forwarded: (afterwards[i]?.forwarded ?? 0) - (before[i]?.forwarded ?? 0),
+    }));
+    console.log(`# rep-a held by ${holder}; per replica: ${JSON.stringify(toPeer)}`);
+    assert.deepEqual(
+      samples.filter((s) => !(s.status === 200 && s.version === 'local')),
+      [],
+      'every request answered by the local app',
+    );
+    assert.equal(samples.length, 24);
+    const other = toPeer.find((p) => !p.holds);
+    assert.ok(
+      other && other.toPeer > 0,
+      'the mesh sent some requests to the replica without the tunnel, which forwarded them',
+    );
+    assert.equal(
+      toPeer.find((p) => p.holds)?.forwarded,
+      24,
+      'the holder delivered all of them to the tunnel',
+    );
+  });
+
+  it('survives the deletion of the holding replica; a session on the other replica sees nothing', async () => {
+    const holderA = await holderOf('rep-a');
+    // A second session, held by the other replica (the CLI picks a ready replica at random).
+    let cliB: ManagedProcess | undefined;
+    for (let attempt = 1; attempt <= 8 && !cliB; attempt++) {
+      const cli = await startSession('rep-b');
+      if ((await holderOf('rep-b')) !== holderA) cliB = cli;
+      else {
+        interrupt(cli);
+        await cli.stop(15_000);
+      }
+    }
+    assert.ok(cliB, 'rep-b never landed on the replica that does not hold rep-a (8 tries)');
+    clis.push(cliB);
+    const holderB = await holderOf('rep-b');
+    const cliA = clis[0] as ManagedProcess;
+    const stderrFrom = cliA.stderr.length;
+
+    const loopA = callerLoop('rep-a', 300, 20);
+    const loopB = callerLoop('rep-b', 300, 20);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const deletedAt = Date.now();
+    const deletion = await kubectl('admin', [
+      '-n',
+      sampleNamespace,
+      'delete',
+      'pod',
+      holderA ?? '',
+      '--wait=false',
+    ]);
+    assert.equal(deletion.code, 0, deletion.stderr);
+    const [a, b] = await Promise.all([loopA, loopB]);
+
+    const failedA = a.filter((s) => s.at >= deletedAt - 1000 && !(s.status === 200 && s.version === 'local'));
+    const lastFailure = failedA.at(-1);
+    const backA = served(a).find((s) => s.at > (lastFailure?.at ?? deletedAt));
+    const restored = (await cliA.waitForLine(
+      'stderr',
+      (json) => json.event === 'tunnel.restored',
+      'the CLI of rep-a to reconnect',
+      30_000,
+      stderrFrom,
+    )) as Record<string, unknown>;
+    const movedTo = await waitFor('the Lease of rep-a to name another replica', async () => {
+      const now = await holderOf('rep-a');
+      return now !== holderA ? now : undefined;
+    });
+    const recovery = {
+      deleted: holderA,
+      movedTo,
+      failedRequests: failedA.length,
+      failedStatuses: [...new Set(failedA.map((s) => s.error ?? `${s.status} ${s.version ?? ''}`.trim()))],
+      firstFailureAfterDeletionMs: failedA[0] ? failedA[0].at - deletedAt : null,
+      servedLocallyAgainAfterMs: backA ? backA.at + backA.ms - deletedAt : null,
+      outageMs: lastFailure && backA ? backA.at + backA.ms - (failedA[0]?.at ?? deletedAt) : 0,
+      cliReconnectAttempts: restored.attempts,
+    };
+    console.log(`# recovery after deleting the holding replica: ${JSON.stringify(recovery)}`);
+    console.log(
+      `# rep-b (held by ${holderB}): ${b.length} requests, ${served(b).length} answered locally; p50 ${median(b.map((s) => s.ms))} ms, max ${Math.max(...b.map((s) => s.ms))} ms`,
+    );
+    assert.ok(backA, 'rep-a is served locally again after the deletion');
+    assert.equal(served(a).at(-1)?.at, a.at(-1)?.at, 'rep-a’s last request was served locally');
+    assert.notEqual(movedTo, holderA);
+    assert.deepEqual(
+      b.filter((s) => !(s.status === 200 && s.version === 'local')),
+      [],
+      'no request of the session on the other replica failed',
+    );
+  });
+});

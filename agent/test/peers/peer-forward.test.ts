@@ -5,56 +5,16 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { LEASE_ANNOTATIONS } from '@detour/mesh-adapters';
 import { SESSION_LABEL } from '@detour/mesh-adapters/session-records';
-import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
-import { compileFilter } from '@detour/router/match/index';
-import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
-import { InboundListener } from '../../src/inbound/inbound-listener.ts';
-import { PeerForwarder } from '../../src/peers/peer-forwarder.ts';
-import { type LeaseView, SessionDirectory } from '../../src/peers/session-directory.ts';
-import { SessionRegistry } from '../../src/session-registry.ts';
+import type { RouteFilter } from '@detour/router/match/index';
 import { request, request2 } from '../inbound/clients.ts';
 import { devA, listen, portOf } from '../inbound/stack.ts';
+import { holdSession, type Replica, replica, servedByLease } from './replica-stack.ts';
 
 const ordersHost = 'orders.staging.svc.cluster.local';
 
-interface Replica {
-  name: string;
-  registry: SessionRegistry;
-  directory: SessionDirectory;
-  inbound: InboundListener;
-  url: string;
-}
-
-async function replica(name: string): Promise<Replica> {
-  const registry = new SessionRegistry();
-  const directory = new SessionDirectory(name);
-  const inbound: InboundListener = await InboundListener.listen({
-    registry,
-    host: '127.0.0.1',
-    peers: { directory, forwarder: new PeerForwarder(name, () => inbound.stats.errors.peer.inc()) },
-  });
-  return { name, registry, directory, inbound, url: `http://127.0.0.1:${inbound.port}` };
-}
-
-/** A session Lease as the holder annotates it. */
-function lease(sessionId: string, pod: string, port: number, filter = devA): LeaseView {
-  return {
-    metadata: {
-      name: `detour-${sessionId}`,
-      labels: { [SESSION_LABEL]: sessionId },
-      annotations: {
-        [LEASE_ANNOTATIONS.servedBy]: JSON.stringify({
-          pod,
-          address: `127.0.0.1:${port}`,
-          mode: 'steal',
-          filter,
-          targetHost: ordersHost,
-        }),
-      },
-    },
-  };
+function lease(sessionId: string, pod: string, port: number, filter: RouteFilter = devA) {
+  return servedByLease(sessionId, pod, port, filter, ordersHost);
 }
 
 const outcome = (r: Replica, name: string) =>
@@ -66,8 +26,7 @@ describe('replicas forward the requests of a session another replica holds', () 
   let a: Replica;
   let b: Replica;
   let app: http.Server;
-  let tunnel: Awaited<ReturnType<typeof tunnelPair>>;
-  let forwarder: LocalAppForwarder;
+  let held: { close(): Promise<void> };
   /** What the local app saw of each request. */
   const seen: Array<{ host: string | undefined; headers: http.IncomingHttpHeaders }> = [];
 
@@ -80,29 +39,12 @@ describe('replicas forward the requests of a session another replica holds', () 
     );
     a = await replica('agent-a');
     b = await replica('agent-b');
-    tunnel = await tunnelPair();
-    forwarder = new LocalAppForwarder({ localPort: () => portOf(app) });
-    forwarder.attach(tunnel.client);
-    b.registry.register({
-      id: 'dev-a',
-      filter: devA,
-      matcher: compileFilter(devA),
-      mode: 'steal',
-      targetPort: 8080,
-      tunnel: tunnel.server,
-      registeredAt: new Date(),
-      hosts: new Set([ordersHost, 'orders', 'orders.staging']),
-      targetHost: ordersHost,
-    });
-    // What both learn from the Lease b annotated: a forwards, b ignores a Lease naming itself.
-    a.directory.update(lease('dev-a', 'agent-b', b.inbound.port));
-    b.directory.update(lease('dev-a', 'agent-b', b.inbound.port));
+    held = await holdSession(b, [a, b], 'dev-a', devA, portOf(app), ordersHost);
   });
 
   after(async () => {
     await Promise.all([a.inbound.close(), b.inbound.close()]);
-    forwarder.close();
-    await tunnel.close();
+    await held.close();
     app.close();
   });
 

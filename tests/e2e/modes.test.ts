@@ -37,6 +37,7 @@ import {
   startDetour,
   untouchedRoutingObjects,
   useSample,
+  whenServing,
 } from './support.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'detour-modes-state-'));
@@ -70,6 +71,37 @@ const { address } = await dns.lookup('payments');
 const r = await fetch('http://payments:8080/pay');
 console.log(JSON.stringify({ address, status: r.status, payments: await r.json() }));
 `;
+
+/** `detour exec --egress-only -n staging <flags> -- node -e <script> <args>`, to completion. */
+function egressOnlyRun(flags: string[], script = egressProbeScript, args: string[] = []) {
+  return runDetour(
+    [
+      'exec',
+      '--egress-only',
+      '-n',
+      sampleNamespace,
+      '--json',
+      ...flags,
+      '--',
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      script,
+      ...args,
+    ],
+    { env },
+  );
+}
+
+/** The same with the egress probe script: what payments answered the process, and the CLI's stderr. */
+async function egressOnlyExec(flags: string[]) {
+  const result = await egressOnlyRun(flags);
+  assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+  const seen = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as {
+    payments: CallerAnswer['body'];
+  };
+  return { payments: seen.payments, stderr: result.stderr };
+}
 
 async function exitOf(cli: ManagedProcess, what: string) {
   let timer: NodeJS.Timeout | undefined;
@@ -120,22 +152,7 @@ async function execLocalOrders(
         '--',
         ...app,
       ];
-  const cli = startDetour(args, env, cwd);
-  try {
-    await Promise.race([
-      waitFor('the session to serve the request locally', async () => servedLocally(), {
-        timeoutMs: 90_000,
-        intervalMs: 500,
-      }),
-      cli.exited.then((status) => {
-        throw new Error(`detour exited (${JSON.stringify(status)}) before serving`);
-      }),
-    ]);
-  } catch (error) {
-    await cli.stop(10_000);
-    throw new Error(`${(error as Error).message}\n${cli.tail(40)}`);
-  }
-  return cli;
+  return whenServing(startDetour(args, env, cwd), 'the session to serve the request locally', servedLocally);
 }
 
 async function endSession(cli: ManagedProcess, before: Record<string, unknown>): Promise<void> {
@@ -239,30 +256,10 @@ describe('issue 9: egress-only, filters, detour.yaml, --env-secrets (developer i
 
   it('egress-only without --target: the namespace’s agent, no target env', async () => {
     const versions = await routingVersions();
-    const result = await runDetour(
-      [
-        'exec',
-        '--egress-only',
-        '-n',
-        sampleNamespace,
-        '--session',
-        'modes-ns',
-        '--json',
-        '--',
-        process.execPath,
-        '--input-type=module',
-        '-e',
-        egressProbeScript,
-      ],
-      { env },
-    );
-    assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
-    const seen = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as {
-      payments: CallerAnswer['body'];
-    };
+    const seen = await egressOnlyExec(['--session', 'modes-ns']);
     assert.equal(seen.payments.from, spiffe('detour-agent'));
-    assert.doesNotMatch(result.stderr, /"event":"target\.resolved"/);
-    assert.match(result.stderr, /"event":"lease\.created"/);
+    assert.doesNotMatch(seen.stderr, /"event":"target\.resolved"/);
+    assert.match(seen.stderr, /"event":"lease\.created"/);
     assert.deepEqual(await routingVersions(), versions);
     assert.deepEqual(await detourLeases(), []);
   });
@@ -274,28 +271,7 @@ describe('issue 9: egress-only, filters, detour.yaml, --env-secrets (developer i
     });
     assert.equal(upResult.code, 0, upResult.stderr);
     try {
-      const call = async (flags: string[]) => {
-        const result = await runDetour(
-          [
-            'exec',
-            '--egress-only',
-            '-n',
-            sampleNamespace,
-            '--json',
-            ...flags,
-            '--',
-            process.execPath,
-            '--input-type=module',
-            '-e',
-            egressProbeScript,
-          ],
-          { env },
-        );
-        assert.equal(result.code, 0, result.stderr);
-        return (
-          JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as { payments: CallerAnswer['body'] }
-        ).payments;
-      };
+      const call = async (flags: string[]) => (await egressOnlyExec(flags)).payments;
       const carried = await call(['--carry-header', 'x-dev=modes-fe']);
       assert.equal(carried.version, 'v2', `the environment's payments answered: ${JSON.stringify(carried)}`);
       assert.equal(carried.from, spiffe('detour-agent'));
@@ -430,27 +406,9 @@ describe('issue 9: egress-only, filters, detour.yaml, --env-secrets (developer i
     );
     const show = `console.log(JSON.stringify({ password: process.env.DB_PASSWORD ?? null, user: process.env.DB_user ?? null, file: await import('node:fs').then((fs) => fs.existsSync(process.argv[1]) ? fs.readFileSync(process.argv[1], 'utf8') : null) }))`;
     const exec = (flags: string[]) =>
-      runDetour(
-        [
-          'exec',
-          '--egress-only',
-          '--target',
-          'deploy/modes-secrets',
-          '-n',
-          sampleNamespace,
-          '--session',
-          session,
-          '--json',
-          ...flags,
-          '--',
-          process.execPath,
-          '--input-type=module',
-          '-e',
-          show,
-          join(root, 'etc', 'modes', 'password'),
-        ],
-        { env },
-      );
+      egressOnlyRun(['--target', 'deploy/modes-secrets', '--session', session, ...flags], show, [
+        join(root, 'etc', 'modes', 'password'),
+      ]);
     try {
       const versions = await routingVersions();
       const refused = await exec(['--env-secrets']);

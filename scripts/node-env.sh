@@ -42,6 +42,12 @@ if [ "$(detour_node_major)" -lt 24 ]; then
     rm -rf "$detour_tmp"
     detour_node_dir="$DETOUR_CACHE/node-$detour_ver"
   fi
+  # The fetched npm reads its global npmrc from its own prefix: keep the machine npm's one (a
+  # registry mirror or cafile set there) so npm behaves the same after the switch.
+  detour_machine_npmrc="$(dirname "$(dirname "$(command -v npm 2>/dev/null || echo /nonexistent/bin/npm)")")/etc/npmrc"
+  if [ -z "${NPM_CONFIG_GLOBALCONFIG:-}" ] && [ -f "$detour_machine_npmrc" ]; then
+    export NPM_CONFIG_GLOBALCONFIG="$detour_machine_npmrc"
+  fi
   export PATH="$detour_node_dir/bin:$PATH"
   if [ "$(detour_node_major)" -lt 24 ]; then
     echo "detour: step 'run Node 24' failed: $detour_node_dir/bin/node does not run as Node 24 (it printed: $(node --version 2>&1)); remove that folder and retry" >&2

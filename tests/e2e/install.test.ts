@@ -240,12 +240,19 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
     assert.equal(forced.code, 0, forced.stderr);
     assert.deepEqual(
       await objectNames(
-        'serviceaccounts,roles,rolebindings,deployments,replicasets,pods,services,leases',
+        'serviceaccounts,roles,rolebindings,deployments,poddisruptionbudgets,replicasets,pods,services,leases',
         'app.kubernetes.io/managed-by=detour-install',
       ),
       [],
     );
-    for (const kind of ['serviceaccount', 'role', 'rolebinding', 'deployment', 'service']) {
+    for (const kind of [
+      'serviceaccount',
+      'role',
+      'rolebinding',
+      'deployment',
+      'poddisruptionbudget',
+      'service',
+    ]) {
       const found = await kubectl('admin', ['get', kind, 'detour-agent', '-n', namespace]);
       assert.notEqual(found.code, 0, `${kind} detour-agent is gone`);
     }

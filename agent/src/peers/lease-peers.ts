@@ -55,18 +55,23 @@ export async function watchLeasePeers(options: LeasePeersOptions): Promise<Lease
   informer.on('add', (lease) => directory.update(lease));
   informer.on('update', (lease) => directory.update(lease));
   informer.on('delete', (lease) => directory.remove(lease.metadata?.name ?? ''));
-  informer.on('error', (error) => {
-    if (stopped) return;
+  // A watch that fails (the apiserver restarted, a network blip) lists and watches again: until then
+  // this replica forwards by what it knew, and serves its own sessions regardless.
+  let retrying = false;
+  const failed = (error: unknown) => {
+    if (stopped || retrying) return;
+    retrying = true;
     log.warn('peers.watch-failed', {
       reason: String((error as Error)?.message ?? error),
       retryMs: rewatchMs,
     });
     setTimeout(() => {
-      if (!stopped) void informer.start().catch(() => {});
+      retrying = false;
+      if (!stopped) informer.start().catch(failed);
     }, rewatchMs).unref();
-  });
-  await informer.start();
-  log.info('peers.watching', { namespace, pod, address });
+  };
+  informer.on('error', failed);
+  await informer.start().then(() => log.info('peers.watching', { namespace, pod, address }), failed);
 
   async function recordHolder(session: RoutedSession): Promise<void> {
     if (!session.lease) return;

@@ -297,12 +297,17 @@ export class InboundListener {
     clientGone(() => exchange.abort());
   }
 
+  private answerProbe(req: IncomingMessage, res: ServerResponse, nonce: string): void {
+    req.resume();
+    res.writeHead(204, { [PROBE_HEADER]: nonce });
+    res.end();
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const fromPeer = http1FromPeer(req);
-    if (this.probes?.answer(req.headers[PROBE_HEADER])) {
-      req.resume();
-      res.writeHead(204, { [PROBE_HEADER]: req.headers[PROBE_HEADER] as string });
-      res.end();
+    const probe = req.headers[PROBE_HEADER];
+    if (this.probes?.answer(probe)) {
+      this.answerProbe(req, res, probe as string);
       return;
     }
     const matchable = new Http1Matchable(req);
@@ -335,6 +340,12 @@ export class InboundListener {
     if (this.passthrough) {
       this.stats.requests.passthrough.inc();
       this.passthrough.forward(req, res);
+      return;
+    }
+    if (this.peers && typeof probe === 'string') {
+      // A route probe another replica of this agent sent, which no session here or there takes
+      // (doctor's probe of the agent Service): it came back to this agent, so it proves the route.
+      this.answerProbe(req, res, probe);
       return;
     }
     this.stats.requests.no_session.inc();

@@ -116,6 +116,12 @@ describe('replicas forward the requests of a session another replica holds', () 
     );
   });
 
+  it('answers a route probe another replica sent that no session takes (doctor’s probe of the agent Service)', async () => {
+    const answer = await request(`${a.url}/`, { headers: { 'x-detour-probe': 'nonce-of-b' } });
+    assert.equal(answer.status, 204);
+    assert.equal(answer.headers['x-detour-probe'], 'nonce-of-b');
+  });
+
   it('forgets a session whose Lease is gone, or names no holder', async () => {
     a.directory.remove('detour-dev-a');
     assert.equal(

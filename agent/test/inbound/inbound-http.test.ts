@@ -10,12 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
-import { compileFilter } from '@detour/router/match/index';
 import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
 import { InboundListener } from '../../src/inbound/inbound-listener.ts';
 import { hostAliases, SessionRegistry } from '../../src/session-registry.ts';
 import { curl, request, request2, sha256 } from './clients.ts';
-import { listen, portOf, type Stack, startStack } from './stack.ts';
+import { listen, portOf, type Stack, startStack, stealSession } from './stack.ts';
 
 /** The developer's "local app": says who answered, over which protocol, with a trailer. */
 function localApp(): http.Server {
@@ -622,15 +621,7 @@ describe('many sessions on one agent', () => {
       const forwarder = new LocalAppForwarder({ localPort: () => portOf(app) });
       forwarder.attach(tunnel.client);
       const filter = { headers: { 'x-dev': { exact: dev } } };
-      registry.register({
-        id: dev,
-        filter,
-        matcher: compileFilter(filter),
-        mode: 'steal',
-        targetPort: 8080,
-        tunnel: tunnel.server,
-        registeredAt: new Date(),
-      });
+      registry.register(stealSession(dev, filter, tunnel.server));
       apps.push(app);
       tunnels.push(tunnel);
       forwarders.push(forwarder);

@@ -5,11 +5,31 @@
 import type { AddressInfo, Server } from 'node:net';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
 import { compileFilter, type RouteFilter } from '@detour/router/match/index';
+import type { TunnelConnection } from '@detour/router/tunnel/index';
 import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
 import { InboundListener } from '../../src/inbound/inbound-listener.ts';
-import { SessionRegistry } from '../../src/session-registry.ts';
+import { type RoutedSession, SessionRegistry } from '../../src/session-registry.ts';
 
 export const devA: RouteFilter = { headers: { 'x-dev': { exact: 'dev-a' } } };
+
+/** A steal session on target port 8080 held through `tunnel` (the agent's end), as registration makes it. */
+export function stealSession(
+  id: string,
+  filter: RouteFilter,
+  tunnel: TunnelConnection,
+  extra: Partial<RoutedSession> = {},
+): RoutedSession {
+  return {
+    id,
+    filter,
+    matcher: compileFilter(filter),
+    mode: 'steal',
+    targetPort: 8080,
+    tunnel,
+    registeredAt: new Date(),
+    ...extra,
+  };
+}
 
 export interface Stack {
   inbound: InboundListener;

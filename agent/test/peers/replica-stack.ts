@@ -6,12 +6,13 @@
 import { LEASE_ANNOTATIONS } from '@detour/mesh-adapters';
 import { SESSION_LABEL } from '@detour/mesh-adapters/session-records';
 import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
-import { compileFilter, type RouteFilter } from '@detour/router/match/index';
+import type { RouteFilter } from '@detour/router/match/index';
 import { tunnelPair } from '@detour/router/tunnel/loopback-pair';
 import { InboundListener } from '../../src/inbound/inbound-listener.ts';
 import { PeerForwarder } from '../../src/peers/peer-forwarder.ts';
 import { type LeaseView, SessionDirectory } from '../../src/peers/session-directory.ts';
 import { hostAliases, SessionRegistry } from '../../src/session-registry.ts';
+import { stealSession } from '../inbound/stack.ts';
 
 export interface Replica {
   name: string;
@@ -72,17 +73,12 @@ export async function holdSession(
   const tunnel = await tunnelPair();
   const forwarder = new LocalAppForwarder({ localPort: () => appPort });
   forwarder.attach(tunnel.client);
-  holder.registry.register({
-    id,
-    filter,
-    matcher: compileFilter(filter),
-    mode: 'steal',
-    targetPort: 8080,
-    tunnel: tunnel.server,
-    registeredAt: new Date(),
-    hosts: targetHost === undefined ? undefined : hostAliases(targetHost),
-    targetHost,
-  });
+  holder.registry.register(
+    stealSession(id, filter, tunnel.server, {
+      hosts: targetHost === undefined ? undefined : hostAliases(targetHost),
+      targetHost,
+    }),
+  );
   for (const r of all)
     r.directory.update(servedByLease(id, holder.name, holder.inbound.port, filter, targetHost));
   return {

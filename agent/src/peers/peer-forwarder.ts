@@ -112,18 +112,31 @@ export class PeerForwarder {
     return { host: peer.host, port: peer.port, agent: this.#agent, h2: this.#h2 };
   }
 
-  /** Relays one request (already matched to `peer`) and its answer; abort it when the client leaves. */
+  /**
+   * Relays one request (already matched to `peer`) and its answer, which names in
+   * `x-detour-forwarded-by` the replica that forwarded it; abort it when the client leaves.
+   */
   forward(
     peer: PeerSession,
     request: UpstreamRequest,
     body: Readable,
     writer: ResponseWriter,
   ): UpstreamExchange {
+    const self = this.self;
+    const marked: ResponseWriter = {
+      get headSent() {
+        return writer.headSent;
+      },
+      body: writer.body,
+      writeHead: (status, headers) => writer.writeHead(status, [...headers, [FORWARDED_BY_HEADER, self]]),
+      end: (trailers) => writer.end(trailers),
+      fail: (status, text, code) => writer.fail(status, text, code),
+    };
     return requestUpstream(
       this.target(peer),
       { ...request, headers: peerHeaders(request.headers, request.authority, this.self, peer) },
       body,
-      writer,
+      marked,
       (error, headSent) => {
         return {
           status: headSent ? 500 : 502,

@@ -54,6 +54,11 @@ describe('replicas forward the requests of a session another replica holds', () 
     });
     assert.equal(answer.status, 200);
     assert.equal(answer.body.toString(), 'local /orders/1');
+    assert.equal(
+      answer.headers['x-detour-forwarded-by'],
+      'agent-a',
+      'the answer names the replica that forwarded it',
+    );
     const last = seen.at(-1);
     assert.equal(last?.host, `${ordersHost}:8080`);
     assert.equal(last?.headers['x-detour-forwarded-by'], undefined);

@@ -13,7 +13,7 @@ import {
 import { frameJson, jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
 import { parse } from 'yaml';
 import { waitFor } from '../../tests/support/wait.ts';
-import { AgentTunnel } from '../src/session/agent-tunnel.ts';
+import { AgentTunnel, dial } from '../src/session/agent-tunnel.ts';
 
 const main = new URL('../src/main.ts', import.meta.url).pathname;
 const native = new URL(
@@ -70,8 +70,8 @@ describe('the CLI and an agent of another tunnel protocol version', () => {
       jsonFrame(FrameType.goaway, { code: TunnelCode.version, message: 'refused', ...agent }),
     );
     const tunnel = new AgentTunnel({
-      host: '127.0.0.1',
-      port: scripted.port,
+      address: `127.0.0.1:${scripted.port}`,
+      connect: () => dial('127.0.0.1', scripted.port),
       token: 't',
       client: 'dev@laptop',
       ...(namespace ? { namespace } : {}),
@@ -131,9 +131,10 @@ describe('a session whose agent is replaced by one of another protocol version',
         );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
     const tunnel = new AgentTunnel({
-      host: '127.0.0.1',
-      port: (server.address() as net.AddressInfo).port,
+      address: `127.0.0.1:${port}`,
+      connect: () => dial('127.0.0.1', port),
       token: 't',
       client: 'dev@laptop',
       namespace: 'staging',

@@ -271,10 +271,9 @@ async function probeRoutes(
 ): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
   const portForward = await forwardToAgent(kc, options.namespace, options.agentService);
-  const [host = '', port = ''] = portForward.address.split(':');
   const tunnel = new AgentTunnel({
-    host,
-    port: Number(port),
+    address: portForward.address,
+    connect: () => portForward.dial(),
     token,
     client: holder(),
     onConnected: async () => {},

@@ -24,7 +24,6 @@ import {
 import { AuthenticationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
-import { dial } from '../session/agent-tunnel.ts';
 import { agentVersionFix, cliVersion, versionInfo } from '../version.ts';
 import { AGENT_NAME_LABEL } from './agent-manifests.ts';
 import { isPodReady, listPods, meshIdentity, podProblem } from './installer.ts';
@@ -358,10 +357,9 @@ export async function checkTunnel(
   const forward = await options.forward();
   let tunnel: TunnelConnection | undefined;
   try {
-    const [fhost = '', fport = ''] = forward.address.split(':');
     try {
       tunnel = await TunnelConnection.connect(
-        await dial(fhost, Number(fport)),
+        await forward.dial(),
         { token, client: `${userInfo().username}@${hostname()} (detour doctor)` },
         { release: cliVersion, versionFix: (agent) => agentVersionFix(agent, namespace) },
       );

@@ -1,13 +1,16 @@
-import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { DetourError } from '@detour/router/errors';
-import { CoreV1Api, type KubeConfig, PortForward, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { openPortForward } from './port-forward-stream.ts';
 
 /** The agent's tunnel port inside its pod (bound to the pod's loopback, reachable only this way). */
 export const agentTunnelPort = 7700;
 
 export interface AgentPortForward {
-  /** `127.0.0.1:<port>`: dial it to reach the agent's tunnel port through the apiserver. */
+  /** Where the tunnel goes, for messages and `detour status`. */
   address: string;
+  /** One port-forward stream to the tunnel port of a ready pod behind the agent's Service. */
+  dial(): Promise<Duplex>;
   /** Why the last port-forward failed, in words a user can act on. */
   lastError(): DetourError | undefined;
   close(): Promise<void>;
@@ -52,54 +55,40 @@ async function pickAgentPod(core: CoreV1Api, namespace: string, service: string)
 }
 
 /**
- * A loopback listener whose every connection is port-forwarded, through the apiserver and the
- * kubelet, to the tunnel port of a ready pod behind the agent's Service. The pod is looked up per
- * connection, so a reconnect after the agent pod was replaced (or deleted) reaches another.
+ * The tunnel's transport in cluster mode: each dial is one WebSocket port-forward, through the
+ * apiserver and the kubelet, straight to the tunnel port of a ready pod behind the agent's Service
+ * (carried as a stream: no loopback listener in between). The pod is looked up per dial, so a
+ * reconnect after the agent pod was replaced (or deleted) reaches another.
  */
 export async function forwardToAgent(
   kc: KubeConfig,
   namespace: string,
   service: string,
 ): Promise<AgentPortForward> {
-  const forward = new PortForward(kc, true);
   const core = kc.makeApiClient(CoreV1Api);
-  const sockets = new Set<net.Socket>();
+  const open = new Set<Duplex>();
   let lastError: DetourError | undefined;
-  // No Nagle: the tunnel's frames cross this socket as they come off the WebSocket; a held-back
-  // small write waiting for a delayed ACK costs ~40 ms a request.
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    pickAgentPod(core, namespace, service)
-      .then((pod) => forward.portForward(namespace, pod, [agentTunnelPort], socket, null, socket))
-      .then((ws) => {
-        const current = typeof ws === 'function' ? ws() : ws;
-        socket.once('close', () => current?.close());
-      })
-      .catch((error: unknown) => {
-        lastError = explain(error, namespace, service);
-        socket.destroy();
-      });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) =>
-      reject(
-        new DetourError(
-          'DETOUR_PORT_FORWARD',
-          `could not open a local port for the port-forward: ${error.message}`,
-        ),
-      ),
-    );
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as net.AddressInfo;
   return {
-    address: `127.0.0.1:${port}`,
+    address: `port-forward to ${namespace}/${service}:${agentTunnelPort}`,
     lastError: () => lastError,
+    async dial() {
+      try {
+        const stream = await openPortForward(
+          kc,
+          namespace,
+          await pickAgentPod(core, namespace, service),
+          agentTunnelPort,
+        );
+        open.add(stream);
+        stream.once('close', () => open.delete(stream));
+        return stream;
+      } catch (error) {
+        lastError = explain(error, namespace, service);
+        throw lastError;
+      }
+    },
     close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
+      for (const stream of open) stream.destroy();
     },
   };
 }

@@ -1,13 +1,16 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DetourError } from '@detour/router/errors';
 import { TunnelConnection, type TunnelStream, TunnelVersionError } from '@detour/router/tunnel/index';
 import { agentVersionFix, cliVersion } from '../version.ts';
 
 export interface AgentTunnelOptions {
-  host: string;
-  port: number;
+  /** Where the agent is, for messages: `host:port`, or the port-forward. */
+  address: string;
+  /** Opens one connection to the agent's tunnel port (per (re)connection): `dial`, or a port-forward's. */
+  connect: () => Promise<Duplex>;
   token: string;
   client: string;
   /** Where the agent runs, when found in a cluster: the fix for a version mismatch names it. */
@@ -55,7 +58,6 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
 
   /** First connection: fails fast with a clear error, since nothing works without it. */
   async start(): Promise<TunnelConnection> {
-    const { host, port } = this.#options;
     try {
       return await this.#connect();
     } catch (error) {
@@ -63,16 +65,16 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
       if (cause instanceof DetourError) throw cause;
       throw new DetourError(
         'DETOUR_AGENT_UNREACHABLE',
-        `cannot reach the detour agent at ${host}:${port} (${cause.code ?? cause.message}): check that the agent runs and the address or port-forward is right`,
+        `cannot reach the detour agent at ${this.#options.address} (${cause.code ?? cause.message}): check that the agent runs and the address or port-forward is right`,
         { cause },
       );
     }
   }
 
   async #connect(): Promise<TunnelConnection> {
-    const { host, port, token, client, heartbeatMs, namespace } = this.#options;
+    const { connect, token, client, heartbeatMs, namespace } = this.#options;
     const tunnel = await TunnelConnection.connect(
-      await dial(host, port),
+      await connect(),
       { token, client },
       { heartbeatMs, release: cliVersion, versionFix: (agent) => agentVersionFix(agent, namespace) },
     );

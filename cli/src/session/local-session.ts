@@ -39,7 +39,7 @@ import { requireSecretAccess, targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
 import { agentImage } from '../version.ts';
-import { AgentTunnel } from './agent-tunnel.ts';
+import { AgentTunnel, dial } from './agent-tunnel.ts';
 import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts';
 import { EphemeralAgent } from './ephemeral-agent.ts';
 import { sessionProcessEnv } from './process-env.ts';
@@ -185,10 +185,11 @@ export class LocalSession {
   }
 
   #createTunnel(address: string, token: string): AgentTunnel {
+    const portForward = this.#portForward;
     const [host = '', port = ''] = address.split(':');
     const tunnel = new AgentTunnel({
-      host,
-      port: Number(port),
+      address,
+      connect: portForward ? () => portForward.dial() : () => dial(host, Number(port)),
       token,
       client: `${userInfo().username}@${hostname()}`,
       ...(this.#leaseRef ? { namespace: this.#leaseRef.namespace } : {}),
@@ -318,7 +319,7 @@ export class LocalSession {
         agentAddress = this.#portForward.address;
         this.#reporter.step(
           'agent.port-forward',
-          `port-forwarding ${agentAddress} to the agent's tunnel through the apiserver`,
+          `${agentAddress}: the agent's tunnel through the apiserver`,
         );
       }
     }

@@ -4,6 +4,7 @@ import { InMemoryCluster, type KubeObject, memoryClient } from '@detour/mesh-ada
 import { FrameType, PROTOCOL_NAME } from '@detour/router/tunnel/protocol';
 import { jsonFrame, scriptedAgent } from '@detour/router/tunnel/scripted-peer';
 import { type Check, checkTunnel, formatCheck } from '../../src/install/doctor.ts';
+import { dial } from '../../src/session/agent-tunnel.ts';
 
 const pod: KubeObject = {
   apiVersion: 'v1',
@@ -37,6 +38,7 @@ describe('doctor: the tunnel to an agent of another protocol version', () => {
           agentService: 'detour-agent',
           forward: async () => ({
             address: `127.0.0.1:${agent.port}`,
+            dial: () => dial('127.0.0.1', agent.port),
             lastError: () => undefined,
             close: async () => {},
           }),

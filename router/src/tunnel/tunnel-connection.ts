@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { z } from 'zod';
 import { encodeFrameHeader, FrameDecoder } from './frame-codec.ts';
 import {
@@ -28,6 +28,9 @@ import {
 import { type FrameSink, TunnelStream } from './tunnel-stream.ts';
 
 export type TunnelRole = 'client' | 'server';
+
+/** What a tunnel runs over: a TCP socket (set to TCP_NODELAY here), or another byte stream (the CLI's port-forward). */
+export type TunnelTransport = Duplex & { setNoDelay?: (noDelay?: boolean) => unknown };
 
 export interface TunnelConnectionOptions {
   /** Interval between pings; the connection is declared dead after three silent intervals. */
@@ -78,7 +81,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   peerRelease: string | undefined;
   bytesIn = 0;
   bytesOut = 0;
-  private readonly socket: Socket;
+  private readonly socket: TunnelTransport;
   private readonly decoder = new FrameDecoder();
   private readonly streams = new Map<number, TunnelStream>();
   private nextStreamId: number;
@@ -97,13 +100,13 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
   private closed = false;
   private readonly options: TunnelConnectionOptions;
 
-  private constructor(socket: Socket, role: TunnelRole, options: TunnelConnectionOptions) {
+  private constructor(socket: TunnelTransport, role: TunnelRole, options: TunnelConnectionOptions) {
     super();
     this.socket = socket;
     this.role = role;
     this.options = options;
     this.nextStreamId = role === 'client' ? 1 : 2;
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('drain', () => this.flushDrainWaiters());
     socket.on('error', (error) =>
@@ -118,7 +121,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
 
   /** CLI side: says hello with the token and waits for the agent's acknowledgement. */
   static connect(
-    socket: Socket,
+    socket: TunnelTransport,
     hello: { token: string; client: string },
     options: TunnelConnectionOptions = {},
   ): Promise<TunnelConnection> {
@@ -152,7 +155,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
 
   /** Agent side: waits for the client's hello and accepts it only with a valid token and version. */
   static accept(
-    socket: Socket,
+    socket: TunnelTransport,
     options: TunnelConnectionOptions & {
       agent: string;
       /** Tokens accepted as they are (compared in constant time). */

@@ -1,0 +1,120 @@
+import { Duplex } from 'node:stream';
+import type { KubeConfig } from '@kubernetes/client-node';
+import WebSocket from 'ws';
+
+/** Offered in this order, as client-node offers them; the apiserver picks one (the kubelet's WebSocket port-forward). */
+const protocols = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
+const dataChannel = 0;
+const errorChannel = 1;
+/** Bytes the tunnel may queue here before its writes see writableNeedDrain. */
+const writableHighWaterMark = 256 * 1024;
+
+/**
+ * One port-forward to `pod:port` as a Duplex: the bytes of the pod's port, with nothing in between
+ * (no loopback listener, no per-call copy into a second socket). The apiserver's WebSocket
+ * port-forward (channel protocol: each message is a channel byte, 0 data, 1 error, then bytes; the
+ * first two bytes of each channel from the server are the port) with client-node's KubeConfig for
+ * the address and credentials. Backpressure both ways: a write completes once ws handed it to
+ * the socket, and a reader that stops reading pauses the WebSocket's socket. The
+ * socket runs without Nagle (ws sets TCP_NODELAY on it).
+ */
+export async function openPortForward(
+  kc: KubeConfig,
+  namespace: string,
+  pod: string,
+  port: number,
+): Promise<Duplex> {
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new Error('the kubeconfig has no current cluster');
+  const url = new URL(
+    `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/portforward?ports=${port}`,
+    server.replace(/^http/, 'ws'),
+  );
+  const options: WebSocket.ClientOptions = { perMessageDeflate: false };
+  await kc.applyToHTTPSOptions(options);
+  const ws = new WebSocket(url, protocols, options);
+  // Listening from the start: the kubelet's first messages (the port) may come with the upgrade.
+  const stream = new PortForwardStream(ws);
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: Error) => {
+      ws.terminate();
+      reject(error);
+    };
+    ws.once('open', () => {
+      ws.off('error', fail);
+      stream.opened();
+      resolve();
+    });
+    ws.once('error', fail);
+    ws.once('unexpected-response', (req, res) => {
+      res.resume();
+      req.destroy();
+      fail(new Error(`the apiserver answered ${res.statusCode} ${res.statusMessage ?? ''}`.trim()));
+    });
+  });
+  return stream;
+}
+
+class PortForwardStream extends Duplex {
+  readonly #ws: WebSocket;
+  /** Each channel's first two bytes from the server are the port number. */
+  readonly #portBytesLeft = [2, 2];
+  #errorText = '';
+
+  constructor(ws: WebSocket) {
+    super({ allowHalfOpen: false, writableHighWaterMark });
+    this.#ws = ws;
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary || data.length === 0) return;
+      this.#onMessage(data[0] as number, data.subarray(1));
+    });
+  }
+
+  /** From the upgrade on, the WebSocket's end and failures are the stream's. */
+  opened(): void {
+    this.#ws.on('error', (error) => this.destroy(error));
+    this.#ws.on('close', () => {
+      if (this.#errorText) this.destroy(new Error(`port-forward failed: ${this.#errorText.trim()}`));
+      else this.push(null);
+    });
+  }
+
+  #onMessage(channel: number, bytes: Buffer): void {
+    const skip = Math.min(this.#portBytesLeft[channel] ?? 0, bytes.length);
+    if (skip > 0) (this.#portBytesLeft[channel] as number) -= skip;
+    const payload = bytes.subarray(skip);
+    if (payload.length === 0) return;
+    if (channel === dataChannel) {
+      if (!this.push(payload)) this.#ws.pause();
+    } else if (channel === errorChannel) {
+      this.#errorText += payload.toString('utf8');
+      this.destroy(new Error(`port-forward failed: ${this.#errorText.trim()}`));
+    }
+  }
+
+  override _read(): void {
+    if (this.#ws.isPaused) this.#ws.resume();
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    // What the tunnel wrote meanwhile, as one message: the channel byte, then every chunk. The
+    // callback waits for ws to hand it to the socket, so writes queue up here (and the tunnel sees
+    // writableNeedDrain) while the apiserver is slower than the tunnel.
+    const message = Buffer.concat([Buffer.of(dataChannel), ...chunks.map(({ chunk }) => chunk)]);
+    this.#ws.send(message, callback);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#ws.send(Buffer.concat([Buffer.of(dataChannel), chunk]), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#ws.close(1000);
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#ws.terminate();
+    callback(error);
+  }
+}

@@ -33,6 +33,15 @@ export const AgentConfig = z.object({
       "The pod's IP (downward API): with DETOUR_NAMESPACE, replicas forward each other the requests of the sessions they hold.",
     ),
   DETOUR_HEARTBEAT_MS: z.coerce.number().int().min(50).default(5000),
+  DETOUR_DRAIN_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(25_000)
+    .default(3_000)
+    .describe(
+      'With replicas: how long a stopping agent keeps forwarding the requests the mesh still sends it (below the pod’s 30 s grace).',
+    ),
   DETOUR_JANITOR: z
     .enum(['on', 'off'])
     .default('off')
@@ -70,6 +79,8 @@ export interface ResolvedAgentConfig {
   /** `ip:port` the other replicas reach this one's inbound listener at; undefined: no peers. */
   peerAddress: string | undefined;
   heartbeatMs: number;
+  /** How long a stopping replica keeps its inbound listener (it forwards to the other replicas). */
+  drainMs: number;
   /** The agent's namespace, when it talks to the apiserver: session Leases admit CLIs, the janitor cleans. */
   namespace: string | undefined;
   janitor: { graceMs: number; intervalMs: number } | undefined;
@@ -116,6 +127,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
         ? `${config.DETOUR_POD_IP.includes(':') ? `[${config.DETOUR_POD_IP}]` : config.DETOUR_POD_IP}:${parseHostPort(config.DETOUR_INBOUND_LISTEN).port}`
         : undefined,
     heartbeatMs: config.DETOUR_HEARTBEAT_MS,
+    drainMs: config.DETOUR_DRAIN_MS,
     namespace: config.DETOUR_NAMESPACE,
     janitor: janitorConfig(config),
   };

@@ -16,6 +16,7 @@ async function main(): Promise<void> {
   const log = jsonLog();
   const config = loadAgentConfig();
   const registry = new SessionRegistry();
+  let stopping = false;
   // Loaded only when the agent talks to the apiserver: the Kubernetes client is most of its memory.
   const cluster = config.namespace
     ? await (await import('./cluster-access.ts')).connectCluster(config.namespace, config, registry, log)
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
   });
   const admin = await AdminListener.listen({
     metrics: inbound.metrics,
-    readiness: () => true,
+    readiness: () => (stopping ? 'the agent is shutting down' : true),
     ...config.admin,
   });
   log.info('agent.ready', {
@@ -76,12 +77,17 @@ async function main(): Promise<void> {
   });
 
   const shutdown = async (signal: string) => {
-    log.info('agent.stopping', { signal, sessions: registry.list().length });
+    stopping = true;
+    log.info('agent.stopping', { signal, sessions: registry.list().length, drainMs: config.drainMs });
     await janitor?.stop();
-    peers?.stop();
+    // The CLIs reconnect to another replica at once; the inbound listener keeps serving a while
+    // (forwarding to the replicas that now hold the sessions), since the mesh's proxies still send
+    // requests here until they learn this endpoint is gone.
     for (const connection of tunnel.tunnels)
       connection.close(TunnelCode.closed, 'the agent is shutting down');
     tunnel.server.close();
+    if (peers) await new Promise((resolve) => setTimeout(resolve, config.drainMs));
+    peers?.stop();
     await Promise.all([inbound.close(), admin.close()]);
     process.exit(0);
   };

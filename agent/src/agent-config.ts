@@ -32,6 +32,13 @@ export const AgentConfig = z.object({
     .describe(
       "The pod's IP (downward API): with DETOUR_NAMESPACE, replicas forward each other the requests of the sessions they hold.",
     ),
+  DETOUR_PEER_HOST: z
+    .string()
+    .regex(/^[a-z0-9.-]+$/, 'expected a DNS name (the headless Service of the replicas)')
+    .optional()
+    .describe(
+      "The Host of a request forwarded to another replica (a headless Service selecting the replicas, so the mesh sends it with mutual TLS); without it, the replica's pod address.",
+    ),
   DETOUR_HEARTBEAT_MS: z.coerce.number().int().min(50).default(5000),
   DETOUR_DRAIN_MS: z.coerce
     .number()
@@ -78,6 +85,8 @@ export interface ResolvedAgentConfig {
   agentName: string;
   /** `ip:port` the other replicas reach this one's inbound listener at; undefined: no peers. */
   peerAddress: string | undefined;
+  /** The Host of the hop to another replica (undefined: that replica's pod address). */
+  peerHost: string | undefined;
   heartbeatMs: number;
   /** How long a stopping replica keeps its inbound listener (it forwards to the other replicas). */
   drainMs: number;
@@ -126,6 +135,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
       config.DETOUR_POD_IP && config.DETOUR_NAMESPACE
         ? `${config.DETOUR_POD_IP.includes(':') ? `[${config.DETOUR_POD_IP}]` : config.DETOUR_POD_IP}:${parseHostPort(config.DETOUR_INBOUND_LISTEN).port}`
         : undefined,
+    peerHost: config.DETOUR_PEER_HOST,
     heartbeatMs: config.DETOUR_HEARTBEAT_MS,
     drainMs: config.DETOUR_DRAIN_MS,
     namespace: config.DETOUR_NAMESPACE,

@@ -33,7 +33,11 @@ async function main(): Promise<void> {
       ? {
           peers: {
             directory: peers.directory,
-            forwarder: new PeerForwarder(config.agentName, () => inbound.stats.errors.peer.inc()),
+            forwarder: new PeerForwarder(
+              config.agentName,
+              () => inbound.stats.errors.peer.inc(),
+              config.peerHost,
+            ),
           },
         }
       : {}),

@@ -35,7 +35,6 @@ import {
   arrivedFromPeer,
   http1FromPeer,
   type PeerForwarder,
-  peerHeaders,
 } from '../peers/peer-forwarder.ts';
 import type { PeerSession, SessionDirectory } from '../peers/session-directory.ts';
 import type { RouteProbes } from '../route-probe.ts';
@@ -476,7 +475,7 @@ export class InboundListener {
         socket,
         head,
         forwarder.target(peer),
-        peerHeaders(upgradeHeaders(), matchable.authority ?? '', forwarder.self, peer),
+        forwarder.headers(upgradeHeaders(), matchable.authority ?? '', peer),
         (error) => forwarder.failure(peer, error),
       );
       return;

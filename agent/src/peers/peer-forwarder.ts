@@ -2,9 +2,10 @@
  * The hop between replicas of one agent: the mesh balances a session's requests across every
  * replica behind the agent Service, while the session's tunnel lives on one. A replica that gets a
  * request of a session another replica holds sends it there, to the holder's pod address, plain
- * HTTP inside the pod network (through both sidecars under a mesh). Its Host names that address
- * (no mesh route matches it, so the sender's sidecar passes it on to the pod as addressed); the
- * original authority and the sender travel in two headers, which the holder takes off again, and
+ * HTTP inside the pod network (through both sidecars under a mesh). Its Host names the replicas'
+ * headless Service (manifests/agent/peers-service.yaml), whose mesh route sends it on to the pod
+ * as addressed, with Istio mutual TLS: a STRICT PeerAuthentication admits it (a bare pod address
+ * as Host would leave the sender's sidecar through its plain-text passthrough). The original authority and the sender travel in two headers, which the holder takes off again, and
  * which stop a request from being forwarded twice.
  */
 import http, { type IncomingMessage } from 'node:http';
@@ -30,17 +31,12 @@ export function peerAddress(peer: PeerSession): string {
   return peer.host.includes(':') ? `[${peer.host}]:${peer.port}` : `${peer.host}:${peer.port}`;
 }
 
-/** The request's headers for the hop to `peer`: Host names the peer, the forwarding headers added. */
-export function peerHeaders(
-  pairs: HeaderPairs,
-  authority: string,
-  self: string,
-  peer: PeerSession,
-): HeaderPairs {
+/** The request's headers for the hop: Host `host`, the forwarding headers added. */
+function peerHeaders(pairs: HeaderPairs, authority: string, self: string, host: string): HeaderPairs {
   const headers = pairs.filter(
     ([name]) => name !== 'host' && name !== FORWARDED_BY_HEADER && name !== FORWARDED_HOST_HEADER,
   );
-  headers.push(['host', peerAddress(peer)], [FORWARDED_BY_HEADER, self], [FORWARDED_HOST_HEADER, authority]);
+  headers.push(['host', host], [FORWARDED_BY_HEADER, self], [FORWARDED_HOST_HEADER, authority]);
   return headers;
 }
 
@@ -102,10 +98,18 @@ export class PeerForwarder {
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   readonly #h2 = new H2cSessionPool();
   readonly #failed: () => void;
+  readonly #host: string | undefined;
 
-  constructor(self: string, failed: () => void) {
+  /** `host`: the Host of every hop (the replicas' headless Service); undefined: the peer's address. */
+  constructor(self: string, failed: () => void, host?: string) {
     this.self = self;
     this.#failed = failed;
+    this.#host = host;
+  }
+
+  /** The request's headers for the hop to `peer` (see peerHeaders). */
+  headers(pairs: HeaderPairs, authority: string, peer: PeerSession): HeaderPairs {
+    return peerHeaders(pairs, authority, this.self, this.#host ?? peerAddress(peer));
   }
 
   target(peer: PeerSession): UpstreamTarget {
@@ -134,7 +138,7 @@ export class PeerForwarder {
     };
     return requestUpstream(
       this.target(peer),
-      { ...request, headers: peerHeaders(request.headers, request.authority, this.self, peer) },
+      { ...request, headers: this.headers(request.headers, request.authority, peer) },
       body,
       marked,
       (error, headSent) => {

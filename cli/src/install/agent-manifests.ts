@@ -72,6 +72,13 @@ function baseObjects(dir: string): KubeObject[] {
   );
 }
 
+/** The headless Service the replicas forward each other requests through (one pod needs none). */
+function isPeersService(object: KubeObject): boolean {
+  return (
+    object.kind === 'Service' && (object.spec as { clusterIP?: string } | undefined)?.clusterIP === 'None'
+  );
+}
+
 function templateOf(object: KubeObject): PodTemplate {
   return (object.spec as { template: PodTemplate }).template;
 }
@@ -143,7 +150,9 @@ export function ephemeralAgentService(
   sessionId: string,
   dir?: string,
 ): { name: string; port: number; selector: Record<string, string> } {
-  const service = baseObjects(dir ?? join(manifestsDir(), 'agent')).find((o) => o.kind === 'Service');
+  const service = baseObjects(dir ?? join(manifestsDir(), 'agent')).find(
+    (o) => o.kind === 'Service' && !isPeersService(o),
+  );
   return {
     name: ephemeralAgentName(sessionId),
     port: (service?.spec as { ports?: Array<{ port: number }> } | undefined)?.ports?.[0]?.port ?? 8080,
@@ -167,9 +176,9 @@ export function ephemeralAgentObjects(options: EphemeralAgentOptions): KubeObjec
     annotations: { [LEASE_ANNOTATION]: `${options.lease.namespace}/${options.lease.name}` },
     ownerReferences: [owner],
   });
-  // One pod, owned by the session: no disruption budget (it would block draining the node).
+  // One pod, owned by the session: no disruption budget (it would block draining the node), no peers.
   const objects = baseObjects(options.dir ?? join(manifestsDir(), 'agent')).filter(
-    (object) => object.kind !== 'PodDisruptionBudget',
+    (object) => object.kind !== 'PodDisruptionBudget' && !isPeersService(object),
   );
   return objects.map((object): KubeObject => {
     const labels = { ...object.metadata.labels };

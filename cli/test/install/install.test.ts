@@ -36,7 +36,11 @@ const reporter: Reporter = {
 type PodSpec = {
   securityContext?: unknown;
   serviceAccountName?: string;
-  containers: Array<{ image: string; securityContext?: unknown }>;
+  containers: Array<{
+    image: string;
+    securityContext?: unknown;
+    env?: Array<{ name: string; value?: string }>;
+  }>;
 };
 type Template = { metadata: { labels: Record<string, string> }; spec: PodSpec };
 
@@ -71,6 +75,7 @@ describe('manifests/agent rendered for a namespace', () => {
       'Role',
       'RoleBinding',
       'Service',
+      'Service',
       'ServiceAccount',
     ]);
     for (const object of objects) {
@@ -85,6 +90,18 @@ describe('manifests/agent rendered for a namespace', () => {
     assert.equal(template.metadata.labels['app.kubernetes.io/managed-by'], 'detour-install');
     const binding = byKind(objects, 'RoleBinding') as unknown as { subjects: Array<{ namespace: string }> };
     assert.equal(binding.subjects[0]?.namespace, 'team-a');
+  });
+
+  it('has the replicas forward each other through a headless Service (mutual TLS under a mesh)', () => {
+    const peers = objects.find((o) => o.metadata.name === 'detour-agent-peers');
+    const spec = peers?.spec as { clusterIP: string; selector: Record<string, string> };
+    assert.equal(spec.clusterIP, 'None');
+    assert.deepEqual(spec.selector, { 'app.kubernetes.io/name': 'detour-agent' });
+    const env = templateOf(byKind(objects, 'Deployment')).spec.containers[0]?.env ?? [];
+    assert.deepEqual(
+      env.find((e) => e.name === 'DETOUR_PEER_HOST'),
+      { name: 'DETOUR_PEER_HOST', value: 'detour-agent-peers.$(DETOUR_NAMESPACE)' },
+    );
   });
 
   it('runs two replicas under a disruption budget by default, and --replicas N of them', () => {
@@ -285,6 +302,7 @@ describe('an ephemeral agent', () => {
         { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: 'detour-s1', uid: 'lease-uid' },
       ]);
     }
+    assert.equal(objects.filter((o) => o.kind === 'Service').length, 1, 'one pod: no peers Service');
     const pod = byKind(objects, 'Pod');
     const selector = (byKind(objects, 'Service').spec as { selector: Record<string, string> }).selector;
     assert.ok(Object.entries(selector).every(([k, v]) => pod.metadata.labels?.[k] === v));

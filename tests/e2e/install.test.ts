@@ -23,16 +23,16 @@ import { archiveDigest, meshImages } from '../cluster/mesh.ts';
 import { repoRoot } from '../cluster/paths.ts';
 import { agentImage, deployment, list, service, serviceAccount } from '../cluster/sample/sample.ts';
 import { waitFor } from '../cluster/wait.ts';
-import { freePort } from '../support/ports.ts';
-import { type ManagedProcess, run } from '../support/processes.ts';
-import { callerGet, execOrdersArgs, interrupt, startDetour, useSample, whenServing } from './support.ts';
+import { admin, createAppNamespace, detourWith, ordersUrl, stealIn } from './app-namespace.ts';
+import { callerGet, interrupt, useSample } from './support.ts';
 
 const namespace = `detour-install-${process.pid}`;
-const cli = join(repoRoot, 'cli', 'src', 'main.ts');
 const limitedUser = 'detour-limited';
 const limitedKubeconfig = join(tmpdir(), `kubeconfig-${limitedUser}-${process.pid}.yaml`);
 const installerUser = 'detour-installer-user';
 const installerKubeconfig = join(tmpdir(), `kubeconfig-${installerUser}-${process.pid}.yaml`);
+const ordersAt = ordersUrl(namespace);
+const steal = (dev: string, flags: string[]) => stealIn(namespace, dev, flags);
 
 /** A kubeconfig of admin impersonating `user`: an identity with only the grants the test binds to it. */
 function writeImpersonating(path: string, user: string): void {
@@ -41,26 +41,6 @@ function writeImpersonating(path: string, user: string): void {
   };
   for (const entry of config.users) entry.user.as = user;
   writeFileSync(path, stringify(config), { mode: 0o600 });
-}
-
-/** `detour <args>` to completion with a kubeconfig; the JSON lines it printed on stderr. */
-async function detour(args: string[], kubeconfig: string) {
-  const result = await run([process.execPath, cli, ...args], {
-    env: { ...process.env, KUBECONFIG: kubeconfig },
-    timeoutMs: 240_000,
-    cwd: repoRoot,
-  });
-  const events = result.stderr
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { ...result, events };
-}
-
-async function admin(args: string[], input?: string): Promise<string> {
-  const result = await kubectl('admin', args, input);
-  assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
 }
 
 /** Names of the objects of `kinds` in the namespace, optionally by label selector. */
@@ -75,16 +55,6 @@ async function objectNames(kinds: string, selector?: string): Promise<string[]> 
     ...(selector ? ['-l', selector] : []),
   ]);
   return out.split('\n').filter(Boolean);
-}
-
-/** The app the steals take: the sample's orders, calling payments in staging. */
-function ordersApp(): string {
-  const digest = archiveDigest(meshImages.sample);
-  return list([
-    serviceAccount('orders', namespace),
-    service('orders', namespace),
-    deployment('orders', 'v1', digest, { PAYMENTS_URL: 'http://payments.staging:8080/pay' }, namespace),
-  ]);
 }
 
 /** The developer's ClusterRole less one rule (pods/portforward), bound to a user admin impersonates. */
@@ -109,22 +79,6 @@ function limitedIdentity(): string {
   return JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [role, binding] });
 }
 
-const ordersUrl = `http://orders.${namespace}:8080/`;
-
-/** Starts `detour exec` on the namespace's orders as the developer; resolves once x-dev: <dev> is answered locally. */
-async function steal(dev: string, flags: string[]): Promise<ManagedProcess> {
-  const local = await freePort();
-  const args = execOrdersArgs(dev, local, ['--json', ...flags]).map((arg) =>
-    arg === 'staging' ? namespace : arg,
-  );
-  return whenServing(
-    startDetour(args),
-    `x-dev: ${dev} to orders.${namespace} to be answered by the local app`,
-    async () => (await callerGet(ordersUrl, { 'x-dev': dev })).body.pod === 'laptop',
-    120_000,
-  );
-}
-
 describe('detour install, doctor, uninstall and --agent ephemeral', () => {
   const developer = kubeconfigPath('developer');
   const adminConfig = kubeconfigPath('admin');
@@ -132,15 +86,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
 
   before(async () => {
     await useSample((line) => console.log(`# ${line}`));
-    await applyManifest(
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Namespace',
-        metadata: { name: namespace, labels: { 'istio-injection': 'enabled' } },
-      }),
-    );
-    await applyManifest(ordersApp());
-    await admin(['-n', namespace, 'rollout', 'status', 'deployment/orders', '--timeout=120s']);
+    await createAppNamespace(namespace);
     limitedObjects = limitedIdentity();
     await applyManifest(limitedObjects);
   });
@@ -152,7 +98,10 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
   });
 
   it('installs the agent as admin: rollout, version and mesh identity; a second install writes nothing', async () => {
-    const first = await detour(['install', '-n', namespace, '--image', agentImage, '--json'], adminConfig);
+    const first = await detourWith(
+      ['install', '-n', namespace, '--image', agentImage, '--json'],
+      adminConfig,
+    );
     assert.equal(first.code, 0, first.stderr);
     const done = first.events.find((e) => e.event === 'install.done');
     assert.ok(done, first.stderr);
@@ -163,7 +112,10 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
       first.events.some((e) => e.event === 'install.rollout'),
       'the rollout is reported',
     );
-    const again = await detour(['install', '-n', namespace, '--image', agentImage, '--json'], adminConfig);
+    const again = await detourWith(
+      ['install', '-n', namespace, '--image', agentImage, '--json'],
+      adminConfig,
+    );
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(
       new Set(again.events.filter((e) => e.event === 'install.applied').map((e) => e.outcome)),
@@ -172,7 +124,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
   });
 
   it('doctor is green as the developer', async () => {
-    const doctor = await detour(['doctor', '-n', namespace, '--json'], developer);
+    const doctor = await detourWith(['doctor', '-n', namespace, '--json'], developer);
     const report = JSON.parse(doctor.stdout) as {
       ok: boolean;
       checks: Array<{ name: string; status: string }>;
@@ -184,14 +136,14 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
       ['context', 'mesh', 'rbac', 'agent', 'port-forward', 'tunnel', 'route-probe'],
     );
     for (const c of report.checks) assert.notEqual(c.status, 'fail', JSON.stringify(c));
-    const text = await detour(['doctor', '-n', namespace], developer);
+    const text = await detourWith(['doctor', '-n', namespace], developer);
     assert.match(text.stdout, /^ok {4}route-probe: a request from the agent .* came back to it/m);
   });
 
   it('a steal through the installed agent', async () => {
     const session = await steal('inst-a', []);
     try {
-      const other = await callerGet(ordersUrl, {});
+      const other = await callerGet(ordersAt, {});
       assert.match(String(other.body.pod), /^orders-/, JSON.stringify(other.body));
     } finally {
       interrupt(session);
@@ -200,7 +152,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
   });
 
   it('doctor as an identity missing one verb names it and the role to bind', async () => {
-    const doctor = await detour(['doctor', '-n', namespace, '--json'], limitedKubeconfig);
+    const doctor = await detourWith(['doctor', '-n', namespace, '--json'], limitedKubeconfig);
     assert.equal(doctor.code, 1, doctor.stdout);
     const checks = (
       JSON.parse(doctor.stdout) as {
@@ -231,12 +183,12 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
       { durationSeconds: 300 },
     );
     await admin(['create', '-f', '-'], JSON.stringify(lease));
-    const refused = await detour(['uninstall', '-n', namespace], adminConfig);
+    const refused = await detourWith(['uninstall', '-n', namespace], adminConfig);
     assert.equal(refused.code, 2, refused.stderr);
     assert.match(refused.stderr, new RegExp(`${sessionId} of someone@laptop.*--force`));
     assert.ok((await objectNames('deployments')).includes('deployment.apps/detour-agent'), 'nothing removed');
 
-    const forced = await detour(['uninstall', '-n', namespace, '--force'], adminConfig);
+    const forced = await detourWith(['uninstall', '-n', namespace, '--force'], adminConfig);
     assert.equal(forced.code, 0, forced.stderr);
     assert.deepEqual(
       await objectNames(
@@ -261,7 +213,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
   });
 
   it('doctor against a namespace with no agent names it and the fix', async () => {
-    const doctor = await detour(['doctor', '-n', namespace], developer);
+    const doctor = await detourWith(['doctor', '-n', namespace], developer);
     assert.equal(doctor.code, 1, doctor.stdout);
     assert.match(
       doctor.stdout,
@@ -306,7 +258,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
     await applyManifest(standIn);
     try {
       await admin(['-n', namespace, 'rollout', 'status', 'deployment/detour-agent', '--timeout=120s']);
-      const doctor = await detour(['doctor', '-n', namespace], developer);
+      const doctor = await detourWith(['doctor', '-n', namespace], developer);
       assert.equal(doctor.code, 1, doctor.stdout);
       assert.match(doctor.stdout, /^ok {4}port-forward: /m);
       assert.match(
@@ -402,7 +354,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
       assert.deepEqual(await objectNames('leases'), []);
       await waitFor(
         'x-dev: eph-b to reach the real orders again (the route reverted)',
-        async () => /^orders-/.test(String((await callerGet(ordersUrl, { 'x-dev': 'eph-b' })).body.pod)),
+        async () => /^orders-/.test(String((await callerGet(ordersAt, { 'x-dev': 'eph-b' })).body.pod)),
         { timeoutMs: 30_000, intervalMs: 500 },
       );
     });
@@ -419,7 +371,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
       `--user=${installerUser}`,
     ]);
     writeImpersonating(installerKubeconfig, installerUser);
-    const install = await detour(
+    const install = await detourWith(
       ['install', '-n', namespace, '--image', agentImage, '--json'],
       installerKubeconfig,
     );
@@ -428,7 +380,7 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
       install.events.some((e) => e.event === 'install.done' && e.sidecar === true),
       install.stderr,
     );
-    const uninstall = await detour(['uninstall', '-n', namespace, '--force'], installerKubeconfig);
+    const uninstall = await detourWith(['uninstall', '-n', namespace, '--force'], installerKubeconfig);
     assert.equal(uninstall.code, 0, uninstall.stderr);
     assert.deepEqual(
       await objectNames(

@@ -6,10 +6,14 @@
 // held by the surviving replica sees no failed request.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { execInPod, kubectl } from '../cluster/cluster.ts';
+import { execInPod, kubeconfigPath, kubectl } from '../cluster/cluster.ts';
+import { applyManifest } from '../cluster/istio/istio.ts';
+import { peerAuthentication } from '../cluster/istio/test/mesh-fixtures.ts';
+import { agentImage } from '../cluster/sample/sample.ts';
 import { waitFor } from '../cluster/wait.ts';
 import { freePort } from '../support/ports.ts';
 import type { ManagedProcess } from '../support/processes.ts';
+import { createAppNamespace, detourWith, ordersUrl, stealIn } from './app-namespace.ts';
 import {
   callerGet,
   developerKubectl,
@@ -55,13 +59,18 @@ for (let i = 0; i < count; i++) {
   await new Promise((resolve) => setTimeout(resolve, gapMs));
 }`;
 
-async function callerLoop(dev: string, count: number, gapMs: number): Promise<Sample[]> {
+async function callerLoop(
+  dev: string,
+  count: number,
+  gapMs: number,
+  url = 'http://orders:8080/',
+): Promise<Sample[]> {
   const result = await execInPod(sampleNamespace, 'caller', [
     'node',
     '--input-type=module',
     '-e',
     loopScript,
-    'http://orders:8080/',
+    url,
     String(count),
     String(gapMs),
     JSON.stringify({ 'x-dev': dev }),
@@ -100,12 +109,14 @@ async function holderOf(dev: string): Promise<string | undefined> {
   return undefined;
 }
 
-async function agentPods(): Promise<Array<{ name: string; ip: string; deleting: boolean }>> {
+async function agentPods(
+  namespace = sampleNamespace,
+): Promise<Array<{ name: string; ip: string; deleting: boolean }>> {
   const pods = JSON.parse(
     (
       await kubectl('admin', [
         '-n',
-        sampleNamespace,
+        namespace,
         'get',
         'pods',
         '-l',
@@ -291,6 +302,67 @@ describe('two agent replicas: every request of a session reaches its tunnel, and
       b.filter((s) => !(s.status === 200 && s.version === 'local')),
       [],
       'no request of the session on the other replica failed',
+    );
+  });
+});
+
+describe('two agent replicas under a STRICT PeerAuthentication: the hop between them is mutual TLS', () => {
+  // A namespace of its own: STRICT there refuses every plain-text connection to its pods.
+  const namespace = `detour-strict-${process.pid}`;
+  let cli: ManagedProcess | undefined;
+
+  before(async () => {
+    await useSample((line) => console.log(`# ${line}`));
+    await createAppNamespace(namespace);
+    const install = await detourWith(
+      ['install', '-n', namespace, '--image', agentImage, '--json'],
+      kubeconfigPath('admin'),
+    );
+    assert.equal(install.code, 0, install.stderr);
+    await applyManifest(JSON.stringify(peerAuthentication(namespace, 'STRICT')));
+  });
+
+  after(async () => {
+    if (cli) {
+      interrupt(cli);
+      await cli.stop(15_000);
+    }
+    await kubectl('admin', ['delete', 'namespace', namespace, '--ignore-not-found', '--wait=false']);
+  });
+
+  it('serves every request of a session locally, those the other replica forwarded too', async () => {
+    const pods = await agentPods(namespace);
+    assert.equal(pods.filter((pod) => !pod.deleting && pod.ip).length, 2, JSON.stringify(pods));
+    // STRICT is in force: plain text straight to an agent pod (the caller's sidecar passes a bare
+    // address through as is) is refused, as the hop was before the peers Service.
+    await waitFor(
+      'plain text to an agent pod to be refused',
+      async () => {
+        try {
+          return (await callerGet(`http://${pods[0]?.ip}:8080/`)).status !== 404;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
+    const dev = `strict-${process.pid}`;
+    cli = await stealIn(namespace, dev, []);
+    const requests = 40;
+    const samples = await callerLoop(dev, requests, 20, ordersUrl(namespace));
+    const forwarded = samples.filter((s) => s.via !== undefined);
+    console.log(
+      `# STRICT: ${requests} requests, ${served(samples).length} answered locally, ${forwarded.length} forwarded by ${[...new Set(forwarded.map((s) => s.via))].join(', ')}`,
+    );
+    assert.deepEqual(
+      samples.filter((s) => !(s.status === 200 && s.version === 'local')),
+      [],
+      'every request answered by the local app',
+    );
+    assert.equal(samples.length, requests);
+    assert.ok(
+      forwarded.length > 0,
+      'the mesh sent some to the replica without the tunnel, which forwarded them',
     );
   });
 });

@@ -14,7 +14,7 @@ import { waitFor } from '../cluster/wait.ts';
 import { freePort } from '../support/ports.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import { childPids, type TcpSocketState, tcpSockets, withNagle } from '../support/tcp-nodelay.ts';
-import { agentHostPid, callerGet, execOrdersArgs, interrupt, startDetour, useSample } from './support.ts';
+import { agentHostPids, callerGet, execOrdersArgs, interrupt, startDetour, useSample } from './support.ts';
 
 const dev = `nodelay-${process.pid}`;
 
@@ -53,13 +53,14 @@ describe('TCP_NODELAY on every socket of the port-forwarded path (issue 11)', ()
     const cliPid = cli?.pid as number;
     const [appPid] = childPids(cliPid);
     assert.ok(appPid, 'the local orders app runs as the CLI child');
-    const agentPid = await agentHostPid();
+    // Every replica: the port-forward reaches whichever ready agent pod it picked.
+    const agentPids = await agentHostPids();
     const relays = forwarderPids();
     // The local app's own server sockets are the developer's code, not detour's: left out.
     const listening = new Set(
       (await tcpSockets([appPid])).filter((s) => s.listening).map((s) => s.local?.replace(/^.*:/, '')),
     );
-    const sockets = (await tcpSockets([cliPid, appPid, agentPid, ...relays])).filter(
+    const sockets = (await tcpSockets([cliPid, appPid, ...agentPids, ...relays])).filter(
       (s) => s.pid !== appPid || !listening.has(s.local?.replace(/^.*:/, '')),
     );
     const of = (pids: number[]) => sockets.filter((s) => pids.includes(s.pid) && s.peer !== null);
@@ -74,7 +75,7 @@ describe('TCP_NODELAY on every socket of the port-forwarded path (issue 11)', ()
     has(of([appPid]), "the layer's connection to the CLI's egress proxy", (s) =>
       cliSockets.some((c) => c.local === s.peer && c.peer === s.local),
     );
-    has(of([agentPid]), 'the tunnel accepted by the agent', (s) => s.local === '127.0.0.1:7700');
+    has(of(agentPids), 'the tunnel accepted by the agent', (s) => s.local === '127.0.0.1:7700');
     has(
       of(relays),
       'a relay to the kubelet',

@@ -314,20 +314,26 @@ export async function livePods(selector: string): Promise<Array<{ name: string; 
     .map(([name, uid]) => ({ name: name as string, uid: uid as string }));
 }
 
-/** The host pid of the agent's node process in the sample namespace (its pod's cgroup names the pod's uid). */
-export async function agentHostPid(): Promise<number> {
+/**
+ * The host pids of the agent's node processes in the sample namespace, one per live replica (a pod's
+ * cgroup names the pod's uid). With several replicas a session's tunnel is on any one of them.
+ */
+export async function agentHostPids(): Promise<number[]> {
   const pods = await livePods('app.kubernetes.io/name=detour-agent');
+  const pids: number[] = [];
   for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
       const cgroup = readFileSync(`/proc/${entry}/cgroup`, 'utf8');
       if (!pods.some(({ uid }) => cgroup.includes(`pod${uid}`))) continue;
       if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('/app/agent/main.mjs'))
-        return Number(entry);
+        pids.push(Number(entry));
     } catch {
       // gone meanwhile
     }
   }
-  throw new Error(
-    `no agent process (/app/agent/main.mjs) in the cgroup of a live agent pod (${JSON.stringify(pods)})`,
-  );
+  if (pids.length === 0)
+    throw new Error(
+      `no agent process (/app/agent/main.mjs) in the cgroup of a live agent pod (${JSON.stringify(pods)})`,
+    );
+  return pids;
 }

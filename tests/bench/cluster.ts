@@ -109,6 +109,11 @@ async function fromCaller(args: string[], pids: Record<string, number> = {}): Pr
   return latency;
 }
 
+const cpuFlags = (pids: Record<string, number>) =>
+  Object.entries(pids)
+    .map(([name, pid]) => `--cpu ${name}=${pid}`)
+    .join(' ');
+
 async function local(args: string[]): Promise<string> {
   const loop = new ManagedProcess('loop', [process.execPath, loopScript, ...args]);
   const status = await loop.exited;
@@ -146,7 +151,7 @@ async function portForward(pod: string): Promise<{ url: string; stop: () => Prom
   };
 }
 
-async function oneRun(run: number, payments: string, agent: number): Promise<RunResult> {
+async function oneRun(run: number, payments: string, agents: Record<string, number>): Promise<RunResult> {
   const session = `bench-${process.pid}-${run}`;
   const result = { egress: {}, portForward: {}, pod: {}, steal: {}, mesh: {} } as RunResult;
 
@@ -172,7 +177,7 @@ async function oneRun(run: number, payments: string, agent: number): Promise<Run
   const script = [
     ...shapes.map(
       (shape) =>
-        `${node} latency http://payments:8080${path} ${loopArgs(shape).join(' ')} --cpu cli=$PPID --cpu agent=${agent}`,
+        `${node} latency http://payments:8080${path} ${loopArgs(shape).join(' ')} --cpu cli=$PPID ${cpuFlags(agents)}`,
     ),
     `${node} bulk http://payments:8080/bytes --bytes ${bulkBytes}`,
   ].join(' && ');
@@ -210,7 +215,7 @@ async function oneRun(run: number, payments: string, agent: number): Promise<Run
     for (const shape of shapes) {
       result.steal[shape.name] = await fromCaller(
         ['latency', `http://orders:8080${path}`, ...loopArgs(shape), '--header', `x-dev=${dev}`],
-        { cli, agent },
+        { cli, ...agents },
       );
       result.mesh[shape.name] = await fromCaller([
         'latency',
@@ -290,8 +295,13 @@ function records(results: RunResult[]): ResultRecord[] {
       ],
     );
   }
-  const perThousand = (latency: Latency, who: string) =>
-    (latency.cpuSeconds[who] ?? Number.NaN) * (1000 / latency.requests);
+  // `agent` sums every replica (agent-0, agent-1, ...): the tunnel and the requests may be on any.
+  const perThousand = (latency: Latency, who: string) => {
+    const spent = Object.entries(latency.cpuSeconds).filter(([name]) => name.replace(/-\d+$/, '') === who);
+    return spent.length === 0
+      ? Number.NaN
+      : spent.reduce((sum, [, seconds]) => sum + seconds, 0) * (1000 / latency.requests);
+  };
   const single = shapes[0].name;
   rows.push(
     [
@@ -324,12 +334,11 @@ function records(results: RunResult[]): ResultRecord[] {
 await useSample(log);
 const [payments] = await livePods('app=payments,version=v1');
 if (!payments) throw new Error('no live payments v1 pod in the sample namespace');
-// One replica's CPU: with several, the figure is the one the first pod found spent (see README).
-const [agent = 0] = await agentHostPids();
+const agents = Object.fromEntries((await agentHostPids()).map((pid, i) => [`agent-${i}`, pid]));
 const loadBefore = os.loadavg().map((x) => round(x, 2));
 const startedAt = new Date().toISOString();
 const results: RunResult[] = [];
-for (let run = 1; run <= runs; run++) results.push(await oneRun(run, payments.name, agent));
+for (let run = 1; run <= runs; run++) results.push(await oneRun(run, payments.name, agents));
 const list = records(results);
 const report = {
   run: {

@@ -52,6 +52,8 @@ void detour_dns_unlock(void);
 /* Outcome of an exchange: 0 ok; >0 the SOCKS5 reply code; DETOUR_PROXY_DOWN the proxy is not there. */
 #define DETOUR_PROXY_DOWN (-1)
 void detour_proxy_init(const char *host_port, int timeout_ms);
+/* 1 when addr:port is the proxy itself: an app that speaks to it (HTTP_PROXY) is never forwarded. */
+int detour_proxy_is_self(const detour_addr *addr, uint16_t port);
 /* FORWARD: the proxy dials addr:port and answers the one-shot loopback port that hands it over. */
 int detour_proxy_forward(const detour_addr *addr, uint16_t port, uint16_t *one_shot_port);
 /* RESOLVE_ALL: up to max addresses of name (family 0, 4 or 6); *count is how many came. */

@@ -172,7 +172,7 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len) {
   detour_addr addr;
   uint16_t port;
   if (!active || !sa || !detour_addr_from_sockaddr(sa, len, &addr, &port) ||
-      !detour_policy_addr_is_remote(&addr))
+      !detour_policy_addr_is_remote(&addr) || detour_proxy_is_self(&addr, port))
     return detour_real_connect(fd, sa, len);
   int type;
   socklen_t type_len = sizeof type;

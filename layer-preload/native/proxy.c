@@ -52,6 +52,13 @@ void detour_proxy_init(const char *host_port, int timeout_ms) {
   }
 }
 
+int detour_proxy_is_self(const detour_addr *addr, uint16_t port) {
+  detour_addr own;
+  uint16_t own_port;
+  return proxy_addr_len && detour_addr_from_sockaddr((struct sockaddr *)&proxy_addr, proxy_addr_len, &own, &own_port) &&
+         own_port == port && memcmp(&own, addr, sizeof own) == 0;
+}
+
 static int down(const char *why) {
   snprintf(down_reason, sizeof down_reason, "%s", why);
   return DETOUR_PROXY_DOWN;

@@ -161,6 +161,27 @@ describe('the native layer (LD_PRELOAD) in real programs, against a stand-in clu
     }
   });
 
+  test('an app that speaks to the proxy itself (HTTP_PROXY) is not forwarded, even with loopback included', async () => {
+    const before = { connections: proxyConnections(), forwards: cluster.proxy.stats.layerForward };
+    const result = await run(
+      [
+        'curl',
+        '-sS',
+        '--max-time',
+        '10',
+        '--proxy',
+        `http://${cluster.env.DETOUR_PROXY}`,
+        `http://${payments}/via-proxy`,
+      ],
+      { env: { ...env, DETOUR_EGRESS_INCLUDE: '127.0.0.1' } },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).url, '/via-proxy');
+    // One connection, curl's own: a FORWARD of it would have made the proxy dial itself.
+    assert.equal(cluster.proxy.stats.layerForward, before.forwards);
+    assert.equal(proxyConnections(), before.connections + 1);
+  });
+
   test('inert without DETOUR_PROXY: connects go where the app says', async () => {
     const before = proxyConnections();
     const result = await python(['http', clusterAddress, '80', '/'], { DETOUR_PROXY: undefined });

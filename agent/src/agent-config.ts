@@ -1,74 +1,52 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { InvalidInputError } from '@detour/router/errors';
-import { z } from 'zod';
+import * as z from '@detour/router/zod';
 
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7700');
+  .check(z.regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7700'));
+/** A whole number of milliseconds from an environment variable, at least `min`. */
+const milliseconds = (min: number, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
 
 /** The agent is configured by environment variables only: that is what a pod spec sets. */
 export const AgentConfig = z.object({
-  DETOUR_TUNNEL_LISTEN: hostPort
-    .default('127.0.0.1:7700')
-    .describe('Tunnel listener; keep it on loopback in a cluster so only port-forward reaches it.'),
-  DETOUR_INBOUND_LISTEN: hostPort
-    .default('0.0.0.0:8080')
-    .describe('HTTP/1.1 + h2c listener for mesh-routed requests.'),
-  DETOUR_ADMIN_LISTEN: hostPort.default('0.0.0.0:9090').describe('Health, readiness and Prometheus metrics.'),
-  DETOUR_UPSTREAM: hostPort
-    .optional()
-    .describe('Where requests that match no session go (no-mesh mode); without it they get a 404.'),
-  DETOUR_TOKEN_FILE: z.string().optional().describe('File with accepted session tokens, one per line.'),
-  DETOUR_TOKENS: z
-    .string()
-    .optional()
-    .describe('Accepted session tokens, comma-separated (tests; prefer DETOUR_TOKEN_FILE).'),
-  DETOUR_AGENT_NAME: z.string().default(hostname()),
-  DETOUR_POD_IP: z
-    .string()
-    .regex(/^[0-9a-fA-F:.]+$/, 'expected an IP address (downward API status.podIP)')
-    .optional()
-    .describe(
-      "The pod's IP (downward API): with DETOUR_NAMESPACE, replicas forward each other the requests of the sessions they hold.",
-    ),
-  DETOUR_PEER_HOST: z
-    .string()
-    .regex(/^[a-z0-9.-]+$/, 'expected a DNS name (the headless Service of the replicas)')
-    .optional()
-    .describe(
-      "The Host of a request forwarded to another replica (a headless Service selecting the replicas, so the mesh sends it with mutual TLS); without it, the replica's pod address.",
-    ),
-  DETOUR_HEARTBEAT_MS: z.coerce.number().int().min(50).default(5000),
-  DETOUR_DRAIN_MS: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(25_000)
-    .default(3_000)
-    .describe(
-      'With replicas: how long a stopping agent keeps forwarding the requests the mesh still sends it (below the pod’s 30 s grace).',
-    ),
-  DETOUR_JANITOR: z
-    .enum(['on', 'off'])
-    .default('off')
-    .describe('Revert routes of sessions whose CLI vanished (needs the agent Role).'),
-  DETOUR_NAMESPACE: z
-    .string()
-    .optional()
-    .describe("The agent's namespace (downward API); the janitor cleans there."),
-  DETOUR_JANITOR_GRACE_MS: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(15_000)
-    .describe('How long a dropped session may take to reconnect.'),
-  DETOUR_JANITOR_INTERVAL_MS: z.coerce
-    .number()
-    .int()
-    .min(1000)
-    .default(30_000)
-    .describe('How often expired leases are swept.'),
+  /** Tunnel listener; keep it on loopback in a cluster so only port-forward reaches it. */
+  DETOUR_TUNNEL_LISTEN: z._default(hostPort, '127.0.0.1:7700'),
+  /** HTTP/1.1 + h2c listener for mesh-routed requests. */
+  DETOUR_INBOUND_LISTEN: z._default(hostPort, '0.0.0.0:8080'),
+  /** Health, readiness and Prometheus metrics. */
+  DETOUR_ADMIN_LISTEN: z._default(hostPort, '0.0.0.0:9090'),
+  /** Where requests that match no session go (no-mesh mode); without it they get a 404. */
+  DETOUR_UPSTREAM: z.optional(hostPort),
+  /** File with accepted session tokens, one per line. */
+  DETOUR_TOKEN_FILE: z.optional(z.string()),
+  /** Accepted session tokens, comma-separated (tests; prefer DETOUR_TOKEN_FILE). */
+  DETOUR_TOKENS: z.optional(z.string()),
+  DETOUR_AGENT_NAME: z._default(z.string(), hostname()),
+  /** The pod's IP (downward API): with DETOUR_NAMESPACE, replicas forward each other the requests of the sessions they hold. */
+  DETOUR_POD_IP: z.optional(
+    z.string().check(z.regex(/^[0-9a-fA-F:.]+$/, 'expected an IP address (downward API status.podIP)')),
+  ),
+  /**
+   * The Host of a request forwarded to another replica (a headless Service selecting the replicas,
+   * so the mesh sends it with mutual TLS); without it, the replica's pod address.
+   */
+  DETOUR_PEER_HOST: z.optional(
+    z.string().check(z.regex(/^[a-z0-9.-]+$/, 'expected a DNS name (the headless Service of the replicas)')),
+  ),
+  DETOUR_HEARTBEAT_MS: milliseconds(50, 5000),
+  /** With replicas: how long a stopping agent keeps forwarding the requests the mesh still sends it (below the pod’s 30 s grace). */
+  DETOUR_DRAIN_MS: milliseconds(0, 3_000, 25_000),
+  /** Revert routes of sessions whose CLI vanished (needs the agent Role). */
+  DETOUR_JANITOR: z._default(z.enum(['on', 'off']), 'off'),
+  /** The agent's namespace (downward API); the janitor cleans there. */
+  DETOUR_NAMESPACE: z.optional(z.string()),
+  /** How long a dropped session may take to reconnect. */
+  DETOUR_JANITOR_GRACE_MS: milliseconds(0, 15_000),
+  /** How often expired leases are swept. */
+  DETOUR_JANITOR_INTERVAL_MS: milliseconds(1000, 30_000),
 });
 
 export interface ListenAddress {
@@ -143,7 +121,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): ResolvedA
   };
 }
 
-function janitorConfig(config: z.infer<typeof AgentConfig>): ResolvedAgentConfig['janitor'] {
+function janitorConfig(config: z.output<typeof AgentConfig>): ResolvedAgentConfig['janitor'] {
   if (config.DETOUR_JANITOR === 'off') return undefined;
   if (!config.DETOUR_NAMESPACE) {
     throw new InvalidInputError(

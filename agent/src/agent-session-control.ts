@@ -2,7 +2,7 @@ import { DetourError } from '@detour/router/errors';
 import { compileFilter, filtersOverlap, formatFilter, validateFilter } from '@detour/router/match/index';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
 import { RouteProbeParams } from '@detour/router/tunnel/protocol';
-import { z } from 'zod';
+import * as z from '@detour/router/zod';
 import type { RouteProbes } from './route-probe.ts';
 import {
   type AgentSession,
@@ -15,25 +15,28 @@ import {
 
 const SessionId = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a session id is 1-63 lower-case letters, digits and dashes');
+  .check(z.regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a session id is 1-63 lower-case letters, digits and dashes'));
 /** The session's Lease in the cluster: the agent ends it if the CLI does not come back. */
-const LeaseRef = z.object({ name: z.string().min(1), namespace: z.string().min(1) }).optional();
+const LeaseRef = z.optional(
+  z.object({ name: z.string().check(z.minLength(1)), namespace: z.string().check(z.minLength(1)) }),
+);
 
 export const RegisterSessionParams = z.discriminatedUnion('mode', [
   z.object({
     id: SessionId,
     filter: z.unknown(),
-    allowMatchAll: z.boolean().default(false),
+    allowMatchAll: z._default(z.boolean(), false),
     mode: z.enum(['steal', 'mirror']),
-    targetPort: z.number().int().min(1).max(65535),
+    targetPort: z.int().check(z.gte(1), z.lte(65535)),
     /** FQDN of the target Service; without it the session takes matching requests for any host. */
-    targetHost: z.string().min(1).max(253).optional(),
+    targetHost: z.optional(z.string().check(z.minLength(1), z.maxLength(253))),
     lease: LeaseRef,
   }),
   /** Takes no requests: registered so the agent tracks it (and ends its Lease) like any session. */
   z.strictObject({ id: SessionId, mode: z.literal('egress-only'), lease: LeaseRef }),
 ]);
 export type RegisterSessionParams = z.input<typeof RegisterSessionParams>;
+const UnregisterSessionParams = z.object({ id: z.string() });
 
 export interface SessionSummary {
   id: string;
@@ -127,7 +130,7 @@ export function serveSessionControl(
         return onRegistered(session).then(() => summarize(session));
       }
       case 'session.unregister': {
-        const { id } = z.object({ id: z.string() }).parse(params);
+        const { id } = UnregisterSessionParams.parse(params);
         const session = registry
           .list()
           .find((candidate) => candidate.id === id && candidate.tunnel === tunnel);

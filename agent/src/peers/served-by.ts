@@ -5,16 +5,16 @@
  * and forward them there.
  */
 import { LEASE_ANNOTATIONS } from '@detour/mesh-adapters';
-import { z } from 'zod';
+import * as z from '@detour/router/zod';
 
 export const ServedBy = z.object({
-  pod: z.string().min(1),
+  pod: z.string().check(z.minLength(1)),
   /** `ip:port` of the holder's inbound listener. */
-  address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/),
+  address: z.string().check(z.regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/)),
   mode: z.enum(['steal', 'mirror']),
   filter: z.unknown(),
   /** FQDN of the session's target Service; absent: any host. */
-  targetHost: z.string().min(1).optional(),
+  targetHost: z.optional(z.string().check(z.minLength(1))),
 });
 export type ServedBy = z.infer<typeof ServedBy>;
 

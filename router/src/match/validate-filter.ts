@@ -1,6 +1,6 @@
 import { RE2JS, RE2JSSyntaxException } from 're2js';
-import { z } from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import * as z from '../zod.ts';
 import type { RouteFilter, StringMatch } from './filter.ts';
 
 /** A routing filter that is malformed, or that the mesh would evaluate differently from the agent. */
@@ -23,15 +23,15 @@ const RE2_SYNTAX = 'https://github.com/google/re2/wiki/Syntax';
 
 // Shape only; the rules that need context (which field, what fix) are checked below so that each
 // message can name the field path, the bad value and the fix.
-const stringMatchShape = z
-  .strictObject({ exact: z.string(), prefix: z.string(), regex: z.string() })
-  .partial();
+const stringMatchShape = z.partial(
+  z.strictObject({ exact: z.string(), prefix: z.string(), regex: z.string() }),
+);
 const headerMapShape = z.record(z.string(), stringMatchShape);
 const filterShape = z.strictObject({
-  headers: headerMapShape.optional(),
-  withoutHeaders: headerMapShape.optional(),
-  uri: stringMatchShape.optional(),
-  method: stringMatchShape.optional(),
+  headers: z.optional(headerMapShape),
+  withoutHeaders: z.optional(headerMapShape),
+  uri: z.optional(stringMatchShape),
+  method: z.optional(stringMatchShape),
 });
 
 /**

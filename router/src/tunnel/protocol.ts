@@ -7,7 +7,7 @@
  * Stream 0 carries the handshake, control requests, pings and goaway. The CLI (client) opens odd
  * stream ids, the agent (server) even ones, so both sides open streams without coordination.
  */
-import { z } from 'zod';
+import * as z from '../zod.ts';
 
 export const PROTOCOL_NAME = 'detour-tunnel';
 /** Bumped on any incompatible change; both ends refuse a peer with another version. */
@@ -55,20 +55,20 @@ export interface Frame {
  */
 export const Hello = z.object({
   protocol: z.literal(PROTOCOL_NAME),
-  version: z.number().int(),
+  version: z.int(),
   token: z.string(),
-  client: z.string().max(256),
+  client: z.string().check(z.maxLength(256)),
   /** The CLI's detour release, for messages about a version mismatch. */
-  release: z.string().max(64).optional(),
+  release: z.optional(z.string().check(z.maxLength(64))),
 });
 export type Hello = z.infer<typeof Hello>;
 
 export const HelloAck = z.object({
   protocol: z.literal(PROTOCOL_NAME),
-  version: z.number().int(),
-  agent: z.string().max(256),
+  version: z.int(),
+  agent: z.string().check(z.maxLength(256)),
   /** The agent's detour release. */
-  release: z.string().max(64).optional(),
+  release: z.optional(z.string().check(z.maxLength(64))),
 });
 export type HelloAck = z.infer<typeof HelloAck>;
 
@@ -81,14 +81,14 @@ export const HttpStreamOpen = z.object({
   kind: z.literal('http'),
   session: z.string(),
   mode: z.enum(['steal', 'mirror']),
-  targetPort: z.number().int().min(1).max(65535),
+  targetPort: z.int().check(z.gte(1), z.lte(65535)),
   httpVersion: z.enum(['1.1', '2']),
   method: z.string(),
   path: z.string(),
   authority: z.string(),
   headers: HeaderPairs,
   /** Where the request came from, as the agent saw it (the caller's sidecar, in a mesh). */
-  remoteAddress: z.string().optional(),
+  remoteAddress: z.optional(z.string()),
   upgrade: z.boolean(),
 });
 export type HttpStreamOpen = z.infer<typeof HttpStreamOpen>;
@@ -96,15 +96,15 @@ export type HttpStreamOpen = z.infer<typeof HttpStreamOpen>;
 /** The CLI asks the agent to dial host:port from inside the cluster. */
 export const ConnectStreamOpen = z.object({
   kind: z.literal('connect'),
-  host: z.string().min(1).max(253),
-  port: z.number().int().min(1).max(65535),
+  host: z.string().check(z.minLength(1), z.maxLength(253)),
+  port: z.int().check(z.gte(1), z.lte(65535)),
 });
 export type ConnectStreamOpen = z.infer<typeof ConnectStreamOpen>;
 
 /** The CLI asks the agent to resolve a name with the pod's resolver. */
 export const DnsStreamOpen = z.object({
   kind: z.literal('dns'),
-  name: z.string().min(1).max(253),
+  name: z.string().check(z.minLength(1), z.maxLength(253)),
   family: z.union([z.literal(0), z.literal(4), z.literal(6)]),
 });
 export type DnsStreamOpen = z.infer<typeof DnsStreamOpen>;
@@ -113,7 +113,7 @@ export const StreamOpen = z.discriminatedUnion('kind', [HttpStreamOpen, ConnectS
 export type StreamOpen = z.infer<typeof StreamOpen>;
 
 /** Header blocks that follow an open, in either direction. */
-export const HttpResponseHead = z.object({ status: z.number().int(), headers: HeaderPairs });
+export const HttpResponseHead = z.object({ status: z.int(), headers: HeaderPairs });
 export type HttpResponseHead = z.infer<typeof HttpResponseHead>;
 export const HttpTrailers = z.object({ trailers: HeaderPairs });
 export type HttpTrailers = z.infer<typeof HttpTrailers>;
@@ -128,17 +128,17 @@ export type ResetPayload = z.infer<typeof ResetPayload>;
  * Why a connection ends. A refusal of another protocol version (code DETOUR_TUNNEL_VERSION) also
  * carries the refusing end's version and release, so the refused end can name both in its own words.
  */
-export const GoAway = ResetPayload.extend({
-  version: z.number().int().optional(),
-  release: z.string().max(64).optional(),
+export const GoAway = z.extend(ResetPayload, {
+  version: z.optional(z.int()),
+  release: z.optional(z.string().check(z.maxLength(64))),
 });
 export type GoAway = z.infer<typeof GoAway>;
 
 /** Control messages on stream 0: request/response pairs and one-way events. */
 export const ControlMessage = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('request'), id: z.number().int(), method: z.string(), params: z.unknown() }),
-  z.object({ type: z.literal('response'), id: z.number().int(), result: z.unknown() }),
-  z.object({ type: z.literal('error'), id: z.number().int(), code: z.string(), message: z.string() }),
+  z.object({ type: z.literal('request'), id: z.int(), method: z.string(), params: z.unknown() }),
+  z.object({ type: z.literal('response'), id: z.int(), result: z.unknown() }),
+  z.object({ type: z.literal('error'), id: z.int(), code: z.string(), message: z.string() }),
   z.object({ type: z.literal('event'), name: z.string(), data: z.unknown() }),
 ]);
 export type ControlMessage = z.infer<typeof ControlMessage>;
@@ -153,19 +153,16 @@ export type ControlMessage = z.infer<typeof ControlMessage>;
 export const RouteProbeParams = z.object({
   url: z.url(),
   headers: z.record(z.string(), z.string()),
-  copyWaitMs: z.number().int().min(0).max(5_000).optional(),
-  responseHeader: z.string().min(1).max(100).optional(),
+  copyWaitMs: z.optional(z.int().check(z.gte(0), z.lte(5_000))),
+  responseHeader: z.optional(z.string().check(z.minLength(1), z.maxLength(100))),
   /** The method a filter on :method needs; HEAD when none does. */
-  method: z
-    .string()
-    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)
-    .default('HEAD'),
+  method: z._default(z.string().check(z.regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)), 'HEAD'),
 });
 export type RouteProbeParams = z.input<typeof RouteProbeParams>;
 export const RouteProbeResult = z.object({
   live: z.boolean(),
   detail: z.string(),
-  header: z.string().optional(),
+  header: z.optional(z.string()),
 });
 export type RouteProbeResult = z.infer<typeof RouteProbeResult>;
 /** Marks a probe: the agent that sent it answers it itself; it never reaches a developer. */

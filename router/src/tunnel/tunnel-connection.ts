@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { z } from 'zod';
+import * as z from '../zod.ts';
 import { encodeFrameHeader, FrameDecoder } from './frame-codec.ts';
 import {
   ControlMessage,
@@ -50,8 +50,10 @@ export interface TunnelConnectionEvents {
 }
 
 const handshakeTimeoutMs = 10_000;
+/** A header block is any JSON value; its reader checks its shape. */
+const HeaderBlockValue = z.unknown();
 
-function parseJson<T>(schema: z.ZodType<T>, payload: Buffer, what: string): T {
+function parseJson<T>(schema: z.ZodMiniType<T>, payload: Buffer, what: string): T {
   let value: unknown;
   try {
     value = JSON.parse(payload.toString('utf8'));
@@ -409,7 +411,7 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
         stream.receiveData(frame.payload, end);
         break;
       case FrameType.headers:
-        stream.receiveHeaders(parseJson(z.unknown(), frame.payload, 'header block'), end);
+        stream.receiveHeaders(parseJson(HeaderBlockValue, frame.payload, 'header block'), end);
         break;
       case FrameType.window:
         if (frame.payload.length !== 4)

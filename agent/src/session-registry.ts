@@ -89,15 +89,23 @@ export function firstTaker<T extends RequestTaker>(
   request: InboundRequest,
   usable: (candidate: T) => boolean,
 ): (T & { matcher: RequestMatcher }) | undefined {
-  const host = request.authority === undefined ? undefined : hostOf(request.authority);
-  const mirrored = request.authority === undefined ? undefined : unshadowed(request.authority);
   for (const candidate of candidates) {
     if (!candidate.matcher || !usable(candidate)) continue;
-    const named = (h: string | undefined) => h === undefined || candidate.hosts?.has(h) !== false;
-    if (!named(host) && !(candidate.mode === 'mirror' && named(mirrored))) continue;
+    const hosts = candidate.hosts;
+    if (hosts && request.authority !== undefined && !namesHost(hosts, candidate.mode, request.authority))
+      continue;
     if (candidate.matcher.matches(request)) return candidate as T & { matcher: RequestMatcher };
   }
   return undefined;
+}
+
+/** Whether a taker that names its hosts takes a request sent to `authority` (only then computed). */
+function namesHost(hosts: ReadonlySet<string>, mode: RequestTaker['mode'], authority: string): boolean {
+  return hosts.has(hostOf(authority)) || (mode === 'mirror' && hosts.has(unshadowed(authority)));
+}
+
+function routedAndOpen(session: AgentSession): boolean {
+  return isRouted(session) && !session.tunnel.isClosed;
 }
 
 /**
@@ -133,11 +141,7 @@ export class SessionRegistry {
    * that names its target's hosts only takes requests sent to one of them.
    */
   match(request: InboundRequest): RoutedSession | undefined {
-    return firstTaker(
-      this.sessions.values(),
-      request,
-      (session) => isRouted(session) && !session.tunnel.isClosed,
-    ) as RoutedSession | undefined;
+    return firstTaker(this.sessions.values(), request, routedAndOpen) as RoutedSession | undefined;
   }
 
   list(): AgentSession[] {

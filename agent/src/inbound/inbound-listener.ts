@@ -27,7 +27,7 @@ import {
   type ResponseWriter,
 } from '@detour/router/http/response-writer';
 import { requestUpstream, type UpstreamTarget } from '@detour/router/http/upstream-request';
-import { formatFilter } from '@detour/router/match/index';
+import { formatFilter, requestHeader } from '@detour/router/match/index';
 import { type HeaderPairs, PROBE_HEADER } from '@detour/router/tunnel/protocol';
 import { parseHostPort } from '../agent-config.ts';
 import {
@@ -65,50 +65,24 @@ export interface InboundListenerOptions {
   peers?: { directory: SessionDirectory; forwarder: PeerForwarder };
 }
 
-/** Header values for matching, joined the way Envoy does (see `compileFilter`), computed on demand. */
-class Http1Matchable implements InboundRequest {
-  readonly method: string;
-  readonly path: string;
-  readonly authority: string | undefined;
-  private readonly req: IncomingMessage;
-  constructor(req: IncomingMessage) {
-    this.req = req;
-    this.method = req.method ?? 'GET';
-    this.path = req.url ?? '/';
-    this.authority = req.headers.host;
-  }
-  get headers(): Record<string, string[] | undefined> {
-    return this.req.headersDistinct;
-  }
+/** What a filter matches on, read straight from the header list the request arrived with. */
+function http1Matchable(req: IncomingMessage): InboundRequest {
+  return {
+    method: req.method ?? 'GET',
+    path: req.url ?? '/',
+    authority: req.headers.host,
+    headers: req.rawHeaders,
+  };
 }
 
-class Http2Matchable implements InboundRequest {
-  readonly method: string;
-  readonly path: string;
-  readonly authority: string | undefined;
-  private readonly raw: readonly string[];
-  private distinct: Record<string, string[]> | undefined;
-  constructor(headers: IncomingHttpHeaders, raw: readonly string[]) {
-    this.method = (headers[':method'] as string | undefined) ?? 'GET';
-    this.path = (headers[':path'] as string | undefined) ?? '/';
-    this.authority = (headers[':authority'] as string | undefined) ?? headers.host;
-    this.raw = raw;
-  }
-  get headers(): Record<string, string[]> {
-    if (!this.distinct) {
-      const distinct: Record<string, string[]> = {};
-      for (let i = 0; i < this.raw.length; i += 2) {
-        const name = this.raw[i] as string;
-        if (name.charCodeAt(0) === 58) continue;
-        const value = this.raw[i + 1] as string;
-        const values = distinct[name];
-        if (values) values.push(value);
-        else distinct[name] = [value];
-      }
-      this.distinct = distinct;
-    }
-    return this.distinct;
-  }
+/** The same for an HTTP/2 stream; the pseudo-headers in `raw` never equal a filter's header name. */
+function http2Matchable(headers: IncomingHttpHeaders, raw: readonly string[]): InboundRequest {
+  return {
+    method: (headers[':method'] as string | undefined) ?? 'GET',
+    path: (headers[':path'] as string | undefined) ?? '/',
+    authority: (headers[':authority'] as string | undefined) ?? headers.host,
+    headers: raw,
+  };
 }
 
 export class InboundListener {
@@ -309,7 +283,7 @@ export class InboundListener {
       this.answerProbe(req, res, probe as string);
       return;
     }
-    const matchable = new Http1Matchable(req);
+    const matchable = http1Matchable(req);
     const session = this.registry.match(matchable);
     if (session) {
       forwardHttp1(req, res, session, this.report);
@@ -351,7 +325,7 @@ export class InboundListener {
     const text = this.noSessionText(
       req.method ?? 'GET',
       req.url ?? '/',
-      (name) => req.headersDistinct[name],
+      (name) => requestHeader(matchable, name),
       fromPeer,
     );
     req.resume();
@@ -367,7 +341,7 @@ export class InboundListener {
     const fromPeer = arrivedFromPeer(delivered, ':authority');
     const raw = fromPeer?.raw ?? delivered;
     if (fromPeer) headers[':authority'] = fromPeer.authority;
-    const matchable = new Http2Matchable(headers, raw);
+    const matchable = http2Matchable(headers, raw);
     const session = this.registry.match(matchable);
     if (session) {
       forwardHttp2(stream, headers, raw, session, this.report);
@@ -428,7 +402,7 @@ export class InboundListener {
     const text = this.noSessionText(
       matchable.method,
       matchable.path,
-      (name) => matchable.headers[name],
+      (name) => requestHeader(matchable, name),
       fromPeer,
     );
     stream.resume();
@@ -457,7 +431,7 @@ export class InboundListener {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const fromPeer = http1FromPeer(req);
-    const matchable = new Http1Matchable(req);
+    const matchable = http1Matchable(req);
     const session = this.registry.match(matchable);
     if (session) {
       forwardUpgrade(req, socket, head, session, this.report);
@@ -493,7 +467,7 @@ export class InboundListener {
     const text = this.noSessionText(
       req.method ?? 'GET',
       req.url ?? '/',
-      (name) => req.headersDistinct[name],
+      (name) => requestHeader(matchable, name),
       fromPeer,
     );
     socket.end(
@@ -556,7 +530,7 @@ export class InboundListener {
   private noSessionText(
     method: string,
     path: string,
-    header: (name: string) => string[] | undefined,
+    header: (name: string) => string | undefined,
     fromPeer: ArrivedFromPeer | undefined,
   ): string {
     const sessions = this.registry.routed();
@@ -580,7 +554,7 @@ export class InboundListener {
       }
       if (names.size > 0) {
         lines.push('This request carried:');
-        for (const name of names) lines.push(`  ${name}: ${header(name)?.join(',') ?? '(absent)'}`);
+        for (const name of names) lines.push(`  ${name}: ${header(name) ?? '(absent)'}`);
       }
     }
     return `${lines.join('\n')}\n`;

@@ -3,14 +3,16 @@ import { compileRegex } from './validate-filter.ts';
 
 /**
  * The parts of a request a filter looks at, as Node's http module delivers them: `path` is the
- * request-target (`req.url`), header names are lower-case and every value is a latin1 string (one
- * char per byte). Pass `req.headersDistinct` rather than `req.headers`: Node joins repeated headers
- * with ", " while Envoy joins them with ",", and we must join the way Envoy does.
+ * request-target (`req.url`) and every header value is a latin1 string (one char per byte).
+ * `headers` is either the flat list Node delivers (`req.rawHeaders`, an HTTP/2 stream's raw
+ * headers: name, value, name, value, ...; names in any case), which the matcher reads without
+ * building a map, or a map with lower-case names (`req.headersDistinct`, not `req.headers`: Node
+ * joins repeated headers with ", " while Envoy joins them with ",", and we must join as Envoy does).
  */
 export interface MatchableRequest {
   method: string;
   path: string;
-  headers: Record<string, string | string[] | undefined>;
+  headers: Record<string, string | string[] | undefined> | readonly string[];
 }
 
 export interface RequestMatcher {
@@ -46,12 +48,12 @@ export function compileFilter(filter: RouteFilter): RequestMatcher {
       if (uri && !uri(req.path)) return false;
       for (let i = 0; i < required.length; i++) {
         const { name, test } = required[i] as HeaderTest;
-        const value = headerValue(req.headers, name);
+        const value = requestHeader(req, name);
         if (value === undefined || (test !== null && !test(value))) return false;
       }
       for (let i = 0; i < excluded.length; i++) {
         const { name, test } = excluded[i] as HeaderTest;
-        const value = headerValue(req.headers, name);
+        const value = requestHeader(req, name);
         // Istio emits withoutHeaders as invert_match, plus treat_missing_header_as_empty for value
         // matches (pilot/pkg/networking/core/route/route.go, TranslateRouteMatch): `{}` means "absent",
         // and a value match is tested against "" when the header is missing.
@@ -120,14 +122,32 @@ function pathEnd(path: string): number {
 }
 
 /**
- * Envoy's HeaderUtility::getAllOfHeaderAsString (source/common/http/header_utility.cc): repeated
- * headers are joined with "," before matching; no entry at all means absent.
+ * A request's header `name` (lower case) as Envoy matches it, HeaderUtility::getAllOfHeaderAsString
+ * (source/common/http/header_utility.cc): repeated fields are joined with "," before matching; no
+ * field at all means absent.
  */
-function headerValue(headers: MatchableRequest['headers'], name: string): string | undefined {
+export function requestHeader(req: MatchableRequest, name: string): string | undefined {
+  const headers = req.headers;
+  if (isFieldList(headers)) return listedValue(headers, name);
   const value = headers[name];
   if (value === undefined || typeof value === 'string') return value;
   if (value.length <= 1) return value[0];
   return value.join(',');
+}
+
+function isFieldList(headers: MatchableRequest['headers']): headers is readonly string[] {
+  return Array.isArray(headers);
+}
+
+/** The value of `name` in a flat name/value list, repeated fields joined; no string built for a single one. */
+function listedValue(fields: readonly string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    const field = fields[i] as string;
+    if (field.length !== name.length || (field !== name && field.toLowerCase() !== name)) continue;
+    value = value === undefined ? (fields[i + 1] as string) : `${value},${fields[i + 1]}`;
+  }
+  return value;
 }
 
 /** The configured value as Node would present the same bytes on the wire (UTF-8 bytes as latin1 chars). */

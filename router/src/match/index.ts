@@ -5,7 +5,12 @@ export {
   baggageMemberOf,
   parseBaggageMember,
 } from './baggage.ts';
-export { compileFilter, type MatchableRequest, type RequestMatcher } from './compile-filter.ts';
+export {
+  compileFilter,
+  type MatchableRequest,
+  type RequestMatcher,
+  requestHeader,
+} from './compile-filter.ts';
 export { type ExampleRequest, exampleRequest } from './example-request.ts';
 export type { RouteFilter, StringMatch } from './filter.ts';
 export {

@@ -7,8 +7,22 @@ import {
   validateFilter,
 } from '../../src/match/index.ts';
 
-function request(headers: MatchableRequest['headers'] = {}, path = '/', method = 'GET'): MatchableRequest {
+function request(
+  headers: Record<string, string | string[]> = {},
+  path = '/',
+  method = 'GET',
+): MatchableRequest {
   return { method, path, headers };
+}
+
+/** The same request with its headers as Node's flat raw list, names capitalised as clients send them. */
+function asFieldList(req: MatchableRequest): MatchableRequest {
+  const fields: string[] = [];
+  for (const [name, value] of Object.entries(req.headers as Record<string, string | string[]>)) {
+    const sent = name.replace(/(^|-)[a-z]/g, (c) => c.toUpperCase());
+    for (const one of typeof value === 'string' ? [value] : value) fields.push(sent, one);
+  }
+  return { ...req, headers: fields };
 }
 
 const cases: Array<{ name: string; filter: RouteFilter; req: MatchableRequest; expected: boolean }> = [
@@ -303,7 +317,18 @@ const cases: Array<{ name: string; filter: RouteFilter; req: MatchableRequest; e
 describe('compileFilter', () => {
   for (const { name, filter, req, expected } of cases) {
     test(name, () => assert.equal(compileFilter(filter).matches(req), expected));
+    test(`${name} (raw header list)`, () =>
+      assert.equal(compileFilter(filter).matches(asFieldList(req)), expected));
   }
+
+  test('a raw header list: names in any case, repeated fields joined in order with ","', () => {
+    const matcher = compileFilter({ headers: { 'x-dev': { exact: 'dev-a,dev-b' } } });
+    const listed = (...fields: string[]) => matcher.matches({ method: 'GET', path: '/', headers: fields });
+    assert.equal(listed('Host', 'h', 'X-Dev', 'dev-a', 'accept', '*/*', 'x-DEV', 'dev-b'), true);
+    assert.equal(listed('x-dev', 'dev-b', 'x-dev', 'dev-a'), false);
+    assert.equal(listed('x-dev', 'dev-a'), false);
+    assert.equal(listed('x-devs', 'dev-a,dev-b'), false);
+  });
 
   test('regex matching stays linear on a catastrophic-backtracking pattern', { timeout: 2000 }, () => {
     // (a+)+$ takes exponential time in a backtracking engine; RE2 answers in one pass.

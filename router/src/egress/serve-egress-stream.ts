@@ -1,4 +1,4 @@
-import { pipeline } from 'node:stream/promises';
+import type { Duplex } from 'node:stream';
 import { TunnelCode } from '../tunnel/protocol.ts';
 import type { TunnelStream } from '../tunnel/tunnel-stream.ts';
 import type { EgressDialer } from './dialer.ts';
@@ -24,18 +24,36 @@ export async function serveEgressStream(stream: TunnelStream, dialer: EgressDial
     if (open.kind !== 'connect')
       throw Object.assign(new Error(`not an egress stream: ${open.kind}`), { code: TunnelCode.refused });
     const abort = new AbortController();
-    stream.once('close', () => abort.abort());
+    const abortDial = () => abort.abort();
+    stream.once('close', abortDial);
     const upstream = await dialer.connect(open.host, open.port, abort.signal);
+    stream.off('close', abortDial);
     const remote = upstream as { remoteAddress?: string; remotePort?: number };
     stream.writeHeaders({
       connected: true,
       remoteAddress: `${remote.remoteAddress ?? open.host}:${remote.remotePort ?? open.port}`,
     });
-    await Promise.all([pipeline(stream, upstream), pipeline(upstream, stream)]).catch((error: unknown) => {
-      upstream.destroy();
-      stream.reset(codeOf(error), (error as Error).message);
-    });
+    relay(stream, upstream);
   } catch (error) {
     stream.reset(codeOf(error), (error as Error).message);
   }
+}
+
+/**
+ * Pipes both ways with backpressure; each side's end ends the other's writable side (half-close).
+ * An upstream failure resets the stream with its errno code; a stream that closes before both of its
+ * directions ended (a reset, the tunnel gone) takes the upstream with it, and the other way round.
+ * `pipe` rather than `stream.pipeline`: pipeline's bookkeeping (ten `finished` watchers, promises,
+ * abort signals) costs ~10 KiB per connection, and the agent holds every egress connection open.
+ */
+function relay(stream: TunnelStream, upstream: Duplex): void {
+  upstream.on('error', (error: Error) => stream.destroy(error));
+  upstream.once('close', () => {
+    if (!upstream.readableEnded) stream.destroy();
+  });
+  stream.once('close', () => {
+    if (!stream.readableEnded || !stream.writableFinished) upstream.destroy();
+  });
+  stream.pipe(upstream);
+  upstream.pipe(stream);
 }

@@ -14,6 +14,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuSeconds } from '../cluster/sample/hop.ts';
 import { caseLayerConnect, caseLayerStartup } from './layer-cases.ts';
 import { envoyArgs, envoyBinary, writeBackendBootstrap, writeProxyBootstrap } from './lib/envoy.ts';
 import { runFixedRate } from './lib/h2load.ts';
@@ -200,7 +201,12 @@ function benchJson<T>(p: Started): T {
   return JSON.parse(line.slice('BENCHJSON '.length)) as T;
 }
 
-async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void> {
+/** `pids`: the process of each proxy, whose CPU time per request is recorded next to its req/s. */
+async function caseProxying(
+  ports: Ports,
+  records: ResultRecord[],
+  pids: Record<string, number>,
+): Promise<void> {
   const url = (port: number) => `http://127.0.0.1:${port}/`;
   const subjects = [
     { name: 'agent', port: ports.inbound },
@@ -215,6 +221,7 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
   for (const s of subjects)
     await runWrk({ url: url(s.port), connections: 64, seconds: 2, header: undefined, cpu: LOAD_CPU });
   const results = new Map<string, WrkResult[]>();
+  const cpuPer10k = new Map<string, number[]>();
   for (let run = 0; run < runs; run++) {
     for (const v of variants) {
       // Rotate the order each run so no subject always follows the same neighbour. The backend
@@ -223,6 +230,8 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
         v.header === undefined ? [...subjects, { name: 'backend alone', port: ports.backend }] : subjects;
       for (let k = 0; k < list.length; k++) {
         const s = list[(k + run) % list.length] as (typeof list)[number];
+        const pid = pids[s.name];
+        const cpuBefore = pid === undefined ? 0 : cpuSeconds(pid);
         const r = await runWrk({
           url: url(s.port),
           connections: 64,
@@ -234,8 +243,14 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
           throw new Error(`case 1: ${s.name} (${v.name}) had ${r.errors} errors in ${r.requests} requests`);
         const key = `${s.name}|${v.name}`;
         results.set(key, [...(results.get(key) ?? []), r]);
+        let cpuText = '';
+        if (pid !== undefined) {
+          const per10k = ((cpuSeconds(pid) - cpuBefore) / r.requests) * 10_000;
+          cpuPer10k.set(key, [...(cpuPer10k.get(key) ?? []), per10k]);
+          cpuText = `  CPU ${per10k.toFixed(3)} s/10k req`;
+        }
         bench(
-          `  run ${run + 1}/${runs} ${s.name.padEnd(10)} ${v.name.padEnd(28)} ${r.rps.toFixed(0)} req/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  (load ${loadAverage()})`,
+          `  run ${run + 1}/${runs} ${s.name.padEnd(10)} ${v.name.padEnd(28)} ${r.rps.toFixed(0)} req/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms${cpuText}  (load ${loadAverage()})`,
         );
       }
     }
@@ -248,6 +263,9 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
     const rps = (name: string) => get(name, (r) => r.rps);
     const p50 = (name: string) => get(name, (r) => r.p50Ms);
     const p99 = (name: string) => get(name, (r) => r.p99Ms);
+    const cpu = (name: string) => cpuPer10k.get(`${name}|${v.name}`) ?? [];
+    const cpuNote =
+      "for information: utime + stime of the proxy process (/proc/<pid>/stat) over each run, per 10,000 requests; the ratio is subject / reference (lower is cheaper) and moves far less with the machine's load than req/s";
     records.push(
       ...caseRecords(c, notes, [
         [
@@ -293,6 +311,17 @@ async function caseProxying(ports: Ports, records: ResultRecord[]): Promise<void
             ]
           : []),
         ['http-proxy', 'envoy', 'p99 latency', 'ms', p99('http-proxy'), p99('envoy'), null, info],
+        [
+          'agent',
+          'http-proxy',
+          'CPU per 10,000 requests',
+          's',
+          cpu('agent'),
+          cpu('http-proxy'),
+          null,
+          cpuNote,
+        ],
+        ['agent', 'envoy', 'CPU per 10,000 requests', 's', cpu('agent'), cpu('envoy'), null, cpuNote],
       ]),
     );
   }
@@ -578,7 +607,11 @@ async function main(): Promise<void> {
         );
         await waitForPort(ports.envoy, envoyProxy);
         await waitForPort(ports.httpProxy, httpProxy);
-        await caseProxying(ports, records);
+        await caseProxying(ports, records, {
+          agent: agent.pid,
+          envoy: envoyProxy.pid,
+          'http-proxy': httpProxy.pid,
+        });
         write('partial');
         await stop(envoyProxy);
         await stop(httpProxy);

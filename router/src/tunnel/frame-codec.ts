@@ -25,9 +25,10 @@ export function encodeFrameHeader(
 }
 
 /**
- * Turns a byte stream into frames. Chunks are kept as received and only the bytes of a frame that
- * straddles two chunks are copied, so bulk DATA is mostly zero-copy. Throws TunnelProtocolError on
- * an unknown frame type or an oversized length; the caller closes the connection.
+ * Turns a byte stream into frames. Chunks are kept as received: a DATA frame that straddles chunks
+ * comes out as one DATA frame per piece (the flags on the last), so bulk DATA is never copied (the
+ * socket's 64 KiB reads rarely line up with frames); only other frames that straddle are. Throws
+ * TunnelProtocolError on an unknown frame type or an oversized length; the caller closes the connection.
  */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
@@ -50,7 +51,8 @@ export class FrameDecoder {
       const flags = header.readUInt8(5);
       const stream = header.readUInt32BE(6);
       this.take(FRAME_HEADER_BYTES);
-      frames.push({ type: type as FrameTypeCode, flags, stream, payload: this.take(length) });
+      if (type === FrameType.data) this.takeData(length, flags, stream, frames);
+      else frames.push({ type: type as FrameTypeCode, flags, stream, payload: this.take(length) });
     }
     return frames;
   }
@@ -59,6 +61,17 @@ export class FrameDecoder {
     const first = this.chunks[0] as Buffer;
     if (first.length >= n) return first.subarray(0, n);
     return Buffer.concat(this.chunks, this.buffered).subarray(0, n);
+  }
+
+  private takeData(n: number, flags: number, stream: number, frames: Frame[]): void {
+    let left = n;
+    while (left > 0 && left > (this.chunks[0] as Buffer).length) {
+      const piece = this.chunks.shift() as Buffer;
+      left -= piece.length;
+      this.buffered -= piece.length;
+      frames.push({ type: FrameType.data, flags: 0, stream, payload: piece });
+    }
+    frames.push({ type: FrameType.data, flags, stream, payload: this.take(left) });
   }
 
   private take(n: number): Buffer {

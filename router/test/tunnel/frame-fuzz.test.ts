@@ -55,6 +55,35 @@ function mutate(input: Buffer, random: () => number): Buffer {
   return out;
 }
 
+describe('frame decoder', () => {
+  it('hands a DATA frame that straddles reads out as pieces of those reads, the flags on the last', () => {
+    const payload = Buffer.alloc(100_000, 0x61);
+    const bytes = Buffer.concat([frame(FrameType.data, 1, 3, payload), frame(FrameType.ping, 0, 0, 'x')]);
+    // Each read in its own memory, as a socket delivers them.
+    const reads = [[0, 30_000], [30_000, 70_000], [70_000]].map(([from, to]) =>
+      Buffer.from(bytes.subarray(from, to)),
+    );
+    const decoder = new FrameDecoder();
+    const frames = reads.flatMap((read) => decoder.push(read));
+    const data = frames.filter((f) => f.type === FrameType.data);
+    assert.deepEqual(
+      data.map((f) => [f.stream, f.flags, f.payload.length]),
+      [
+        [3, 0, 30_000 - 10],
+        [3, 0, 40_000],
+        [3, 1, 30_010],
+      ],
+    );
+    assert.deepEqual(Buffer.concat(data.map((f) => f.payload)), payload);
+    // Views of the reads, not copies.
+    assert.deepEqual(
+      data.map((f, i) => f.payload.buffer === reads[i]?.buffer),
+      [true, true, true],
+    );
+    assert.equal(frames.at(-1)?.type, FrameType.ping);
+  });
+});
+
 describe('frame decoder fuzz', () => {
   it('either decodes or throws TunnelProtocolError on 5,000 random and mutated inputs', () => {
     const seed = 20261121;

@@ -230,13 +230,16 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Deletes the Kubernetes namespaces (detour-mesh-<pid>, detour-img-<pid>) of mesh test runs that died. */
+/**
+ * Deletes the Kubernetes namespaces (detour-mesh-<pid>, detour-img-<pid>) of mesh test runs that died.
+ * One still terminating (its run deleted it with --wait=false) may be gone between the list and the delete.
+ */
 export async function deleteStaleTestNamespaces(): Promise<string[]> {
   const stale = (await kubectlAdmin(['get', 'namespaces', '-o', 'name']))
     .split('\n')
     .map((line) => /^namespace\/(detour-(?:mesh|img)-(\d+))$/.exec(line.trim()))
     .filter((m): m is RegExpExecArray => m !== null && !isRunning(Number(m[2])))
     .map((m) => m[1] as string);
-  if (stale.length > 0) await kubectlAdmin(['delete', 'namespace', '--wait=false', ...stale]);
+  if (stale.length > 0) await kubectlAdmin(['delete', 'namespace', '--ignore-not-found', '--wait=false', ...stale]);
   return stale;
 }

@@ -240,6 +240,7 @@ export async function deleteStaleTestNamespaces(): Promise<string[]> {
     .map((line) => /^namespace\/(detour-(?:mesh|img)-(\d+))$/.exec(line.trim()))
     .filter((m): m is RegExpExecArray => m !== null && !isRunning(Number(m[2])))
     .map((m) => m[1] as string);
-  if (stale.length > 0) await kubectlAdmin(['delete', 'namespace', '--ignore-not-found', '--wait=false', ...stale]);
+  if (stale.length > 0)
+    await kubectlAdmin(['delete', 'namespace', '--ignore-not-found', '--wait=false', ...stale]);
   return stale;
 }

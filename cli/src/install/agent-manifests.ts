@@ -185,7 +185,11 @@ export function ephemeralAgentObjects(options: EphemeralAgentOptions): KubeObjec
     switch (object.kind) {
       case 'Deployment': {
         const template = templateOf(object);
-        for (const container of template.spec.containers) container.image = options.image;
+        for (const container of template.spec.containers) {
+          container.image = options.image;
+          // It would name the peers Service, which one pod does without.
+          container.env = container.env?.filter((variable) => variable.name !== 'DETOUR_PEER_HOST');
+        }
         return {
           apiVersion: 'v1',
           kind: 'Pod',

@@ -303,6 +303,12 @@ describe('an ephemeral agent', () => {
       ]);
     }
     assert.equal(objects.filter((o) => o.kind === 'Service').length, 1, 'one pod: no peers Service');
+    const env = (byKind(objects, 'Pod').spec as PodSpec).containers.flatMap((c) => c.env ?? []);
+    assert.ok(
+      env.some((e) => e.name === 'DETOUR_POD_IP'),
+      'the template env is kept',
+    );
+    assert.ok(!env.some((e) => e.name === 'DETOUR_PEER_HOST'), 'nor names the peers Service');
     const pod = byKind(objects, 'Pod');
     const selector = (byKind(objects, 'Service').spec as { selector: Record<string, string> }).selector;
     assert.ok(Object.entries(selector).every(([k, v]) => pod.metadata.labels?.[k] === v));

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { InvalidInputError } from '@detour/router/errors';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { contextNamespace } from './kube/kubeconfig.ts';
 
 /**
  * The one definition of detour's session options. Flags, `detour.yaml`, `DETOUR_*` environment
@@ -84,7 +85,12 @@ export const SessionOptions = z.object({
     .describe(
       'The workload to replace in the cluster: deploy/NAME, sts/NAME, ds/NAME or a Service name. Routes are written through the mesh.',
     ),
-  namespace: z.string().default('default').describe('Namespace of the target.'),
+  namespace: z
+    .string()
+    .default('default')
+    .describe(
+      "Namespace of the target. Default: the kubeconfig context's namespace (as kubectl), else default.",
+    ),
   mesh: z
     .enum(['istio', 'istio-envoyfilter', 'gateway-api', 'service'])
     .optional()
@@ -367,6 +373,7 @@ export function parseSessionOptions(
       sources[key] = { kind: 'flag' };
     }
   }
+  merged.namespace ??= contextNamespace();
   const result = SessionOptions.safeParse(merged);
   if (!result.success) {
     const issue = result.error.issues[0];
@@ -380,6 +387,15 @@ export function parseSessionOptions(
       : badValue(key, given, issue?.message, sources[key] ?? { kind: 'flag' });
   }
   return { options: result.data, rest: parsed.positionals, ...(config ? { configFile: config.path } : {}) };
+}
+
+/**
+ * The namespace of a command without `-n` (status, install, doctor, feature, ...), layered as for a
+ * session: `DETOUR_NAMESPACE`, the config file's `namespace`, the kubeconfig context's, `default`.
+ */
+export function defaultNamespace(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string {
+  const fromFile = readConfigFile(env.DETOUR_CONFIG, cwd)?.values.namespace as string | undefined;
+  return env[envName('namespace')] ?? fromFile ?? contextNamespace() ?? 'default';
 }
 
 /** The JSON schema of a `detour.yaml` / `detour.json` file, for editor completion. */

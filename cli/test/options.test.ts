@@ -2,8 +2,13 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { optionsHelp, parseSessionOptions, sessionOptionsJsonSchema } from '../src/options.ts';
+import { after, before, describe, it } from 'node:test';
+import {
+  defaultNamespace,
+  optionsHelp,
+  parseSessionOptions,
+  sessionOptionsJsonSchema,
+} from '../src/options.ts';
 import { parsePortMapping } from '../src/session/local-session.ts';
 import { sessionModeFromOptions } from '../src/session/session-mode.ts';
 
@@ -179,6 +184,57 @@ describe('config file', () => {
       assert.throws(() => parseSessionOptions(base, {}, locked), { message: /EACCES/ });
     }
     assert.deepEqual(parseSessionOptions(base, {}, dirWith({ 'detour.yaml': '' })).options.header, []);
+  });
+});
+
+describe('the namespace without -n', () => {
+  // client-node reads $KUBECONFIG as kubectl does: a kubeconfig whose current context names team-a.
+  const kubeconfig = join(
+    dirWith({
+      config: [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters: [{name: c, cluster: {server: "https://198.18.0.1:6443"}}]',
+        'users: [{name: u, user: {token: t}}]',
+        'contexts: [{name: u@c, context: {cluster: c, user: u, namespace: team-a}}]',
+        'current-context: u@c',
+      ].join('\n'),
+    }),
+    'config',
+  );
+  const saved = process.env.KUBECONFIG;
+  before(() => {
+    process.env.KUBECONFIG = kubeconfig;
+  });
+  after(() => {
+    if (saved === undefined) delete process.env.KUBECONFIG;
+    else process.env.KUBECONFIG = saved;
+  });
+
+  it("is the kubeconfig context's, as for kubectl, below -n, DETOUR_NAMESPACE and the config file", () => {
+    assert.equal(parseSessionOptions(base, {}, empty).options.namespace, 'team-a');
+    assert.equal(parseSessionOptions([...base, '-n', 'flag'], {}, empty).options.namespace, 'flag');
+    assert.equal(parseSessionOptions(base, { DETOUR_NAMESPACE: 'env' }, empty).options.namespace, 'env');
+    const file = dirWith({ 'detour.yaml': 'namespace: file\n' });
+    assert.equal(parseSessionOptions(base, {}, file).options.namespace, 'file');
+  });
+
+  it('is layered the same way for the commands that take only -n (status, install, doctor, feature)', () => {
+    assert.equal(defaultNamespace({}, empty), 'team-a');
+    assert.equal(defaultNamespace({ DETOUR_NAMESPACE: 'env' }, empty), 'env');
+    assert.equal(defaultNamespace({}, dirWith({ 'detour.yaml': 'namespace: file\n' })), 'file');
+    const named = dirWith({ 'team.yaml': 'namespace: named\n' });
+    assert.equal(defaultNamespace({ DETOUR_CONFIG: join(named, 'team.yaml') }, empty), 'named');
+  });
+
+  it('is default when the context names none', () => {
+    process.env.KUBECONFIG = join(dirWith({ config: 'apiVersion: v1\nkind: Config\n' }), 'config');
+    try {
+      assert.equal(parseSessionOptions(base, {}, empty).options.namespace, 'default');
+      assert.equal(defaultNamespace({}, empty), 'default');
+    } finally {
+      process.env.KUBECONFIG = kubeconfig;
+    }
   });
 });
 

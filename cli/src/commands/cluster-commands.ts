@@ -13,6 +13,7 @@ import {
 import { QUERIES } from '@detour/mesh-adapters/adapter';
 import { formatFilter } from '@detour/router/match/index';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
+import { defaultNamespace } from '../options.ts';
 import { createReporter } from '../reporter.ts';
 
 /**
@@ -30,7 +31,7 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
     strict: true,
   });
   const client = kubeClient(loadKubeConfig());
-  const namespace = values['all-namespaces'] ? undefined : (values.namespace ?? 'default');
+  const namespace = values['all-namespaces'] ? undefined : (values.namespace ?? defaultNamespace());
   const now = new Date();
   const sessions = leasesOf(await client.list({ ...QUERIES.leases, ...(namespace ? { namespace } : {}) }))
     .filter(isDetourLease)

@@ -27,6 +27,7 @@ import {
 } from '../feature/feature-environment.ts';
 import { featureUsage } from '../feature/feature-usage.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
+import { defaultNamespace } from '../options.ts';
 import { createReporter } from '../reporter.ts';
 
 /** A feature environment's name: a DNS label short enough for `feature-<name>` to be a session id. */
@@ -127,7 +128,7 @@ export function parseFeatureUp(argv: readonly string[]): FeatureUpOptions & { js
   }
   return {
     name,
-    namespace: (values.namespace as string | undefined) ?? 'default',
+    namespace: (values.namespace as string | undefined) ?? defaultNamespace(),
     filter,
     workloads,
     ttlSeconds: parseDuration((values.ttl as string | undefined) ?? '8h', '--ttl', TTL_BOUNDS),
@@ -176,7 +177,7 @@ async function list(argv: readonly string[]): Promise<number> {
   });
   const namespace = values['all-namespaces']
     ? undefined
-    : ((values.namespace as string | undefined) ?? 'default');
+    : ((values.namespace as string | undefined) ?? defaultNamespace());
   const features = await listFeatures(loadKubeConfig(), namespace);
   if (values.json) process.stdout.write(`${JSON.stringify(features)}\n`);
   else if (features.length === 0)
@@ -191,7 +192,7 @@ async function down(argv: readonly string[]): Promise<number> {
     json: { type: 'boolean' },
   });
   const name = featureName(positionals, 'down');
-  const namespace = (values.namespace as string | undefined) ?? 'default';
+  const namespace = (values.namespace as string | undefined) ?? defaultNamespace();
   const reporter = createReporter(Boolean(values.json));
   const kc = loadKubeConfig();
   const result = await featureDown(kc, namespace, name);

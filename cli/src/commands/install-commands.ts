@@ -14,6 +14,7 @@ import {
 } from '../install/installer.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
+import { defaultNamespace } from '../options.ts';
 import { createReporter } from '../reporter.ts';
 import { versionInfo } from '../version.ts';
 
@@ -78,7 +79,7 @@ export async function installCommand(argv: readonly string[]): Promise<number> {
     json: { type: 'boolean' },
   });
   const reporter = createReporter(values.json ?? false);
-  const namespace = values.namespace ?? 'default';
+  const namespace = values.namespace ?? defaultNamespace();
   const versions = versionInfo();
   const image = values.image ?? versions.agentImage;
   const replicas = replicaCount(values.replicas);
@@ -126,7 +127,7 @@ export async function uninstallCommand(argv: readonly string[]): Promise<number>
     json: { type: 'boolean' },
   });
   const reporter = createReporter(values.json ?? false);
-  const namespace = values.namespace ?? 'default';
+  const namespace = values.namespace ?? defaultNamespace();
   const kc = loadKubeConfig();
   const result = await againstCluster(kc, () =>
     uninstallAgent({
@@ -154,7 +155,7 @@ export async function doctorCommand(argv: readonly string[]): Promise<number> {
     'agent-service': { type: 'string' },
     json: { type: 'boolean' },
   });
-  const namespace = values.namespace ?? 'default';
+  const namespace = values.namespace ?? defaultNamespace();
   const kc = loadKubeConfig();
   const checks = await runDoctor({
     kc,

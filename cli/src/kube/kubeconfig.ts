@@ -18,3 +18,17 @@ export function loadKubeConfig(): KubeConfig {
   }
   return kc;
 }
+
+/**
+ * The namespace of the kubeconfig's current context, as kubectl defaults to it; undefined when the
+ * context names none or there is no kubeconfig (callers fall back to `default`).
+ */
+export function contextNamespace(): string | undefined {
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromDefault();
+    return kc.getContextObject(kc.getCurrentContext())?.namespace || undefined;
+  } catch {
+    return undefined;
+  }
+}

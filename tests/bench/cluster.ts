@@ -11,10 +11,12 @@
  *   `detour exec`) vs the same requests without it (the real orders pod through the mesh);
  * - shapes: 1 connection sequential, and 20 connections at 200 req/s (evenly spread);
  * - egress bulk: 256 MiB, sha256-checked, vs `kubectl port-forward`;
- * - CPU seconds per 1,000 requests of the CLI and the agent (/proc/<pid>/stat) on the 1-connection loops.
+ * - CPU seconds per 1,000 requests of the CLI and the agent (/proc/<pid>/stat) on the 1-connection loops,
+ *   and of every process on the bulk path per 256 MiB (CLI or kubectl, agents, sidecars, apiserver,
+ *   kubelet, the harness's socat relays).
  *
  * Options: --runs N (default 1), --count N (requests per latency loop, default 1000),
- * --seconds S (cap per latency loop, default 60). Writes tests/bench/cluster-results.json.
+ * --seconds S (cap per latency loop, default 60), --out FILE (default tests/bench/cluster-results.json).
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -51,10 +53,11 @@ const { values: options } = parseArgs({
     runs: { type: 'string', default: '1' },
     count: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '60' },
+    out: { type: 'string' },
   },
 });
 const runs = Number(options.runs);
-const out = new URL('cluster-results.json', import.meta.url);
+const out = options.out ?? new URL('cluster-results.json', import.meta.url).pathname;
 const loopScript = `${repoRoot}/tests/cluster/sample/loop.ts`;
 const bulkBytes = 256 << 20;
 const path = '/bytes?n=100';
@@ -76,7 +79,19 @@ interface Latency {
 }
 interface Bulk {
   gbitPerSecond: number;
+  cpuSeconds: Record<string, number>;
 }
+/** The processes both bulk transfers cross besides their own client (CLI or kubectl) and the agent. */
+const bulkPathCpu = [
+  '--cpu',
+  'apiserver=match:kube-apiserver',
+  '--cpu',
+  'kubelet=match:/kubelet-',
+  '--cpu',
+  'socat=match:^/usr/bin/socat',
+  '--cpu',
+  'sidecars=match:^/usr/local/bin/envoy',
+];
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const loopArgs = (shape: (typeof shapes)[number]) => [
@@ -131,7 +146,7 @@ interface RunResult {
 }
 
 /** `kubectl port-forward` (the cluster's own binary, as the developer) to a payments pod. */
-async function portForward(pod: string): Promise<{ url: string; stop: () => Promise<void> }> {
+async function portForward(pod: string): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const port = await freePort();
   const forward = new ManagedProcess('kubectl port-forward', [
     binaryPath('kubectl'),
@@ -145,6 +160,7 @@ async function portForward(pod: string): Promise<{ url: string; stop: () => Prom
   await forward.waitForLine('stdout', /Forwarding from 127\.0\.0\.1/, 'port-forward ready', 20_000);
   return {
     url: `http://127.0.0.1:${port}`,
+    pid: forward.pid as number,
     stop: async () => {
       await forward.stop();
     },
@@ -164,10 +180,18 @@ async function oneRun(run: number, payments: string, agents: Record<string, numb
         'latency',
       );
     const pfBulk = lastJson<Bulk>(
-      await local(['bulk', `${forward.url}/bytes`, '--bytes', String(bulkBytes)]),
+      await local([
+        'bulk',
+        `${forward.url}/bytes`,
+        '--bytes',
+        String(bulkBytes),
+        '--cpu',
+        `kubectl=${forward.pid}`,
+        ...bulkPathCpu,
+      ]),
       'bulk',
     );
-    result.bulk = { portForward: pfBulk, detour: { gbitPerSecond: Number.NaN } };
+    result.bulk = { portForward: pfBulk, detour: { gbitPerSecond: Number.NaN, cpuSeconds: {} } };
   } finally {
     await forward.stop();
   }
@@ -179,7 +203,7 @@ async function oneRun(run: number, payments: string, agents: Record<string, numb
       (shape) =>
         `${node} latency http://payments:8080${path} ${loopArgs(shape).join(' ')} --cpu cli=$PPID ${cpuFlags(agents)}`,
     ),
-    `${node} bulk http://payments:8080/bytes --bytes ${bulkBytes}`,
+    `${node} bulk http://payments:8080/bytes --bytes ${bulkBytes} --cpu cli=$PPID ${cpuFlags(agents)} ${bulkPathCpu.map((a) => `'${a}'`).join(' ')}`,
   ].join(' && ');
   const egress = startDetour(
     execOrdersArgs(
@@ -228,6 +252,12 @@ async function oneRun(run: number, payments: string, agents: Record<string, numb
     await steal.exited;
   }
   return result;
+}
+
+/** CPU seconds of `who`; `agent` sums every replica (agent-0, agent-1, ...): the tunnel and the requests may be on any. */
+function spentBy(cpuSeconds: Record<string, number>, who: string): number | undefined {
+  const spent = Object.entries(cpuSeconds).filter(([name]) => name.replace(/-\d+$/, '') === who);
+  return spent.length === 0 ? undefined : spent.reduce((sum, [, seconds]) => sum + seconds, 0);
 }
 
 function records(results: RunResult[]): ResultRecord[] {
@@ -295,13 +325,8 @@ function records(results: RunResult[]): ResultRecord[] {
       ],
     );
   }
-  // `agent` sums every replica (agent-0, agent-1, ...): the tunnel and the requests may be on any.
-  const perThousand = (latency: Latency, who: string) => {
-    const spent = Object.entries(latency.cpuSeconds).filter(([name]) => name.replace(/-\d+$/, '') === who);
-    return spent.length === 0
-      ? Number.NaN
-      : spent.reduce((sum, [, seconds]) => sum + seconds, 0) * (1000 / latency.requests);
-  };
+  const perThousand = (latency: Latency, who: string) =>
+    (spentBy(latency.cpuSeconds, who) ?? Number.NaN) * (1000 / latency.requests);
   const single = shapes[0].name;
   rows.push(
     [
@@ -318,6 +343,24 @@ function records(results: RunResult[]): ResultRecord[] {
           atLeast(0.5, 'ratio', '≥ 0.5×'),
         ],
       ],
+    ],
+    [
+      `CPU per ${bulkBytes >> 20} MiB bulk`,
+      'utime + stime from /proc/<pid>/stat over the transfer; agent sums the replicas, sidecars every envoy, socat the relays alive over the transfer',
+      (['cli', 'kubectl', 'agent', 'sidecars', 'apiserver', 'kubelet', 'socat'] as const).flatMap(
+        (who): Comparison[] =>
+          (['detour', 'portForward'] as const)
+            .filter((path) => results.some((r) => spentBy(r.bulk[path].cpuSeconds, who) !== undefined))
+            .map((path) => [
+              `${who}, ${path === 'detour' ? 'detour exec' : 'kubectl port-forward'}`,
+              null,
+              'CPU',
+              's',
+              all((r) => spentBy(r.bulk[path].cpuSeconds, who) ?? Number.NaN),
+              null,
+              null,
+            ]),
+      ),
     ],
     [
       'CPU per 1,000 requests',
@@ -357,4 +400,4 @@ const report = {
   raw: results,
 };
 writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-process.stdout.write(`${table(list)}\nresults: ${out.pathname}\n`);
+process.stdout.write(`${table(list)}\nresults: ${out}\n`);

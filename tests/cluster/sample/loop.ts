@@ -3,16 +3,19 @@
 // `kubectl port-forward`), so every path is measured by the same code. Prints one JSON line.
 //
 //   loop.ts latency URL [--connections C] [--rate R] [--count N] [--max-seconds S] [--warmup W]
-//                       [--header name=value]... [--cpu name=pid|parent]...
+//                       [--header name=value]... [--cpu name=pid|parent|match:REGEX]...
 //     C keep-alive connections (one http.Agent with one socket each), W requests each first (not
 //     counted), then N requests in all, at R requests/s spread evenly over the connections (each
 //     sends its next request at its own slot, or when its previous answer came if that is later);
 //     R = 0: each connection sends as soon as its previous answer came. Stops after S seconds.
 //     Reports per-request latency percentiles (ms) and, for --cpu, the CPU seconds
-//     (/proc/<pid>/stat utime + stime) each named process used during the counted requests.
-//   loop.ts bulk URL --bytes B
-//     One GET of B bytes of /bytes's pattern, checked against the pattern's sha256; reports Gbit/s.
+//     (/proc/<pid>/stat utime + stime) each named process used during the counted requests
+//     (match:REGEX: every process whose command line matches, summed).
+//   loop.ts bulk URL --bytes B [--cpu ...]
+//     One GET of B bytes of /bytes's pattern, checked against the pattern's sha256; reports Gbit/s
+//     and, for --cpu, the CPU seconds of each named process during the transfer.
 import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -63,15 +66,55 @@ function get(agent: http.Agent, target: string, headers: Record<string, string>)
   });
 }
 
+/** The pids a --cpu value names: one pid, this process's parent, or every process matching a regex. */
+function pidsOf(spec: string): number[] {
+  if (spec === 'parent') return [process.ppid];
+  if (!spec.startsWith('match:')) return [Number(spec)];
+  const pattern = new RegExp(spec.slice('match:'.length));
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
+    .filter((entry) => {
+      try {
+        return pattern.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '));
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
+
+/** Starts counting the CPU of the --cpu processes; the returned function says what each used since. */
+function startCpuCount(): () => Record<string, number> {
+  const counted = pairs(values.cpu).map(([name, spec]) => {
+    const pids = pidsOf(spec).map((pid) => ({ pid, before: cpuOrNaN(pid) }));
+    return { name, pids };
+  });
+  return () =>
+    Object.fromEntries(
+      counted.map(({ name, pids }) => [
+        name,
+        // A process that ended meanwhile (a relay's connection) is left out.
+        pids.reduce((sum, { pid, before }) => {
+          const now = cpuOrNaN(pid);
+          return Number.isNaN(now) ? sum : sum + now - before;
+        }, 0),
+      ]),
+    );
+}
+
+function cpuOrNaN(pid: number): number {
+  try {
+    return cpuSeconds(pid);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function latency(target: string) {
   const connections = Number(values.connections);
   const rate = Number(values.rate);
   const count = Number(values.count);
   const headers = Object.fromEntries(pairs(values.header));
-  const cpu = pairs(values.cpu).map(([name, pid]) => ({
-    name,
-    pid: pid === 'parent' ? process.ppid : Number(pid),
-  }));
   const agents = Array.from(
     { length: connections },
     () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
@@ -81,7 +124,7 @@ async function latency(target: string) {
       for (let i = 0; i < Number(values.warmup); i++) await get(agent, target, headers);
     }),
   );
-  const cpuBefore = cpu.map(({ pid }) => cpuSeconds(pid));
+  const cpuUsed = startCpuCount();
   const started = performance.now();
   const deadline = started + Number(values['max-seconds']) * 1000;
   const interval = rate > 0 ? (1000 * connections) / rate : 0;
@@ -109,9 +152,7 @@ async function latency(target: string) {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  const cpuUsed = Object.fromEntries(
-    cpu.map(({ name, pid }, i) => [name, cpuSeconds(pid) - (cpuBefore[i] ?? 0)]),
-  );
+  const cpuSpent = cpuUsed();
   for (const agent of agents) agent.destroy();
   const sorted = latencies.sort((a, b) => a - b);
   return {
@@ -128,7 +169,7 @@ async function latency(target: string) {
     p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
     max: sorted.at(-1) ?? Number.NaN,
-    cpuSeconds: cpuUsed,
+    cpuSeconds: cpuSpent,
   };
 }
 
@@ -137,6 +178,7 @@ async function bulk(target: string) {
   const expected = createHash('sha256');
   for (const chunk of patternChunks(bytes)) expected.update(chunk);
   const wanted = expected.digest('hex');
+  const cpuUsed = startCpuCount();
   const started = performance.now();
   const { received, sha256 } = await new Promise<{ received: number; sha256: string }>((resolve, reject) => {
     const hash = createHash('sha256');
@@ -158,13 +200,15 @@ async function bulk(target: string) {
     req.setTimeout(requestTimeoutMs, () => req.destroy(new Error(`stalled for ${requestTimeoutMs} ms`)));
   });
   const seconds = (performance.now() - started) / 1000;
+  const cpuSpent = cpuUsed();
   if (received !== bytes || sha256 !== wanted)
     throw new Error(`bulk: got ${received} bytes, sha256 ${sha256}; wanted ${bytes}, ${wanted}`);
-  return { mode: 'bulk', url: target, bytes, seconds, gbitPerSecond: (bytes * 8) / seconds / 1e9, sha256 };
+  const gbitPerSecond = (bytes * 8) / seconds / 1e9;
+  return { mode: 'bulk', url: target, bytes, seconds, gbitPerSecond, sha256, cpuSeconds: cpuSpent };
 }
 
 if ((mode !== 'latency' && mode !== 'bulk') || !url) {
-  console.error('usage: loop.ts latency URL [options] | loop.ts bulk URL --bytes B');
+  console.error('usage: loop.ts latency URL [options] | loop.ts bulk URL --bytes B [--cpu ...]');
   process.exit(2);
 }
 console.log(JSON.stringify(mode === 'latency' ? await latency(url) : await bulk(url)));

@@ -13,7 +13,7 @@
  * - egress bulk: 256 MiB, sha256-checked, vs `kubectl port-forward`;
  * - CPU seconds per 1,000 requests of the CLI and the agent (/proc/<pid>/stat) on the 1-connection loops,
  *   and of every process on the bulk path per 256 MiB (CLI or kubectl, agents, sidecars, apiserver,
- *   kubelet, the harness's socat relays).
+ *   kubelet, containerd, the harness's socat relays).
  *
  * Options: --runs N (default 1), --count N (requests per latency loop, default 1000),
  * --seconds S (cap per latency loop, default 60), --out FILE (default tests/bench/cluster-results.json).
@@ -87,6 +87,8 @@ const bulkPathCpu = [
   'apiserver=match:kube-apiserver',
   '--cpu',
   'kubelet=match:/kubelet-',
+  '--cpu',
+  'containerd=match:/containerd-\\d',
   '--cpu',
   'socat=match:^/usr/bin/socat',
   '--cpu',
@@ -347,19 +349,20 @@ function records(results: RunResult[]): ResultRecord[] {
     [
       `CPU per ${bulkBytes >> 20} MiB bulk`,
       'utime + stime from /proc/<pid>/stat over the transfer; agent sums the replicas, sidecars every envoy, socat the relays alive over the transfer',
-      (['cli', 'kubectl', 'agent', 'sidecars', 'apiserver', 'kubelet', 'socat'] as const).flatMap(
-        (who): Comparison[] =>
-          (['detour', 'portForward'] as const)
-            .filter((path) => results.some((r) => spentBy(r.bulk[path].cpuSeconds, who) !== undefined))
-            .map((path) => [
-              `${who}, ${path === 'detour' ? 'detour exec' : 'kubectl port-forward'}`,
-              null,
-              'CPU',
-              's',
-              all((r) => spentBy(r.bulk[path].cpuSeconds, who) ?? Number.NaN),
-              null,
-              null,
-            ]),
+      (
+        ['cli', 'kubectl', 'agent', 'sidecars', 'apiserver', 'kubelet', 'containerd', 'socat'] as const
+      ).flatMap((who): Comparison[] =>
+        (['detour', 'portForward'] as const)
+          .filter((path) => results.some((r) => spentBy(r.bulk[path].cpuSeconds, who) !== undefined))
+          .map((path) => [
+            `${who}, ${path === 'detour' ? 'detour exec' : 'kubectl port-forward'}`,
+            null,
+            'CPU',
+            's',
+            all((r) => spentBy(r.bulk[path].cpuSeconds, who) ?? Number.NaN),
+            null,
+            null,
+          ]),
       ),
     ],
     [

@@ -402,11 +402,35 @@ interface SendResult {
   complete: boolean;
 }
 
-async function caseBulkEgress(ports: Ports, records: ResultRecord[]): Promise<void> {
+/** CPU seconds `pid` used so far, read every 100 ms so that the last reading outlives its exit. */
+function watchCpu(pid: number): { stop: () => number } {
+  let last = 0;
+  const read = () => {
+    try {
+      last = cpuSeconds(pid);
+    } catch {} // exited: the last reading stands
+  };
+  const timer = setInterval(read, 100);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return last;
+    },
+  };
+}
+
+async function caseBulkEgress(ports: Ports, records: ResultRecord[], agentPid: number): Promise<void> {
   const sink = start('sink', node, [peer, 'sink', String(ports.sink)], { cwd: root });
   await waitForPort(ports.sink, sink);
   const tunnelled: number[] = [];
   const direct: number[] = [];
+  const gib = bulkBytes / 2 ** 30;
+  const cpuPerGiB = {
+    cli: [] as number[],
+    agent: [] as number[],
+    sinkTunnelled: [] as number[],
+    sinkDirect: [] as number[],
+  };
   const timeoutMs = 120_000;
   for (let run = 0; run < runs; run++) {
     for (const via of run % 2 ? ['direct', 'proxy'] : ['proxy', 'direct']) {
@@ -432,13 +456,26 @@ async function caseBulkEgress(ports: Ports, records: ResultRecord[]): Promise<vo
               ],
               { cwd: root },
             );
+      const before = { agent: cpuSeconds(agentPid), sink: cpuSeconds(sink.pid) };
+      const client = watchCpu(p.pid);
       const code = await waitExit(p, timeoutMs);
+      const clientCpu = client.stop();
       if (code !== 0) throw new Error(`case 3: ${p.name} exited with ${code}:\n${p.output().slice(-3000)}`);
       const r = benchJson<SendResult>(p);
       if (!r.complete) throw new Error(`case 3: ${p.name} delivered ${r.bytes} of ${bulkBytes} bytes`);
       (via === 'direct' ? direct : tunnelled).push(r.gbps);
+      const sinkCpu = (cpuSeconds(sink.pid) - before.sink) / gib;
+      let cpuText = `sink ${sinkCpu.toFixed(2)}`;
+      if (via === 'direct') cpuPerGiB.sinkDirect.push(sinkCpu);
+      else {
+        const agentCpu = (cpuSeconds(agentPid) - before.agent) / gib;
+        cpuPerGiB.sinkTunnelled.push(sinkCpu);
+        cpuPerGiB.agent.push(agentCpu);
+        cpuPerGiB.cli.push(clientCpu / gib);
+        cpuText = `CLI ${(clientCpu / gib).toFixed(2)}, agent ${agentCpu.toFixed(2)}, ${cpuText}`;
+      }
       bench(
-        `  run ${run + 1}/${runs} ${via === 'direct' ? 'direct' : 'through tunnel'}: ${r.gbps.toFixed(2)} Gbit/s (${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.seconds.toFixed(2)} s)  (load ${loadAverage()})`,
+        `  run ${run + 1}/${runs} ${via === 'direct' ? 'direct' : 'through tunnel'}: ${r.gbps.toFixed(2)} Gbit/s (${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.seconds.toFixed(2)} s)  CPU s/GiB ${cpuText}  (load ${loadAverage()})`,
       );
     }
   }
@@ -457,6 +494,26 @@ async function caseBulkEgress(ports: Ports, records: ResultRecord[]): Promise<vo
         atLeast(0.4, 'ratio', '>= 0.4x direct'),
       ],
       ['through tunnel', null, 'throughput', 'Gbit/s', tunnelled, null, atLeast(1, 'value', '>= 1 Gbit/s')],
+      // For information: utime + stime (/proc/<pid>/stat), far less load-sensitive than Gbit/s.
+      [
+        'CLI (whole detour exec: session start and end too)',
+        null,
+        'CPU per GiB',
+        's',
+        cpuPerGiB.cli,
+        null,
+        null,
+      ],
+      ['agent', null, 'CPU per GiB', 's', cpuPerGiB.agent, null, null],
+      [
+        'sink, through tunnel',
+        'sink, direct',
+        'CPU per GiB',
+        's',
+        cpuPerGiB.sinkTunnelled,
+        cpuPerGiB.sinkDirect,
+        null,
+      ],
     ]),
   );
 }
@@ -621,7 +678,7 @@ async function main(): Promise<void> {
         write('partial');
       }
       if (cases.has('3')) {
-        await caseBulkEgress(ports, records);
+        await caseBulkEgress(ports, records, agent.pid);
         write('partial');
       }
       if (['6', '7', '8'].some((c) => cases.has(c))) {

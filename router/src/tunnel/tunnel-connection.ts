@@ -324,12 +324,13 @@ export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> imple
     if (this.socket.destroyed || (this.closed && type !== FrameType.goaway)) return true;
     const header = encodeFrameHeader(type, flags, stream, payload.length);
     this.bytesOut += header.length + payload.length;
-    // Frames written in one tick leave in one writev: a request is several small frames (open,
-    // headers, data, end), and a syscall each would dominate the cost of a small request.
+    // Frames written in one turn of the event loop leave in one writev: a request is several small
+    // frames (open, headers, data, end), and the answers to a burst of requests are read from many
+    // sockets in one poll phase; a syscall each would dominate the cost of a small request.
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      setImmediate(this.uncork);
     }
     this.socket.write(header);
     return payload.length === 0 ? !this.socket.writableNeedDrain : this.socket.write(payload);

@@ -2,11 +2,11 @@
  * The no-mesh pass-through for HTTP/1.1: a request no session claims goes to the upstream (the
  * shadow Service of the original pods) on an undici keep-alive pool. This is the path every
  * request of the service takes without a mesh, and the one the benchmark measures, so it stays
- * lean: one handler object per request (methods on the prototype), headers copied once, no JSON.
+ * lean: one `Http1Relay` per request, headers copied once, no JSON.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
-import { Pool } from 'undici';
+import { Http1Relay, http1Origin, http1Pool, type ResponseHeaders } from '@detour/router/http/http1-relay';
+import type { Pool } from 'undici';
 
 /** Request fields never forwarded: connection-specific (RFC 9110 §7.6.1), and `expect`, which the
  * agent already answered (undici refuses it too). `te: trailers` is kept. */
@@ -31,14 +31,9 @@ export class Http1Passthrough {
   readonly events: PassthroughEvents;
 
   constructor(host: string, port: number, events: PassthroughEvents) {
-    this.origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.origin = http1Origin(host, port);
     this.events = events;
-    this.pool = new Pool(this.origin, {
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
+    this.pool = http1Pool(this.origin);
   }
 
   forward(req: IncomingMessage, res: ServerResponse): void {
@@ -84,64 +79,35 @@ function stripListed(headers: string[], listed: string): void {
   }
 }
 
-const clientGone = Object.assign(new Error('the client closed the connection'), { code: 'ECONNRESET' });
-
-class PassthroughExchange implements Dispatcher.DispatchHandler {
+class PassthroughExchange extends Http1Relay {
   private readonly req: IncomingMessage;
-  private readonly res: ServerResponse;
+  protected readonly response: ServerResponse;
   private readonly owner: Http1Passthrough;
-  private controller: Dispatcher.DispatchController | undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, owner: Http1Passthrough) {
+    super();
     this.req = req;
-    this.res = res;
+    this.response = res;
     this.owner = owner;
   }
 
   /** Arrow property: the one closure per request, so `res` can call back into the exchange. */
   readonly onClientClose = (): void => {
-    if (!this.res.writableFinished) this.controller?.abort(clientGone);
+    if (!this.response.writableFinished) this.cancel();
   };
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  protected head(status: number, headers: ResponseHeaders): void {
+    this.response.writeHead(status, headers);
   }
 
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
-    if (statusCode < 200) return;
-    if (headers.connection !== undefined) delete headers.connection;
-    if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
-    if (headers['transfer-encoding'] !== undefined) delete headers['transfer-encoding'];
-    if (headers['proxy-connection'] !== undefined) delete headers['proxy-connection'];
-    if (headers.upgrade !== undefined) delete headers.upgrade;
-    this.res.writeHead(statusCode, headers);
+  protected end(trailers: ResponseHeaders | undefined): void {
+    if (trailers) this.response.addTrailers(trailers as Record<string, string>);
+    this.response.end();
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      this.res.once('drain', () => controller.resume());
-    }
-  }
-
-  onResponseEnd(
-    _controller: Dispatcher.DispatchController,
-    trailers: Record<string, string | string[] | undefined>,
-  ): void {
-    for (const _ in trailers) {
-      this.res.addTrailers(trailers as Record<string, string>);
-      break;
-    }
-    this.res.end();
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    const res = this.res;
-    if (error === clientGone || res.destroyed) return;
+  protected failed(error: Error): void {
+    const res = this.response;
+    if (res.destroyed) return;
     this.owner.events.upstreamFailed(error);
     this.req.resume();
     if (res.headersSent) {

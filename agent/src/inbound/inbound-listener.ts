@@ -21,6 +21,7 @@ import {
 import { H2cSessionPool } from '@detour/router/http/h2c-session-pool';
 import { grpcMessage, headerPairsFromRaw, isGrpc } from '@detour/router/http/header-pairs';
 import { errorCode, errorMessage } from '@detour/router/http/http-errors';
+import { http1Agent } from '@detour/router/http/http1-relay';
 import {
   Http1ResponseWriter,
   Http2ResponseWriter,
@@ -120,7 +121,7 @@ export class InboundListener {
       this.upstream = {
         host,
         port,
-        agent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
+        agent: http1Agent(256),
         h2: new H2cSessionPool(),
       };
       this.passthrough =
@@ -186,7 +187,7 @@ export class InboundListener {
     this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
-    this.upstream?.agent.destroy();
+    void this.upstream?.agent.destroy();
     this.upstream?.h2?.close();
     this.peers?.forwarder.close();
     await Promise.all([closed, this.passthrough?.close()]);

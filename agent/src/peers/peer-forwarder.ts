@@ -8,10 +8,11 @@
  * as Host would leave the sender's sidecar through its plain-text passthrough). The original authority and the sender travel in two headers, which the holder takes off again, and
  * which stop a request from being forwarded twice.
  */
-import http, { type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { H2cSessionPool } from '@detour/router/http/h2c-session-pool';
 import { errorCode, errorMessage } from '@detour/router/http/http-errors';
+import { http1Agent } from '@detour/router/http/http1-relay';
 import type { ResponseWriter } from '@detour/router/http/response-writer';
 import {
   requestUpstream,
@@ -95,7 +96,7 @@ export function http1FromPeer(req: IncomingMessage): ArrivedFromPeer | undefined
 export class PeerForwarder {
   /** This replica's pod name. */
   readonly self: string;
-  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  readonly #agent = http1Agent(256);
   readonly #h2 = new H2cSessionPool();
   readonly #failed: () => void;
   readonly #host: string | undefined;
@@ -158,7 +159,7 @@ export class PeerForwarder {
   }
 
   close(): void {
-    this.#agent.destroy();
+    void this.#agent.destroy();
     this.#h2.close();
   }
 }

@@ -13,6 +13,7 @@ import type { TunnelStream } from '../tunnel/tunnel-stream.ts';
 import { H2cSessionPool } from './h2c-session-pool.ts';
 import { flattenPairs, headerPairsFromRaw, headerValue } from './header-pairs.ts';
 import { errorCode, errorMessage, LocalAppUnreachableError } from './http-errors.ts';
+import { http1Agent } from './http1-relay.ts';
 import { TunnelResponseWriter } from './response-writer.ts';
 import { requestUpstream, type UpstreamTarget } from './upstream-request.ts';
 
@@ -21,8 +22,6 @@ export interface LocalAppForwarderOptions {
   host?: string;
   /** The local port for a session's target port (`--port 8080:3000`). Default: the same port. */
   localPort?: (targetPort: number, session: string) => number;
-  /** Keep-alive sockets per local port for HTTP/1.1. Default 256. */
-  maxSockets?: number;
 }
 
 /**
@@ -32,18 +31,13 @@ export interface LocalAppForwarderOptions {
 export class LocalAppForwarder {
   private readonly host: string;
   private readonly localPort: (targetPort: number, session: string) => number;
-  private readonly agent: http.Agent;
+  private readonly agent = http1Agent(256);
   private readonly h2 = new H2cSessionPool();
   private readonly targets = new Map<number, UpstreamTarget>();
 
   constructor(options: LocalAppForwarderOptions = {}) {
     this.host = options.host ?? '127.0.0.1';
     this.localPort = options.localPort ?? ((port) => port);
-    this.agent = new http.Agent({
-      keepAlive: true,
-      maxSockets: options.maxSockets ?? 256,
-      scheduling: 'lifo',
-    });
   }
 
   /** Serves every `http` stream the tunnel's peer opens (other kinds are left to other listeners). */
@@ -75,7 +69,7 @@ export class LocalAppForwarder {
 
   /** Closes keep-alive sockets and h2c sessions. */
   close(): void {
-    this.agent.destroy();
+    void this.agent.destroy();
     this.h2.close();
   }
 

@@ -2,21 +2,16 @@
  * Sends one request to an HTTP server (the developer's local app on the CLI side, the agent's
  * pass-through upstream) and relays the response into a `ResponseWriter`, streaming both ways.
  * A request that arrived over HTTP/2 goes out over h2c (gRPC needs it), unless the server only
- * speaks HTTP/1.1; every other request goes out over HTTP/1.1 on a keep-alive agent.
+ * speaks HTTP/1.1; every other request goes out over HTTP/1.1 on undici keep-alive pools.
  */
-import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { type ClientHttp2Session, type ClientHttp2Stream, constants as h2 } from 'node:http2';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import type { Agent } from 'undici';
 import type { HeaderPairs } from '../tunnel/protocol.ts';
 import type { H2cSessionPool } from './h2c-session-pool.ts';
-import {
-  flattenPairs,
-  headerPairsFromRaw,
-  headerValue,
-  isGrpc,
-  pairsFromHttp2,
-  pairsToHttp2,
-} from './header-pairs.ts';
+import { flattenPairs, headerValue, isGrpc, pairsFromHttp2, pairsToHttp2 } from './header-pairs.ts';
+import { Http1Relay, http1Origin, type ResponseHeaders } from './http1-relay.ts';
 import type { ResponseWriter } from './response-writer.ts';
 
 export interface UpstreamRequest {
@@ -31,8 +26,8 @@ export interface UpstreamRequest {
 export interface UpstreamTarget {
   host: string;
   port: number;
-  /** Keep-alive agent for HTTP/1.1. */
-  agent: http.Agent;
+  /** Keep-alive pools for HTTP/1.1 (`http1Agent`). */
+  agent: Agent;
   /** h2c sessions for requests that arrived over HTTP/2; without it everything goes over HTTP/1.1. */
   h2?: H2cSessionPool;
 }
@@ -46,14 +41,18 @@ export type UpstreamFailure = (
   headSent: boolean,
 ) => { status: number; text: string; code: string };
 
-/** One request in flight; `abort` cancels it when the client (or the tunnel) goes away. */
-export class UpstreamExchange {
+/**
+ * One request in flight; `abort` cancels it when the client (or the tunnel) goes away. Over
+ * HTTP/1.1 it is its own undici handler (`Http1Relay`).
+ */
+export class UpstreamExchange extends Http1Relay {
   private readonly target: UpstreamTarget;
   private readonly request: UpstreamRequest;
   private readonly body: Readable;
   private readonly writer: ResponseWriter;
   private readonly describe: UpstreamFailure;
-  private h1: ClientRequest | undefined;
+  protected readonly response: Writable;
+  private h1 = false;
   private h2: ClientHttp2Stream | undefined;
   private source: Readable | undefined;
   private trailers: HeaderPairs | undefined;
@@ -66,6 +65,8 @@ export class UpstreamExchange {
     writer: ResponseWriter,
     describe: UpstreamFailure,
   ) {
+    super();
+    this.response = writer.body;
     this.target = target;
     this.request = request;
     this.body = body;
@@ -93,50 +94,51 @@ export class UpstreamExchange {
     this.done = true;
     this.body.unpipe();
     this.source?.unpipe();
-    this.h1?.destroy();
+    if (this.h1) this.cancel();
     if (this.h2 && !this.h2.closed) this.h2.close(h2.NGHTTP2_CANCEL);
   }
 
   private viaHttp1(): void {
     const { request, target } = this;
     const headers = flattenPairs(request.headers);
-    // An array of raw headers is sent as given: Host must be in it.
     if (headerValue(request.headers, 'host') === undefined)
       headers.push('host', request.authority || `${target.host}:${target.port}`);
-    const req = http.request({
-      host: target.host,
-      port: target.port,
-      method: request.method,
-      path: request.path,
-      headers,
-      agent: target.agent,
-    });
-    this.h1 = req;
-    req.on('response', (res: IncomingMessage) => this.onHttp1Response(res));
-    req.on('error', (error) => this.fail(error));
-    req.on('close', () => this.drainBody());
-    this.body.pipe(req);
+    // undici destroys a stream body once sent: the request's own stream may be a duplex that still
+    // carries the response (a tunnel stream, an HTTP/2 stream), so the body goes through its own.
+    const body = new PassThrough();
+    this.body.pipe(body);
+    this.h1 = true;
+    target.agent.dispatch(
+      {
+        origin: http1Origin(target.host, target.port),
+        method: request.method,
+        path: request.path,
+        headers,
+        body,
+      },
+      this,
+    );
   }
 
-  private onHttp1Response(res: IncomingMessage): void {
-    if (this.done) {
-      res.resume();
-      return;
-    }
+  protected head(status: number, headers: ResponseHeaders): void {
+    if (this.done) return;
     try {
-      this.writer.writeHead(res.statusCode ?? 502, headerPairsFromRaw(res.rawHeaders));
+      this.writer.writeHead(status, pairsFromHttp2(headers));
     } catch (error) {
       this.fail(error as Error);
-      return;
     }
-    this.source = res;
-    res.pipe(this.writer.body, { end: false });
-    res.on('end', () => {
-      if (this.done) return;
-      this.done = true;
-      this.writer.end(res.rawTrailers.length > 0 ? headerPairsFromRaw(res.rawTrailers) : undefined);
-    });
-    res.on('error', (error) => this.fail(error));
+  }
+
+  protected end(trailers: ResponseHeaders | undefined): void {
+    this.drainBody();
+    if (this.done) return;
+    this.done = true;
+    this.writer.end(trailers && pairsFromHttp2(trailers));
+  }
+
+  protected failed(error: Error): void {
+    this.drainBody();
+    this.fail(error);
   }
 
   private viaHttp2(session: ClientHttp2Session): void {
@@ -180,7 +182,7 @@ export class UpstreamExchange {
 
   private onHttp2Response(
     stream: ClientHttp2Stream,
-    headers: http.IncomingHttpHeaders & { ':status'?: number },
+    headers: IncomingHttpHeaders & { ':status'?: number },
     flags: number,
   ): void {
     if (this.done) return;

@@ -143,7 +143,10 @@ describe('LocalAppForwarder (CLI side), driven through a real tunnel', () => {
       stream.end();
       const [error] = (await once(stream, 'error')) as [TunnelStreamError];
       assert.equal(error.code, TunnelCode.upstream);
-      assert.match(error.message, /answered something that is not HTTP\/1\.1 \(HPE_/);
+      assert.match(
+        error.message,
+        /answered something that is not HTTP\/1\.1 \(Response does not match the HTTP\/1\.1 protocol/,
+      );
     } finally {
       wrong.close();
       await other.close();

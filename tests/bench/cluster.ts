@@ -10,7 +10,9 @@
  * - steal: the caller pod → orders with the session's header (served by the local orders under
  *   `detour exec`) vs the same requests without it (the real orders pod through the mesh);
  * - shapes: 1 connection sequential, and 20 connections at 200 req/s (evenly spread);
- * - egress bulk: 256 MiB, sha256-checked, vs `kubectl port-forward`;
+ * - egress bulk: 256 MiB, sha256-checked, vs `kubectl port-forward`; and detour's port-forward
+ *   transport alone (no tunnel, no agent) vs `kubectl port-forward`, which tells the transport's
+ *   share of the bulk path from the rest;
  * - CPU seconds per 1,000 requests of the CLI and the agent (/proc/<pid>/stat) on the 1-connection loops,
  *   and of every process on the bulk path per 256 MiB (CLI or kubectl, agents, sidecars, apiserver,
  *   kubelet, containerd, the harness's socat relays).
@@ -20,8 +22,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { relay } from '../../cli/src/egress/relay.ts';
+import { openPortForward } from '../../cli/src/kube/port-forward-stream.ts';
 import { execInPod, kubeconfigPath } from '../cluster/cluster.ts';
 import { binaryPath, repoRoot } from '../cluster/paths.ts';
 import { cpuSeconds } from '../cluster/sample/hop.ts';
@@ -144,7 +150,7 @@ interface RunResult {
   pod: Record<Shape, Latency>;
   steal: Record<Shape, Latency>;
   mesh: Record<Shape, Latency>;
-  bulk: { detour: Bulk; portForward: Bulk };
+  bulk: { detour: Bulk; portForward: Bulk; transport: Bulk };
 }
 
 /** `kubectl port-forward` (the cluster's own binary, as the developer) to a payments pod. */
@@ -168,6 +174,36 @@ async function portForward(pod: string): Promise<{ url: string; pid: number; sto
     },
   };
 }
+
+/**
+ * detour's own port-forward transport (cli/src/kube/port-forward-stream.ts, the WebSocket channel
+ * protocol the tunnel rides) to a payments pod, behind a loopback listener in this process as
+ * kubectl's is: the transport alone, without the tunnel, the agent or its sidecar.
+ */
+async function transportForward(pod: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath('developer'));
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    openPortForward(kc, sampleNamespace, pod, 8080).then(
+      (stream) => relay(socket, stream),
+      (error: Error) => socket.destroy(error),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+const bulkPathNames = {
+  detour: 'detour exec',
+  portForward: 'kubectl port-forward',
+  transport: 'transport alone',
+} as const;
+/** A transfer the run has not made yet. */
+const pending = (): Bulk => ({ gbitPerSecond: Number.NaN, cpuSeconds: {} });
 
 async function oneRun(run: number, payments: string, agents: Record<string, number>): Promise<RunResult> {
   const session = `bench-${process.pid}-${run}`;
@@ -193,9 +229,28 @@ async function oneRun(run: number, payments: string, agents: Record<string, numb
       ]),
       'bulk',
     );
-    result.bulk = { portForward: pfBulk, detour: { gbitPerSecond: Number.NaN, cpuSeconds: {} } };
+    result.bulk = { portForward: pfBulk, detour: pending(), transport: pending() };
   } finally {
     await forward.stop();
+  }
+
+  log(`run ${run}: detour's port-forward transport alone to ${payments}`);
+  const transport = await transportForward(payments);
+  try {
+    result.bulk.transport = lastJson<Bulk>(
+      await local([
+        'bulk',
+        `${transport.url}/bytes`,
+        '--bytes',
+        String(bulkBytes),
+        '--cpu',
+        `transport=${process.pid}`,
+        ...bulkPathCpu,
+      ]),
+      'bulk',
+    );
+  } finally {
+    await transport.stop();
   }
 
   log(`run ${run}: egress under detour exec (session ${session}-e)`);
@@ -344,18 +399,37 @@ function records(results: RunResult[]): ResultRecord[] {
           all((r) => r.bulk.portForward.gbitPerSecond),
           atLeast(0.5, 'ratio', '≥ 0.5×'),
         ],
+        [
+          "detour's port-forward transport alone → payments pod",
+          'kubectl port-forward → payments pod',
+          'throughput',
+          'Gbit/s',
+          all((r) => r.bulk.transport.gbitPerSecond),
+          all((r) => r.bulk.portForward.gbitPerSecond),
+          null,
+        ],
       ],
     ],
     [
       `CPU per ${bulkBytes >> 20} MiB bulk`,
       'utime + stime from /proc/<pid>/stat over the transfer; agent sums the replicas, sidecars every envoy, socat the relays alive over the transfer',
       (
-        ['cli', 'kubectl', 'agent', 'sidecars', 'apiserver', 'kubelet', 'containerd', 'socat'] as const
+        [
+          'cli',
+          'kubectl',
+          'transport',
+          'agent',
+          'sidecars',
+          'apiserver',
+          'kubelet',
+          'containerd',
+          'socat',
+        ] as const
       ).flatMap((who): Comparison[] =>
-        (['detour', 'portForward'] as const)
+        (['detour', 'portForward', 'transport'] as const)
           .filter((path) => results.some((r) => spentBy(r.bulk[path].cpuSeconds, who) !== undefined))
           .map((path) => [
-            `${who}, ${path === 'detour' ? 'detour exec' : 'kubectl port-forward'}`,
+            `${who}, ${bulkPathNames[path]}`,
             null,
             'CPU',
             's',

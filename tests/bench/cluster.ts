@@ -202,6 +202,12 @@ const bulkPathNames = {
   portForward: 'kubectl port-forward',
   transport: 'transport alone',
 } as const;
+/** The bulk GET from this machine through a local forwarder, with its CPU (`name=pid`) and the path's. */
+async function localBulk(url: string, forwarderCpu: string): Promise<Bulk> {
+  const args = ['bulk', `${url}/bytes`, '--bytes', String(bulkBytes), '--cpu', forwarderCpu, ...bulkPathCpu];
+  return lastJson<Bulk>(await local(args), 'bulk');
+}
+
 /** A transfer the run has not made yet. */
 const pending = (): Bulk => ({ gbitPerSecond: Number.NaN, cpuSeconds: {} });
 
@@ -217,18 +223,7 @@ async function oneRun(run: number, payments: string, agents: Record<string, numb
         await local(['latency', `${forward.url}${path}`, ...loopArgs(shape)]),
         'latency',
       );
-    const pfBulk = lastJson<Bulk>(
-      await local([
-        'bulk',
-        `${forward.url}/bytes`,
-        '--bytes',
-        String(bulkBytes),
-        '--cpu',
-        `kubectl=${forward.pid}`,
-        ...bulkPathCpu,
-      ]),
-      'bulk',
-    );
+    const pfBulk = await localBulk(forward.url, `kubectl=${forward.pid}`);
     result.bulk = { portForward: pfBulk, detour: pending(), transport: pending() };
   } finally {
     await forward.stop();
@@ -237,18 +232,7 @@ async function oneRun(run: number, payments: string, agents: Record<string, numb
   log(`run ${run}: detour's port-forward transport alone to ${payments}`);
   const transport = await transportForward(payments);
   try {
-    result.bulk.transport = lastJson<Bulk>(
-      await local([
-        'bulk',
-        `${transport.url}/bytes`,
-        '--bytes',
-        String(bulkBytes),
-        '--cpu',
-        `transport=${process.pid}`,
-        ...bulkPathCpu,
-      ]),
-      'bulk',
-    );
+    result.bulk.transport = await localBulk(transport.url, `transport=${process.pid}`);
   } finally {
     await transport.stop();
   }

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=steps.sh
 . scripts/steps.sh
 
+# iptables, conntrack, ... live in /usr/sbin, which a user's non-login PATH may lack.
+PATH="$PATH:/usr/sbin:/sbin"
 need_apt=()
 # The local cluster's node (tier 2) needs runc, the CNI plugins, socat and conntrack; the native
 # preload layer gcc and libc's headers; its runtime tests a JDK, maven (JVM client jars), PostgreSQL, rustc, ruby.

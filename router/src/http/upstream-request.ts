@@ -52,7 +52,6 @@ export class UpstreamExchange extends Http1Relay {
   private readonly writer: ResponseWriter;
   private readonly describe: UpstreamFailure;
   protected readonly response: Writable;
-  private h1 = false;
   private h2: ClientHttp2Stream | undefined;
   private source: Readable | undefined;
   private trailers: HeaderPairs | undefined;
@@ -94,7 +93,7 @@ export class UpstreamExchange extends Http1Relay {
     this.done = true;
     this.body.unpipe();
     this.source?.unpipe();
-    if (this.h1) this.cancel();
+    this.cancel(); // the HTTP/1.1 request, if one was dispatched (nothing otherwise)
     if (this.h2 && !this.h2.closed) this.h2.close(h2.NGHTTP2_CANCEL);
   }
 
@@ -107,7 +106,6 @@ export class UpstreamExchange extends Http1Relay {
     // carries the response (a tunnel stream, an HTTP/2 stream), so the body goes through its own.
     const body = new PassThrough();
     this.body.pipe(body);
-    this.h1 = true;
     target.agent.dispatch(
       {
         origin: http1Origin(target.host, target.port),

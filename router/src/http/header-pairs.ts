@@ -92,7 +92,7 @@ export function pairsToHttp2(pairs: HeaderPairs, into: OutgoingHttpHeaders = {})
   return into;
 }
 
-/** A node:http2 header object (response or trailers) into pairs, without pseudo and hop-by-hop. */
+/** A header object (node:http2's, or undici's response headers and trailers) into pairs, without pseudo and hop-by-hop. */
 export function pairsFromHttp2(headers: Record<string, string | string[] | number | undefined>): HeaderPairs {
   const pairs: HeaderPairs = [];
   for (const name in headers) {

@@ -4,6 +4,9 @@
 # local cluster (built from Go modules on first use, cached under ~/.cache/detour).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The tests run system tools that live in /usr/sbin (runuser for PostgreSQL, sysctl in the node's
+# namespace), which a user's non-login PATH may lack, as setup.sh does for its own.
+PATH="$PATH:/usr/sbin:/sbin"
 bash scripts/setup.sh
 # shellcheck source=node-env.sh
 . scripts/node-env.sh

@@ -100,16 +100,16 @@ function routedSession(
 /**
  * Serves the control requests a CLI sends over its tunnel: register and unregister sessions, list
  * them. A filter another live session already holds on the same port is refused with who holds it.
- * When the tunnel closes its sessions are dropped and reported to `onDropped`. A routed session's
- * registration is answered once `onRegistered` is done (the other replicas learn of it there),
- * so the route the CLI writes next finds every replica ready.
+ * When the tunnel closes its sessions are dropped and reported to `onDropped`. A registration is
+ * answered once `onRegistered` is done (the other replicas learn of it there), so the route the
+ * CLI writes next finds every replica ready.
  */
 export function serveSessionControl(
   registry: SessionRegistry,
   tunnel: TunnelConnection,
   onDropped: (sessions: AgentSession[]) => void = () => {},
   probes?: RouteProbes,
-  onRegistered?: (session: RoutedSession) => Promise<void>,
+  onRegistered?: (session: AgentSession) => Promise<void>,
 ): void {
   tunnel.on('close', () => onDropped(registry.dropTunnel(tunnel)));
   tunnel.onControl((method: string, params: unknown): unknown => {
@@ -126,7 +126,7 @@ export function serveSessionControl(
             ? { ...parsed.data, mode: 'egress-only', tunnel, registeredAt: new Date() }
             : routedSession(registry, tunnel, parsed.data);
         registry.register(session);
-        if (!onRegistered || !isRouted(session)) return summarize(session);
+        if (!onRegistered) return summarize(session);
         return onRegistered(session).then(() => summarize(session));
       }
       case 'session.unregister': {

@@ -47,6 +47,7 @@ export async function connectCluster(
         pod: config.agentName,
         address: config.peerAddress,
         log,
+        isLive: (id) => registry.has(id),
       })
     : undefined;
   return { authenticate: leaseTokenAuthenticator(client, namespace), janitor, peers };

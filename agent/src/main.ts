@@ -8,7 +8,7 @@ import { InboundListener } from './inbound/inbound-listener.ts';
 import { jsonLog } from './log.ts';
 import { PeerForwarder } from './peers/peer-forwarder.ts';
 import { RouteProbes } from './route-probe.ts';
-import { type RoutedSession, SessionRegistry } from './session-registry.ts';
+import { type AgentSession, SessionRegistry } from './session-registry.ts';
 import { startTunnelListener } from './tunnel-listener.ts';
 
 /** The agent process: tunnel listener, inbound listener and admin listener around one session table. */
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     ...(peers
       ? {
           // A session whose holder could not be recorded is still served, by this replica's share of requests.
-          onRegistered: (session: RoutedSession) =>
+          onRegistered: (session: AgentSession) =>
             peers
               .recordHolder(session)
               .catch((error: Error) =>
@@ -65,7 +65,15 @@ async function main(): Promise<void> {
         }
       : {}),
     onSessionsDropped: (sessions) => {
-      for (const session of sessions) if (session.lease) janitor?.sessionLost(session.id, session.lease);
+      for (const session of sessions) {
+        // Off the Lease first, so the janitor (after its grace) sees whether another replica holds it.
+        void peers
+          ?.releaseHolder(session)
+          .catch((error: Error) =>
+            log.warn('peers.holder-release-failed', { session: session.id, reason: error.message }),
+          );
+        if (session.lease) janitor?.sessionLost(session.id, session.lease);
+      }
     },
   });
   const admin = await AdminListener.listen({

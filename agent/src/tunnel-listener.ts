@@ -6,7 +6,7 @@ import { serveSessionControl, summarize } from './agent-session-control.ts';
 import type { Log } from './log.ts';
 import { agentRelease, cliVersionFix } from './release.ts';
 import type { RouteProbes } from './route-probe.ts';
-import type { AgentSession, RoutedSession, SessionRegistry } from './session-registry.ts';
+import type { AgentSession, SessionRegistry } from './session-registry.ts';
 
 export interface TunnelListenerOptions {
   host: string;
@@ -25,8 +25,8 @@ export interface TunnelListenerOptions {
   onSessionsDropped?: (sessions: AgentSession[]) => void;
   /** Answers `route.probe` control requests. */
   probes?: RouteProbes;
-  /** A routed session registered here (the replica records that it holds it). */
-  onRegistered?: (session: RoutedSession) => Promise<void>;
+  /** A session registered here (the replica records that it holds it). */
+  onRegistered?: (session: AgentSession) => Promise<void>;
 }
 
 /**

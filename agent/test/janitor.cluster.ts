@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { LEASE_ANNOTATIONS } from '@detour/mesh-adapters';
 import { TunnelConnection } from '@detour/router/tunnel/index';
+import { CoordinationV1Api } from '@kubernetes/client-node';
 import { kubeConfig, kubeconfigPath, useCluster } from '../../tests/cluster/cluster.ts';
 import { OrdersFixture } from '../../tests/support/cluster-fixtures.ts';
 import { type LoopbackAgent, loopbackAgent, sessionArgs } from '../../tests/support/loopback-session.ts';
-import { ProcessSet } from '../../tests/support/processes.ts';
+import { ProcessSet, run } from '../../tests/support/processes.ts';
 import { waitFor } from '../../tests/support/wait.ts';
 
 describe('agent admission and janitor (real apiserver, agent Role)', () => {
@@ -66,6 +68,54 @@ describe('agent admission and janitor (real apiserver, agent Role)', () => {
     process.stderr.write(
       `# agent reverted a SIGKILLed session ${tookMs} ms after the kill (grace 1 s, lease 120 s)\n`,
     );
+  });
+
+  it('leaves a session another replica still holds: only the Lease expiring ends it', async () => {
+    const cli = processes.start(
+      'cli',
+      await sessionArgs({ fixture, agent, session: 'shared', leaseSeconds: 6 }),
+      { env: { ...process.env, KUBECONFIG: kubeconfigPath('developer') } },
+    );
+    await waitFor(
+      { what: 'the route of session shared', timeoutMs: 20_000, detail: () => cli.tail() },
+      async () => (await fixture.firstRouteName()) === 'detour-shared',
+    );
+    // What a second replica holding this session's tunnel would have written.
+    const leases = kubeConfig('admin').makeApiClient(CoordinationV1Api);
+    const lease = await leases.readNamespacedLease({ name: 'detour-shared', namespace: fixture.namespace });
+    lease.metadata = {
+      ...lease.metadata,
+      annotations: {
+        ...lease.metadata?.annotations,
+        [LEASE_ANNOTATIONS.servedBy]: JSON.stringify({
+          holders: [{ pod: 'agent-elsewhere', address: '198.18.0.9:8080' }],
+          mode: 'steal',
+          filter: { headers: { 'x-dev': { exact: 'dev-a' } } },
+        }),
+      },
+    };
+    await leases.replaceNamespacedLease({ name: 'detour-shared', namespace: fixture.namespace, body: lease });
+    cli.signal('SIGKILL');
+    await cli.exited;
+    await waitFor({ what: 'the janitor to see the other holder', timeoutMs: 10_000, detail: agent.log }, () =>
+      /"event":"janitor.session-held-elsewhere".*"session":"shared".*agent-elsewhere/.test(agent.log()),
+    );
+    assert.equal(await fixture.firstRouteName(), 'detour-shared', 'the route stays while another holds it');
+    assert.doesNotMatch(agent.log(), /"event":"janitor.lease-ended".*"session":"shared"/);
+    // Nobody renews it any more: once expired, any detour's janitor reverts it.
+    let lastClean = '';
+    await waitFor(
+      { what: 'detour clean to revert shared', timeoutMs: 30_000, detail: () => lastClean },
+      async () => {
+        lastClean = (
+          await run([process.execPath, agent.cli, 'clean', '-n', fixture.namespace, '--json'], {
+            env: { ...process.env, KUBECONFIG: kubeconfigPath('developer') },
+          })
+        ).stderr;
+        return /reverted session shared .*its lease expired/.test(lastClean);
+      },
+    );
+    assert.ok(await fixture.restoredExactly());
   });
 
   it('refuses a tunnel whose token no live session Lease carries', async () => {

@@ -24,13 +24,13 @@ export interface AgentJanitorOptions {
   log: Log;
   /** Whether a session is registered again (its CLI reconnected). */
   isLive: (sessionId: string) => boolean;
-  /** This replica's pod name: a session whose Lease names another replica as its holder moved there. */
+  /** This replica's pod name: a session whose Lease names another replica as a holder is served there. */
   self?: string;
 }
 
 /**
- * The agent's share of crash safety. When a CLI's tunnel drops and its session does not come back
- * within the grace period, the agent ends that session's Lease (preconditioned on the Lease it
+ * The agent's share of crash safety. When a CLI's tunnel drops, its session does not come back
+ * within the grace period and no other replica holds it, the agent ends that session's Lease (preconditioned on the Lease it
  * read, so a CLI that renewed it meanwhile wins) and reverts its routes at once, instead of
  * waiting for the Lease to expire. It also runs the janitor periodically for any expired Lease.
  */
@@ -83,9 +83,11 @@ export class AgentJanitor {
       const found = (
         await this.#client.list({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', resource: 'leases' })
       ).find((object: KubeObject) => object.metadata.name === lease.name);
-      const holder = servedByOf(found?.metadata.annotations)?.pod;
-      if (found && holder !== undefined && holder !== this.#options.self) {
-        log.info('janitor.session-moved', { session: sessionId, to: holder });
+      const elsewhere = servedByOf(found?.metadata.annotations)
+        ?.holders.map((holder) => holder.pod)
+        .filter((pod) => pod !== this.#options.self);
+      if (found && elsewhere && elsewhere.length > 0) {
+        log.info('janitor.session-held-elsewhere', { session: sessionId, holders: elsewhere });
         return;
       }
       if (found) {

@@ -4,14 +4,14 @@ import { compileFilter, validateFilter } from '@detour/router/match/index';
 import { firstTaker, hostAliases, type InboundRequest } from '../session-registry.ts';
 import { type ServedBy, servedByOf } from './served-by.ts';
 
-/** A session whose tunnel another replica of this agent holds. */
+/** A session whose tunnel another replica of this agent holds (the one recorded last: a holder that crashed never took itself off). */
 export interface PeerSession {
   id: string;
   /** The holding replica's pod name. */
   pod: string;
   host: string;
   port: number;
-  mode: ServedBy['mode'];
+  mode: Exclude<ServedBy['mode'], 'egress-only'>;
   matcher: RequestMatcher;
   hosts: ReadonlySet<string> | undefined;
 }
@@ -23,8 +23,9 @@ export interface LeaseView {
 
 /**
  * The sessions other replicas hold, learnt from the `served-by` annotation of session Leases.
- * Leases this replica serves are left out: its own SessionRegistry is the truth for them, and a
- * stale annotation naming it (a session that moved away) must not make it forward to itself.
+ * This replica is never a peer of its own: its SessionRegistry is the truth for the sessions it
+ * holds, and a stale entry naming it (a tunnel that moved away) must not make it forward to itself.
+ * Egress-only sessions take no requests and are left out.
  */
 export class SessionDirectory {
   readonly #self: string;
@@ -44,7 +45,8 @@ export class SessionDirectory {
     if (name === undefined) return;
     const served = servedByOf(lease.metadata?.annotations);
     const id = lease.metadata?.labels?.[SESSION_LABEL];
-    if (!served || id === undefined || served.pod === this.#self) {
+    const holder = served?.holders.findLast((candidate) => candidate.pod !== this.#self);
+    if (!served || served.mode === 'egress-only' || !holder || id === undefined) {
       this.#byLease.delete(name);
       return;
     }
@@ -55,12 +57,12 @@ export class SessionDirectory {
       this.#byLease.delete(name);
       return;
     }
-    const at = served.address.lastIndexOf(':');
+    const at = holder.address.lastIndexOf(':');
     this.#byLease.set(name, {
       id,
-      pod: served.pod,
-      host: served.address.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
-      port: Number(served.address.slice(at + 1)),
+      pod: holder.pod,
+      host: holder.address.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
+      port: Number(holder.address.slice(at + 1)),
       mode: served.mode,
       matcher,
       hosts: served.targetHost === undefined ? undefined : hostAliases(served.targetHost),

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { LEASE_ANNOTATIONS } from '@detour/mesh-adapters';
 import { SESSION_LABEL } from '@detour/mesh-adapters/session-records';
 import type { RouteFilter } from '@detour/router/match/index';
 import { request, request2 } from '../inbound/clients.ts';
@@ -119,6 +120,29 @@ describe('replicas forward the requests of a session another replica holds', () 
       (await request(`${a.url}/x`, { headers: { host: ordersHost, 'x-dev': 'dev-a' } })).status,
       200,
     );
+  });
+
+  it('serves a session it holds too itself; forwards it to the other holder once its own tunnel is gone', async () => {
+    const both = lease('dev-a', 'agent-b', b.inbound.port);
+    const annotations = both.metadata?.annotations ?? {};
+    const served = JSON.parse(annotations[LEASE_ANNOTATIONS.servedBy] ?? '{}');
+    served.holders.unshift({ pod: 'agent-a', address: `127.0.0.1:${a.inbound.port}` });
+    annotations[LEASE_ANNOTATIONS.servedBy] = JSON.stringify(served);
+    a.directory.update(both);
+    const own = await holdSession(a, [], 'dev-a', devA, portOf(app), ordersHost);
+    const toPeer = outcome(a, 'to_peer');
+    const local = await request(`${a.url}/own`, { headers: { host: ordersHost, 'x-dev': 'dev-a' } });
+    assert.equal(local.status, 200);
+    assert.equal(local.headers['x-detour-forwarded-by'], undefined, 'no hop: a holds the tunnel too');
+    assert.equal(outcome(a, 'to_peer'), toPeer);
+    // a's tunnel drops (its pod shuts down, the port-forward broke): the mesh still sends requests
+    // to a for a while, and b holds the session.
+    await own.close();
+    a.registry.unregister('dev-a');
+    const hop = await request(`${a.url}/hop`, { headers: { host: ordersHost, 'x-dev': 'dev-a' } });
+    assert.equal(hop.status, 200);
+    assert.equal(hop.body.toString(), 'local /hop');
+    assert.equal(hop.headers['x-detour-forwarded-by'], 'agent-a');
   });
 
   it('answers a route probe another replica sent that no session takes (doctor’s probe of the agent Service)', async () => {

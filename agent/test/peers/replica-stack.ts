@@ -47,8 +47,7 @@ export function servedByLease(
       labels: { [SESSION_LABEL]: sessionId },
       annotations: {
         [LEASE_ANNOTATIONS.servedBy]: JSON.stringify({
-          pod,
-          address: `127.0.0.1:${port}`,
+          holders: [{ pod, address: `127.0.0.1:${port}` }],
           mode: 'steal',
           filter,
           ...(targetHost !== undefined ? { targetHost } : {}),

@@ -101,6 +101,12 @@ export const SessionOptions = z.object({
     .string()
     .default('detour-agent')
     .describe('Service of the in-cluster agent, in the target namespace.'),
+  tunnels: z
+    .enum(['all', 'one'])
+    .default('all')
+    .describe(
+      "Tunnels to the namespace's agent: all (one to every ready replica, so the requests the mesh balances over them need no hop between replicas) or one (a single port-forward; the other replicas forward this session's requests to its replica).",
+    ),
   leaseSeconds: z.coerce
     .number()
     .int()

@@ -314,7 +314,7 @@ export async function checkTunnel(
     client: ClusterClient;
     namespace: string;
     agentService: string;
-    forward: () => Promise<AgentPortForward>;
+    forward: () => Promise<Omit<AgentPortForward, 'readyPods'>>;
   },
   pod: KubeObject,
   service: KubeObject,

@@ -9,8 +9,10 @@ export const agentTunnelPort = 7700;
 export interface AgentPortForward {
   /** Where the tunnel goes, for messages and `detour status`. */
   address: string;
-  /** One port-forward stream to the tunnel port of a ready pod behind the agent's Service. */
-  dial(): Promise<Duplex>;
+  /** The ready pods behind the agent's Service, by name (none being deleted). */
+  readyPods(): Promise<string[]>;
+  /** One port-forward stream to the tunnel port of `pod`, or of a ready pod picked at random. */
+  dial(pod?: string): Promise<Duplex>;
   /** Why the last port-forward failed, in words a user can act on. */
   lastError(): DetourError | undefined;
   close(): Promise<void>;
@@ -38,27 +40,26 @@ function servable(pod: V1Pod): boolean {
 }
 
 /**
- * A ready pod behind the Service, chosen at random (sessions spread over the agent's replicas),
- * never one being deleted: a pod still Ready while it shuts down would take the reconnect of the
- * very sessions it just dropped.
+ * The ready pods behind the Service, never one being deleted: a pod still Ready while it shuts
+ * down would take the reconnect of the very sessions it just dropped.
  */
-async function pickAgentPod(core: CoreV1Api, namespace: string, service: string): Promise<string> {
+async function readyAgentPods(core: CoreV1Api, namespace: string, service: string): Promise<string[]> {
   const selector = (await core.readNamespacedService({ name: service, namespace })).spec?.selector ?? {};
   const labelSelector = Object.entries(selector)
     .map(([key, value]) => `${key}=${value}`)
     .join(',');
   if (labelSelector === '') throw new Error(`Service ${namespace}/${service} has no selector`);
   const pods = (await core.listNamespacedPod({ namespace, labelSelector })).items.filter(servable);
-  const pod = pods[Math.floor(Math.random() * pods.length)];
-  if (!pod?.metadata?.name) throw new Error(`no ready pod selected by ${labelSelector}`);
-  return pod.metadata.name;
+  const names = pods.flatMap((pod) => (pod.metadata?.name ? [pod.metadata.name] : []));
+  if (names.length === 0) throw new Error(`no ready pod selected by ${labelSelector}`);
+  return names;
 }
 
 /**
  * The tunnel's transport in cluster mode: each dial is one WebSocket port-forward, through the
  * apiserver and the kubelet, straight to the tunnel port of a ready pod behind the agent's Service
- * (carried as a stream: no loopback listener in between). The pod is looked up per dial, so a
- * reconnect after the agent pod was replaced (or deleted) reaches another.
+ * (carried as a stream: no loopback listener in between). Without a pod named, a ready one is
+ * looked up per dial (sessions spread over the replicas), so a reconnect reaches a live one.
  */
 export async function forwardToAgent(
   kc: KubeConfig,
@@ -68,23 +69,26 @@ export async function forwardToAgent(
   const core = kc.makeApiClient(CoreV1Api);
   const open = new Set<Duplex>();
   let lastError: DetourError | undefined;
+  const failed = (error: unknown) => {
+    lastError = explain(error, namespace, service);
+    return lastError;
+  };
+  const readyPods = () =>
+    readyAgentPods(core, namespace, service).catch((error) => Promise.reject(failed(error)));
   return {
     address: `port-forward to ${namespace}/${service}:${agentTunnelPort}`,
     lastError: () => lastError,
-    async dial() {
+    readyPods,
+    async dial(pod) {
       try {
-        const stream = await openPortForward(
-          kc,
-          namespace,
-          await pickAgentPod(core, namespace, service),
-          agentTunnelPort,
-        );
+        const pods = pod ? [pod] : await readyPods();
+        const chosen = pods[Math.floor(Math.random() * pods.length)] as string;
+        const stream = await openPortForward(kc, namespace, chosen, agentTunnelPort);
         open.add(stream);
         stream.once('close', () => open.delete(stream));
         return stream;
       } catch (error) {
-        lastError = explain(error, namespace, service);
-        throw lastError;
+        throw error instanceof DetourError ? error : failed(error);
       }
     },
     close: async () => {

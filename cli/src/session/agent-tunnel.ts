@@ -21,6 +21,17 @@ export interface AgentTunnelOptions {
   onStream: (stream: TunnelStream) => void;
 }
 
+/** What a session holds of the agent: one tunnel (direct mode) or one per replica (cluster). */
+export interface AgentTunnels {
+  /** First connection(s): resolves with one tunnel up, fails with why none came up. */
+  start(): Promise<TunnelConnection>;
+  /** A tunnel that is up, for egress and control requests; undefined while none is. */
+  readonly current: TunnelConnection | undefined;
+  /** Every tunnel that is up (the session is registered on each). */
+  connections(): TunnelConnection[];
+  stop(): void;
+}
+
 interface AgentTunnelEvents {
   lost: [Error];
   restored: [number];
@@ -42,7 +53,7 @@ export function dial(host: string, port: number): Promise<net.Socket> {
  * The CLI's tunnel to the agent, kept up: when it drops (agent restarted, port-forward broken,
  * laptop asleep) it reconnects with backoff and runs `onConnected` again, so the session comes back.
  */
-export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
+export class AgentTunnel extends EventEmitter<AgentTunnelEvents> implements AgentTunnels {
   #current: TunnelConnection | undefined;
   #stopped = false;
   readonly #options: AgentTunnelOptions;
@@ -54,6 +65,10 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
 
   get current(): TunnelConnection | undefined {
     return this.#current && !this.#current.isClosed ? this.#current : undefined;
+  }
+
+  connections(): TunnelConnection[] {
+    return this.current ? [this.current] : [];
   }
 
   /** First connection: fails fast with a clear error, since nothing works without it. */

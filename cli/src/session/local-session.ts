@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { layerEnv } from '@detour/layer';
 import {
   buildEgressOnlyLease,
@@ -39,10 +40,11 @@ import { requireSecretAccess, targetEnvironment } from '../kube/target-env.ts';
 import type { SessionOptions } from '../options.ts';
 import type { Reporter } from '../reporter.ts';
 import { agentImage } from '../version.ts';
-import { AgentTunnel, dial } from './agent-tunnel.ts';
+import { AgentTunnel, type AgentTunnels, dial } from './agent-tunnel.ts';
 import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts';
 import { EphemeralAgent } from './ephemeral-agent.ts';
 import { sessionProcessEnv } from './process-env.ts';
+import { ReplicaTunnels } from './replica-tunnels.ts';
 import { SessionLease } from './session-lease.ts';
 import { type RoutedMode, SAFE_METHODS, type SessionMode, sessionModeFromOptions } from './session-mode.ts';
 
@@ -83,7 +85,7 @@ export class LocalSession {
   secretVariables: ReadonlySet<string> = new Set();
   readonly #options: SessionOptions;
   readonly #reporter: Reporter;
-  #tunnel: AgentTunnel | undefined;
+  #tunnel: AgentTunnels | undefined;
   #portForward: AgentPortForward | undefined;
   readonly #proxy: EgressProxy;
   readonly #forwarder: LocalAppForwarder;
@@ -184,12 +186,11 @@ export class LocalSession {
     };
   }
 
-  #createTunnel(address: string, token: string): AgentTunnel {
-    const portForward = this.#portForward;
-    const [host = '', port = ''] = address.split(':');
+  /** A tunnel to the agent at `address` (one replica of it, `pod`, in a cluster). */
+  #createTunnel(address: string, token: string, connect: () => Promise<Duplex>, pod?: string): AgentTunnel {
     const tunnel = new AgentTunnel({
       address,
-      connect: portForward ? () => portForward.dial() : () => dial(host, Number(port)),
+      connect,
       token,
       client: `${userInfo().username}@${hostname()}`,
       ...(this.#leaseRef ? { namespace: this.#leaseRef.namespace } : {}),
@@ -198,19 +199,56 @@ export class LocalSession {
       },
       onStream: (stream) => this.#serve(stream),
     });
-    tunnel.on('lost', (reason) =>
-      this.#reporter.warn('tunnel.lost', `lost the tunnel to the agent (${reason.message}); reconnecting`),
-    );
+    const to = pod ? `agent replica ${pod}` : 'agent';
+    tunnel.on('lost', (reason) => {
+      const others = this.#tunnel?.connections().length ?? 0;
+      this.#reporter.warn(
+        'tunnel.lost',
+        `lost the tunnel to the ${to} (${reason.message}); ${others > 0 ? `${others} other replica(s) still serve session ${this.id}; ` : ''}reconnecting`,
+        { ...(pod ? { pod } : {}), others },
+      );
+    });
     tunnel.on('restored', (attempts) =>
       this.#reporter.step(
         'tunnel.restored',
-        `tunnel restored after ${attempts} attempt(s); session ${this.id} is back`,
-        {
-          attempts,
-        },
+        `tunnel${pod ? ` to ${to}` : ''} restored after ${attempts} attempt(s); session ${this.id} is back`,
+        { attempts, ...(pod ? { pod } : {}) },
       ),
     );
     return tunnel;
+  }
+
+  /** One tunnel per replica of the agent behind the port-forward, kept in line with its ready pods. */
+  #replicaTunnels(portForward: AgentPortForward, token: string): ReplicaTunnels {
+    const tunnels = new ReplicaTunnels({
+      readyPods: () => portForward.readyPods(),
+      dial: (pod) => portForward.dial(pod),
+      tunnelTo: (pod, connect) =>
+        this.#createTunnel(`${portForward.address} (pod ${pod})`, token, connect, pod),
+      replicas: this.#options.tunnels,
+    });
+    tunnels.on('added', (pod) =>
+      this.#reporter.step(
+        'tunnel.replica-added',
+        `tunnel to agent replica ${pod} up: session ${this.id} is served by ${tunnels.replicas.join(', ')}`,
+        { pod, replicas: tunnels.replicas },
+      ),
+    );
+    tunnels.on('removed', (pod) =>
+      this.#reporter.step(
+        'tunnel.replica-removed',
+        `agent replica ${pod} is gone (deleted or not ready): its tunnel is closed`,
+        { pod, replicas: tunnels.replicas },
+      ),
+    );
+    let lastFailure = '';
+    tunnels.on('failed', (error, pod) => {
+      const text = `${pod ? `no tunnel to agent replica ${pod}` : 'could not list the agent replicas'} (${error.message}); trying again`;
+      if (text === lastFailure) return;
+      lastFailure = text;
+      this.#reporter.warn('tunnel.replica-failed', text, { ...(pod ? { pod } : {}) });
+    });
+    return tunnels;
   }
 
   /**
@@ -330,7 +368,10 @@ export class LocalSession {
       );
     }
     this.#reporter.step('tunnel.connecting', `connecting to the agent at ${agentAddress}`);
-    this.#tunnel = this.#createTunnel(agentAddress, token);
+    const [host = '', port = ''] = agentAddress.split(':');
+    this.#tunnel = this.#portForward
+      ? this.#replicaTunnels(this.#portForward, token)
+      : this.#createTunnel(agentAddress, token, () => dial(host, Number(port)));
     const tunnel = await this.#tunnel.start().catch((error: Error) => {
       // Through a port-forward, the tunnel only sees a closed socket: the port-forward knows why.
       throw this.#portForward?.lastError() ?? error;
@@ -340,23 +381,25 @@ export class LocalSession {
       await this.#waitUntilRouteLive(tunnel, this.mode, await this.#routing.route());
     }
     const proxy = `egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`;
+    const agents = this.#tunnel.connections().map((connection) => connection.peerName);
     const common = {
       session: this.id,
       mode: this.mode.kind,
       proxy: this.#proxyAddress,
+      agents,
       ...(this.#leaseRef ? { lease: this.#leaseRef } : {}),
     };
     if (this.mode.kind === 'egress-only') {
       this.#reporter.step(
         'session.ready',
-        `session ${this.id} ready: egress-only, takes no requests; DNS and outbound calls leave from the agent (${tunnel.peerName}); ${proxy}`,
+        `session ${this.id} ready: egress-only, takes no requests; DNS and outbound calls leave from the agent (${agents.join(', ')}); ${proxy}`,
         { ...common, carriedHeaders: Object.keys(this.mode.carried) },
       );
       return;
     }
     this.#reporter.step(
       'session.ready',
-      `session ${this.id} ready: ${this.describe()} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${tunnel.peerName}); ${proxy}`,
+      `session ${this.id} ready: ${this.describe()} on port ${this.ports.target} → 127.0.0.1:${this.ports.local} (agent ${agents.join(', ')}); ${proxy}`,
       {
         ...common,
         filter: this.mode.filter,
@@ -526,8 +569,11 @@ export class LocalSession {
     // The route goes first, so the mesh stops sending requests before the session disappears.
     await this.#routing?.stop();
     await this.#lease?.delete();
-    const tunnel = this.#tunnel?.current;
-    if (tunnel) await tunnel.request('session.unregister', { id: this.id }).catch(() => {});
+    await Promise.all(
+      (this.#tunnel?.connections() ?? []).map((tunnel) =>
+        tunnel.request('session.unregister', { id: this.id }).catch(() => {}),
+      ),
+    );
     this.#tunnel?.stop();
     await this.#portForward?.close();
     await this.#ephemeral?.stop();

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import type { AddressInfo } from 'node:net';
 import { DirectDialer } from '@detour/router/egress/direct-dialer';
-import { TunnelCode } from '@detour/router/tunnel/index';
+import { TunnelCode, type TunnelConnection } from '@detour/router/tunnel/index';
 import { loadAgentConfig } from './agent-config.ts';
 import { AdminListener } from './inbound/admin-listener.ts';
 import { InboundListener } from './inbound/inbound-listener.ts';
@@ -92,13 +92,28 @@ async function main(): Promise<void> {
     stopping = true;
     log.info('agent.stopping', { signal, sessions: registry.list().length, drainMs: config.drainMs });
     await janitor?.stop();
-    // The CLIs reconnect to another replica at once; the inbound listener keeps serving a while
-    // (forwarding to the replicas that now hold the sessions), since the mesh's proxies still send
-    // requests here until they learn this endpoint is gone.
-    for (const connection of tunnel.tunnels)
-      connection.close(TunnelCode.closed, 'the agent is shutting down');
+    // The mesh's proxies still send requests here until they learn this endpoint is gone, so the
+    // inbound listener keeps serving a while. A session another replica also holds is handed to it
+    // at once: its requests are forwarded there, and its tunnel closes once those in flight here
+    // are done. The other tunnels close now, so their CLIs reconnect to another replica.
+    const handedOver = new Set<TunnelConnection>();
+    for (const session of registry.list()) {
+      if (!peers?.directory.heldElsewhere(session.id)) continue;
+      registry.unregister(session.id);
+      handedOver.add(session.tunnel);
+      void peers.releaseHolder(session).catch(() => {});
+    }
+    const closeTunnels = (which: (connection: TunnelConnection) => boolean) => {
+      for (const connection of tunnel.tunnels)
+        if (which(connection)) connection.close(TunnelCode.closed, 'the agent is shutting down');
+    };
+    closeTunnels(
+      (connection) => !handedOver.has(connection) || registry.list().some((s) => s.tunnel === connection),
+    );
     tunnel.server.close();
+    log.info('agent.draining', { handedOver: handedOver.size, drainMs: config.drainMs });
     if (peers) await new Promise((resolve) => setTimeout(resolve, config.drainMs));
+    closeTunnels(() => true);
     peers?.stop();
     await Promise.all([inbound.close(), admin.close()]);
     process.exit(0);

@@ -1,9 +1,9 @@
 // The namespace agent with two replicas (manifests/agent's default) on the local cluster with Istio:
-// the mesh balances a session's requests over both, and the replica that does not hold the
-// session's tunnel forwards them to the one that does (the holder is recorded on the session's
-// Lease). Then the holding replica's pod is deleted mid-traffic: the CLI reconnects to the other
-// replica and the session is served again (the time is printed, not asserted), while a session
-// held by the surviving replica sees no failed request.
+// the mesh balances a session's requests over both. The CLI holds a tunnel to each (both recorded
+// on the session's Lease), so every request is served by the replica the mesh picked, with no hop.
+// With --tunnels one, the replica without the tunnel forwards to the one with it. Then a replica's
+// pod is deleted mid-traffic: the session with both tunnels goes on through the other and gets a
+// tunnel to the replacement pod; a session held by the surviving replica alone sees no failed request.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { execInPod, kubeconfigPath, kubectl } from '../cluster/cluster.ts';
@@ -86,8 +86,8 @@ interface LeaseJson {
   metadata: { name: string; annotations?: Record<string, string>; labels?: Record<string, string> };
 }
 
-/** The agent pod recorded as holding the session with `x-dev: dev` (its Lease's served-by). */
-async function holderOf(dev: string): Promise<string | undefined> {
+/** The agent pods recorded as holding the session with `x-dev: dev` (its Lease's served-by). */
+async function holdersOf(dev: string): Promise<string[]> {
   const leases = JSON.parse(
     await developerKubectl([
       '-n',
@@ -103,10 +103,10 @@ async function holderOf(dev: string): Promise<string | undefined> {
   for (const lease of leases.items) {
     const served = lease.metadata.annotations?.['detour.dev/served-by'];
     if (served === undefined) continue;
-    const { pod, filter } = JSON.parse(served) as { pod: string; filter: unknown };
-    if (JSON.stringify(filter).includes(`"${dev}"`)) return pod;
+    const { holders, filter } = JSON.parse(served) as { holders: Array<{ pod: string }>; filter: unknown };
+    if (JSON.stringify(filter).includes(`"${dev}"`)) return holders.map((holder) => holder.pod).sort();
   }
-  return undefined;
+  return [];
 }
 
 async function agentPods(
@@ -147,10 +147,13 @@ async function outcomes(ip: string): Promise<Record<string, number>> {
   );
 }
 
-/** Starts a steal of `x-dev: dev` on orders; resolves once the caller's requests reach the local app. */
-async function startSession(dev: string): Promise<ManagedProcess> {
+/**
+ * Starts a steal of `x-dev: dev` on orders; resolves once the caller's requests reach the local app
+ * and the Lease names `holders` replicas.
+ */
+async function startSession(dev: string, flags: string[] = [], holders = 2): Promise<ManagedProcess> {
   const local = await freePort();
-  const cli = startDetour(execOrdersArgs(dev, local, ['--json']));
+  const cli = startDetour(execOrdersArgs(dev, local, ['--json', ...flags]));
   try {
     await waitFor(
       `x-dev: ${dev} answered by the local orders app`,
@@ -160,12 +163,34 @@ async function startSession(dev: string): Promise<ManagedProcess> {
       },
       { timeoutMs: 90_000, intervalMs: 500 },
     );
-    await waitFor(`the Lease of ${dev} to name its replica`, () => holderOf(dev), { timeoutMs: 10_000 });
+    await waitFor(
+      `the Lease of ${dev} to name ${holders} replica(s)`,
+      async () => (await holdersOf(dev)).length === holders,
+      { timeoutMs: 15_000 },
+    );
   } catch (error) {
     await cli.stop(10_000);
     throw new Error(`${(error as Error).message}\n${cli.tail(40)}`);
   }
   return cli;
+}
+
+/** Per replica, how its inbound outcomes moved while `work` ran. */
+async function outcomesDuring<T>(
+  work: () => Promise<T>,
+): Promise<{ result: T; replicas: Array<{ pod: string; toPeer: number; forwarded: number }> }> {
+  const pods = await agentPods();
+  const before = await Promise.all(pods.map((pod) => outcomes(pod.ip)));
+  const result = await work();
+  const afterwards = await Promise.all(pods.map((pod) => outcomes(pod.ip)));
+  return {
+    result,
+    replicas: pods.map((pod, i) => ({
+      pod: pod.name,
+      toPeer: (afterwards[i]?.to_peer ?? 0) - (before[i]?.to_peer ?? 0),
+      forwarded: (afterwards[i]?.forwarded ?? 0) - (before[i]?.forwarded ?? 0),
+    })),
+  };
 }
 
 function percentile(values: readonly number[], p: number): number {
@@ -194,62 +219,94 @@ describe('two agent replicas: every request of a session reaches its tunnel, and
     }
   });
 
-  it('serves 100% of a steal session’s requests locally, whichever replica the mesh picked', async () => {
+  it('serves 100% of a session’s requests locally at the replica the mesh picked: a tunnel to each, no hop', async () => {
     const requests = 100;
     const cli = await startSession('rep-a');
     clis.push(cli);
-    const holder = await holderOf('rep-a');
-    const pods = await agentPods();
-    const before = await Promise.all(pods.map((pod) => outcomes(pod.ip)));
-    const samples = await callerLoop('rep-a', requests, 20);
-    const afterwards = await Promise.all(pods.map((pod) => outcomes(pod.ip)));
-    const toPeer = pods.map((pod, i) => ({
-      pod: pod.name,
-      holds: pod.name === holder,
-      toPeer: (afterwards[i]?.to_peer ?? 0) - (before[i]?.to_peer ?? 0),
-      forwarded: (afterwards[i]?.forwarded ?? 0) - (before[i]?.forwarded ?? 0),
-    }));
-    console.log(`# rep-a held by ${holder}; per replica: ${JSON.stringify(toPeer)}`);
+    const { result: samples, replicas } = await outcomesDuring(() => callerLoop('rep-a', requests, 20));
+    console.log(
+      `# rep-a held by ${(await holdersOf('rep-a')).join(', ')}; per replica: ${JSON.stringify(replicas)}`,
+    );
     assert.deepEqual(
       samples.filter((s) => !(s.status === 200 && s.version === 'local')),
       [],
       'every request answered by the local app',
     );
     assert.equal(samples.length, requests);
-    const hop = samples.filter((s) => s.via !== undefined).map((s) => s.ms);
-    const direct = samples.filter((s) => s.via === undefined).map((s) => s.ms);
     console.log(
-      `# caller -> orders route -> agent, in the pod's loop: straight to the holder ${direct.length} requests p50 ${median(direct)} ms p99 ${percentile(direct, 99)} ms; through the other replica ${hop.length} requests p50 ${median(hop)} ms p99 ${percentile(hop, 99)} ms`,
+      `# caller -> orders route -> agent -> tunnel, in the pod's loop: p50 ${median(samples.map((s) => s.ms))} ms p99 ${percentile(
+        samples.map((s) => s.ms),
+        99,
+      )} ms`,
     );
-    const other = toPeer.find((p) => !p.holds);
+    assert.deepEqual(
+      samples.filter((s) => s.via !== undefined),
+      [],
+      'no request went through the other replica',
+    );
+    assert.deepEqual(
+      replicas.map((r) => r.toPeer),
+      replicas.map(() => 0),
+    );
     assert.ok(
-      other && other.toPeer > 0,
-      'the mesh sent some requests to the replica without the tunnel, which forwarded them',
+      replicas.every((r) => r.forwarded > 0),
+      'the mesh sent some to each replica, which delivered them to its own tunnel',
     );
     assert.equal(
-      toPeer.find((p) => p.holds)?.forwarded,
+      replicas.reduce((sum, r) => sum + r.forwarded, 0),
       requests,
-      'the holder delivered all of them to the tunnel',
     );
-    assert.equal(hop.length, other?.toPeer, 'the answers the other replica forwarded say so');
   });
 
-  it('survives the deletion of the holding replica; a session on the other replica sees nothing', async () => {
-    const holderA = await holderOf('rep-a');
-    // A second session, held by the other replica (the CLI picks a ready replica at random).
+  it('with --tunnels one, the replica without the tunnel forwards to the one with it', async () => {
+    const requests = 100;
+    const cli = await startSession('rep-one', ['--tunnels', 'one'], 1);
+    const [holder] = await holdersOf('rep-one');
+    try {
+      const { result: samples, replicas } = await outcomesDuring(() => callerLoop('rep-one', requests, 20));
+      console.log(`# rep-one held by ${holder}; per replica: ${JSON.stringify(replicas)}`);
+      assert.deepEqual(
+        samples.filter((s) => !(s.status === 200 && s.version === 'local')),
+        [],
+        'every request answered by the local app',
+      );
+      const hop = samples.filter((s) => s.via !== undefined).map((s) => s.ms);
+      const direct = samples.filter((s) => s.via === undefined).map((s) => s.ms);
+      console.log(
+        `# straight to the holder ${direct.length} requests p50 ${median(direct)} ms p99 ${percentile(direct, 99)} ms; through the other replica ${hop.length} requests p50 ${median(hop)} ms p99 ${percentile(hop, 99)} ms`,
+      );
+      const other = replicas.find((r) => r.pod !== holder);
+      assert.ok(
+        other && other.toPeer > 0,
+        'the mesh sent some to the replica without the tunnel, which forwarded them',
+      );
+      assert.equal(
+        replicas.find((r) => r.pod === holder)?.forwarded,
+        requests,
+        'the holder delivered all of them',
+      );
+      assert.equal(hop.length, other?.toPeer, 'the answers the other replica forwarded say so');
+    } finally {
+      interrupt(cli);
+      await cli.stop(15_000);
+    }
+  });
+
+  it('survives the deletion of a replica: the session goes on through the other and joins the new pod', async () => {
+    const cliA = clis[0] as ManagedProcess;
+    const [deleted = '', survivor = ''] = await holdersOf('rep-a');
+    // A second session with one tunnel, held by the replica that stays.
     let cliB: ManagedProcess | undefined;
     for (let attempt = 1; attempt <= 8 && !cliB; attempt++) {
-      const cli = await startSession('rep-b');
-      if ((await holderOf('rep-b')) !== holderA) cliB = cli;
+      const cli = await startSession('rep-b', ['--tunnels', 'one'], 1);
+      if ((await holdersOf('rep-b'))[0] === survivor) cliB = cli;
       else {
         interrupt(cli);
         await cli.stop(15_000);
       }
     }
-    assert.ok(cliB, 'rep-b never landed on the replica that does not hold rep-a (8 tries)');
+    assert.ok(cliB, `rep-b never landed on ${survivor} (8 tries)`);
     clis.push(cliB);
-    const holderB = await holderOf('rep-b');
-    const cliA = clis[0] as ManagedProcess;
     const stderrFrom = cliA.stderr.length;
 
     const loopA = callerLoop('rep-a', 300, 20);
@@ -261,43 +318,37 @@ describe('two agent replicas: every request of a session reaches its tunnel, and
       sampleNamespace,
       'delete',
       'pod',
-      holderA ?? '',
+      deleted,
       '--wait=false',
     ]);
     assert.equal(deletion.code, 0, deletion.stderr);
     const [a, b] = await Promise.all([loopA, loopB]);
 
-    const failedA = a.filter((s) => s.at >= deletedAt - 1000 && !(s.status === 200 && s.version === 'local'));
-    const lastFailure = failedA.at(-1);
-    const backA = served(a).find((s) => s.at > (lastFailure?.at ?? deletedAt));
-    const restored = (await cliA.waitForLine(
+    const failedA = a.filter((s) => !(s.status === 200 && s.version === 'local'));
+    const added = (await cliA.waitForLine(
       'stderr',
-      (json) => json.event === 'tunnel.restored',
-      'the CLI of rep-a to reconnect',
-      30_000,
+      (json) => json.event === 'tunnel.replica-added',
+      'the CLI of rep-a to open a tunnel to the replacement pod',
+      90_000,
       stderrFrom,
     )) as Record<string, unknown>;
-    const movedTo = await waitFor('the Lease of rep-a to name another replica', async () => {
-      const now = await holderOf('rep-a');
-      return now !== holderA ? now : undefined;
+    const holders = await waitFor('the Lease of rep-a to name the survivor and the new pod', async () => {
+      const now = await holdersOf('rep-a');
+      return now.length === 2 && !now.includes(deleted) ? now : undefined;
     });
-    const recovery = {
-      deleted: holderA,
-      movedTo,
-      failedRequests: failedA.length,
-      failedStatuses: [...new Set(failedA.map((s) => s.error ?? `${s.status} ${s.version ?? ''}`.trim()))],
-      firstFailureAfterDeletionMs: failedA[0] ? failedA[0].at - deletedAt : null,
-      servedLocallyAgainAfterMs: backA ? backA.at + backA.ms - deletedAt : null,
-      outageMs: lastFailure && backA ? backA.at + backA.ms - (failedA[0]?.at ?? deletedAt) : 0,
-      cliReconnectAttempts: restored.attempts,
-    };
-    console.log(`# recovery after deleting the holding replica: ${JSON.stringify(recovery)}`);
+    const lost = cliA.stderr
+      .slice(stderrFrom)
+      .split('\n')
+      .find((line) => line.includes('"tunnel.lost"'));
     console.log(
-      `# rep-b (held by ${holderB}): ${b.length} requests, ${served(b).length} answered locally; p50 ${median(b.map((s) => s.ms))} ms, max ${Math.max(...b.map((s) => s.ms))} ms`,
+      `# deleting ${deleted} under rep-a (tunnels to both): ${failedA.length} of ${a.length} requests failed ${JSON.stringify(
+        failedA.map((s) => ({ afterDeletionMs: s.at - deletedAt, error: s.error ?? s.status })),
+      )}; new tunnel to ${String(added.pod)}; holders now ${holders.join(', ')}`,
     );
-    assert.ok(backA, 'rep-a is served locally again after the deletion');
+    assert.ok(lost, 'the CLI said it lost the tunnel to the deleted replica');
+    assert.match(lost ?? '', /1 other replica\(s\) still serve session/);
     assert.equal(served(a).at(-1)?.at, a.at(-1)?.at, 'rep-a’s last request was served locally');
-    assert.notEqual(movedTo, holderA);
+    assert.ok(holders.includes(survivor));
     assert.deepEqual(
       b.filter((s) => !(s.status === 200 && s.version === 'local')),
       [],
@@ -347,7 +398,8 @@ describe('two agent replicas under a STRICT PeerAuthentication: the hop between 
       { timeoutMs: 30_000, intervalMs: 500 },
     );
     const dev = `strict-${process.pid}`;
-    cli = await stealIn(namespace, dev, []);
+    // One tunnel: the mesh sends some requests to the other replica, which forwards them.
+    cli = await stealIn(namespace, dev, ['--tunnels', 'one']);
     const requests = 40;
     const samples = await callerLoop(dev, requests, 20, ordersUrl(namespace));
     const forwarded = samples.filter((s) => s.via !== undefined);

@@ -73,6 +73,12 @@ export class SessionDirectory {
     this.#byLease.delete(leaseName);
   }
 
+  /** Whether another replica holds a tunnel of the session. */
+  heldElsewhere(sessionId: string): boolean {
+    for (const peer of this.#byLease.values()) if (peer.id === sessionId) return true;
+    return false;
+  }
+
   /** The peer session that takes the request, the same way a local session would. */
   match(request: InboundRequest): PeerSession | undefined {
     return firstTaker(this.#byLease.values(), request, () => true);

@@ -10,7 +10,7 @@
 //     R = 0: each connection sends as soon as its previous answer came. Stops after S seconds.
 //     Reports per-request latency percentiles (ms) and, for --cpu, the CPU seconds
 //     (/proc/<pid>/stat utime + stime) each named process used during the counted requests
-//     (match:REGEX: every process whose command line matches, summed).
+//     (match:REGEX: every process whose program, argv[0], matches, summed).
 //   loop.ts bulk URL --bytes B [--cpu ...]
 //     One GET of B bytes of /bytes's pattern, checked against the pattern's sha256; reports Gbit/s
 //     and, for --cpu, the CPU seconds of each named process during the transfer.
@@ -66,7 +66,11 @@ function get(agent: http.Agent, target: string, headers: Record<string, string>)
   });
 }
 
-/** The pids a --cpu value names: one pid, this process's parent, or every process matching a regex. */
+/**
+ * The pids a --cpu value names: one pid, this process's parent, or every process whose program
+ * (argv[0]) matches a regex. Only argv[0]: a command line holding the regex itself (this loop's,
+ * and under `detour exec` the CLI's and the shell's, whose arguments carry the loop's) would match.
+ */
 function pidsOf(spec: string): number[] {
   if (spec === 'parent') return [process.ppid];
   if (!spec.startsWith('match:')) return [Number(spec)];
@@ -75,7 +79,7 @@ function pidsOf(spec: string): number[] {
     .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
     .filter((entry) => {
       try {
-        return pattern.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '));
+        return pattern.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0] ?? '');
       } catch {
         return false; // gone meanwhile
       }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
 import type { AgentTunnel, AgentTunnels } from './agent-tunnel.ts';
 
@@ -15,6 +16,9 @@ export interface ReplicaTunnelsOptions {
   /** How often the ready pods are listed again (also at once when a tunnel drops). */
   intervalMs?: number;
 }
+
+/** How long the first start waits for the other replicas once one tunnel is up. */
+const slowReplicaMs = 2_000;
 
 interface ReplicaTunnelsEvents {
   /** A tunnel to a replica came up after start (a new replica, or one that replaced another). */
@@ -63,8 +67,10 @@ export class ReplicaTunnels extends EventEmitter<ReplicaTunnelsEvents> implement
   }
 
   /**
-   * Opens the first tunnels: resolves once one is up (the others may follow), fails with the
-   * first error when none comes up. Then keeps the set current.
+   * Opens the first tunnels: resolves once one is up and the others are too (or 2 s later, when
+   * one is slow: it joins when it is up), fails with the first error when none comes up. Then
+   * keeps the set current. The session's route is written after this, so with every replica
+   * registered the mesh's first requests need no hop either.
    */
   async start(): Promise<TunnelConnection> {
     const wanted = this.#wanted(await this.#options.readyPods());
@@ -77,6 +83,7 @@ export class ReplicaTunnels extends EventEmitter<ReplicaTunnelsEvents> implement
     }
     for (const [i, open] of opened.entries())
       open.catch((error: Error) => this.emit('failed', error, wanted[i]));
+    await Promise.race([Promise.allSettled(opened), sleep(slowReplicaMs, undefined, { ref: false })]);
     this.#timer = setInterval(() => this.reconcile(), this.#options.intervalMs ?? 5_000);
     this.#timer.unref();
     return first;

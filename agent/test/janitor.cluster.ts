@@ -10,8 +10,13 @@ import { TunnelConnection } from '@detour/router/tunnel/index';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { kubeConfig, kubeconfigPath, useCluster } from '../../tests/cluster/cluster.ts';
 import { OrdersFixture } from '../../tests/support/cluster-fixtures.ts';
-import { type LoopbackAgent, loopbackAgent, sessionArgs } from '../../tests/support/loopback-session.ts';
-import { ProcessSet, run } from '../../tests/support/processes.ts';
+import {
+  cleanUntilExpired,
+  type LoopbackAgent,
+  loopbackAgent,
+  sessionArgs,
+} from '../../tests/support/loopback-session.ts';
+import { ProcessSet } from '../../tests/support/processes.ts';
 import { waitFor } from '../../tests/support/wait.ts';
 
 describe('agent admission and janitor (real apiserver, agent Role)', () => {
@@ -103,18 +108,10 @@ describe('agent admission and janitor (real apiserver, agent Role)', () => {
     assert.equal(await fixture.firstRouteName(), 'detour-shared', 'the route stays while another holds it');
     assert.doesNotMatch(agent.log(), /"event":"janitor.lease-ended".*"session":"shared"/);
     // Nobody renews it any more: once expired, any detour's janitor reverts it.
-    let lastClean = '';
-    await waitFor(
-      { what: 'detour clean to revert shared', timeoutMs: 30_000, detail: () => lastClean },
-      async () => {
-        lastClean = (
-          await run([process.execPath, agent.cli, 'clean', '-n', fixture.namespace, '--json'], {
-            env: { ...process.env, KUBECONFIG: kubeconfigPath('developer') },
-          })
-        ).stderr;
-        return /reverted session shared .*its lease expired/.test(lastClean);
-      },
-    );
+    await cleanUntilExpired(agent, fixture.namespace, 'shared', {
+      ...process.env,
+      KUBECONFIG: kubeconfigPath('developer'),
+    });
     assert.ok(await fixture.restoredExactly());
   });
 

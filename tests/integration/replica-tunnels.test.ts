@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { TunnelCode, TunnelConnection } from '@detour/router/tunnel/index';
 import { AgentTunnel, dial } from '../../cli/src/session/agent-tunnel.ts';
@@ -31,6 +32,22 @@ async function sessionsAt(agent: LoopbackAgent): Promise<string[]> {
   }
 }
 
+/** A tunnel as the CLI makes one per replica; streams the agent opens are refused. */
+function tunnelTo(
+  pod: string,
+  connect: () => Promise<Duplex>,
+  onConnected: (connection: TunnelConnection) => Promise<void>,
+): AgentTunnel {
+  return new AgentTunnel({
+    address: pod,
+    connect,
+    token: 'tok',
+    client: 'replica-test',
+    onConnected,
+    onStream: (stream) => stream.reset(TunnelCode.refused, 'not in this test'),
+  });
+}
+
 describe('tunnels to every agent replica (ReplicaTunnels, real agents)', { timeout: 60_000 }, () => {
   const processes = new ProcessSet();
   const agents = new Map<string, LoopbackAgent>();
@@ -49,20 +66,13 @@ describe('tunnels to every agent replica (ReplicaTunnels, real agents)', { timeo
         return dial(host, Number(port));
       },
       tunnelTo: (pod, connect) =>
-        new AgentTunnel({
-          address: pod,
-          connect,
-          token: 'tok',
-          client: 'replica-test',
-          onConnected: async (connection: TunnelConnection) => {
-            await connection.request('session.register', {
-              id,
-              filter: { headers: { 'x-dev': { exact: id } } },
-              mode: 'steal',
-              targetPort: 8080,
-            });
-          },
-          onStream: (stream) => stream.reset(TunnelCode.refused, 'not in this test'),
+        tunnelTo(pod, connect, async (connection) => {
+          await connection.request('session.register', {
+            id,
+            filter: { headers: { 'x-dev': { exact: id } } },
+            mode: 'steal',
+            targetPort: 8080,
+          });
         }),
       replicas,
       intervalMs: 60_000,
@@ -159,15 +169,7 @@ describe('tunnels to every agent replica (ReplicaTunnels, real agents)', { timeo
     const set = new ReplicaTunnels({
       readyPods: async () => ['gone'],
       dial: () => dial('127.0.0.1', port),
-      tunnelTo: (pod, connect) =>
-        new AgentTunnel({
-          address: pod,
-          connect,
-          token: 'tok',
-          client: 'replica-test',
-          onConnected: async () => {},
-          onStream: () => {},
-        }),
+      tunnelTo: (pod, connect) => tunnelTo(pod, connect, async () => {}),
       replicas: 'all',
     });
     await assert.rejects(set.start(), {

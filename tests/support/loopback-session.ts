@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { OrdersFixture } from './cluster-fixtures.ts';
 import { repoRoot } from './detour.ts';
 import { freePort } from './ports.ts';
-import type { ProcessSet } from './processes.ts';
+import { type ProcessSet, run } from './processes.ts';
 import { waitFor } from './wait.ts';
 
 const agentMain = join(repoRoot, 'agent', 'src', 'main.ts');
@@ -77,4 +77,22 @@ export async function sessionArgs(spec: {
     '--',
     ...(spec.command ?? [process.execPath, '-e', echoAppSource, String(localPort)]),
   ];
+}
+
+/** Runs `detour clean -n NS` until it reports `session` reverted because its Lease expired. */
+export async function cleanUntilExpired(
+  agent: LoopbackAgent,
+  namespace: string,
+  session: string,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  let lastClean = '';
+  await waitFor(
+    { what: `detour clean to revert ${session}`, timeoutMs: 30_000, detail: () => lastClean },
+    async () => {
+      lastClean = (await run([process.execPath, agent.cli, 'clean', '-n', namespace, '--json'], { env }))
+        .stderr;
+      return new RegExp(`reverted session ${session} .*its lease expired`).test(lastClean);
+    },
+  );
 }

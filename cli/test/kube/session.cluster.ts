@@ -8,7 +8,7 @@ import { CoordinationV1Api } from '@kubernetes/client-node';
 import { request } from 'undici';
 import { kubeConfig, kubeconfigPath, useCluster } from '../../../tests/cluster/cluster.ts';
 import { OrdersFixture } from '../../../tests/support/cluster-fixtures.ts';
-import { loopbackAgent, sessionArgs } from '../../../tests/support/loopback-session.ts';
+import { cleanUntilExpired, loopbackAgent, sessionArgs } from '../../../tests/support/loopback-session.ts';
 import { ProcessSet, run } from '../../../tests/support/processes.ts';
 import { waitFor } from '../../../tests/support/wait.ts';
 
@@ -103,18 +103,7 @@ describe('a session against the real apiserver', () => {
       env: developerEnv,
     });
     assert.match(early.stderr, /0 dead session\(s\) reverted/, 'a live lease is left alone');
-    let lastClean = '';
-    await waitFor(
-      { what: 'the janitor to revert s2', timeoutMs: 30_000, detail: () => lastClean },
-      async () => {
-        lastClean = (
-          await run([process.execPath, agent.cli, 'clean', '-n', fixture.namespace, '--json'], {
-            env: developerEnv,
-          })
-        ).stderr;
-        return /reverted session s2 .*its lease expired/.test(lastClean);
-      },
-    );
+    await cleanUntilExpired(agent, fixture.namespace, 's2', developerEnv);
     const revertedAfterMs = Date.now() - killedAt;
     assert.ok(await fixture.restoredExactly());
     assert.ok(

@@ -1,6 +1,9 @@
+import https from 'node:https';
+import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 import WebSocket from 'ws';
+import { connectRightSizedTls } from './right-sized-tls.ts';
 
 /** Offered in this order, as client-node offers them; the apiserver picks one (the kubelet's WebSocket port-forward). */
 const protocols = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
@@ -32,6 +35,17 @@ export async function openPortForward(
   );
   const options: WebSocket.ClientOptions = { perMessageDeflate: false };
   await kc.applyToHTTPSOptions(options);
+  // client-node puts the cluster's TLS settings in a plain https.Agent made for this call (its
+  // credentials in the options too); ws opens the connection itself with the agent's settings, its
+  // reads sized to what arrived (right-sized-tls.ts). A proxy's agent (proxy-url) is kept as it is.
+  const agent = options.agent;
+  if (url.protocol === 'wss:' && agent instanceof https.Agent && agent.constructor === https.Agent) {
+    const { options: agentOptions } = agent as https.Agent & { options: https.AgentOptions };
+    Object.assign(options, { ...agentOptions, ...options });
+    delete options.agent;
+    // ws types this hook as net.createConnection; for wss: it calls it with TLS options.
+    options.createConnection = connectRightSizedTls as unknown as typeof net.createConnection;
+  }
   const ws = new WebSocket(url, protocols, options);
   // Listening from the start: the kubelet's first messages (the port) may come with the upgrade.
   const stream = new PortForwardStream(ws);

@@ -24,6 +24,13 @@ async function main(): Promise<void> {
   const janitor = cluster?.janitor;
   const peers = cluster?.peers;
   const probes = new RouteProbes();
+  /** This replica no longer holds the session: off its Lease (a failure only costs a hop). */
+  const releaseHolder = (session: AgentSession) =>
+    void peers
+      ?.releaseHolder(session)
+      .catch((error: Error) =>
+        log.warn('peers.holder-release-failed', { session: session.id, reason: error.message }),
+      );
   const inbound = await InboundListener.listen({
     registry,
     ...config.inbound,
@@ -67,11 +74,7 @@ async function main(): Promise<void> {
     onSessionsDropped: (sessions) => {
       for (const session of sessions) {
         // Off the Lease first, so the janitor (after its grace) sees whether another replica holds it.
-        void peers
-          ?.releaseHolder(session)
-          .catch((error: Error) =>
-            log.warn('peers.holder-release-failed', { session: session.id, reason: error.message }),
-          );
+        releaseHolder(session);
         if (session.lease) janitor?.sessionLost(session.id, session.lease);
       }
     },
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
       if (!peers?.directory.heldElsewhere(session.id)) continue;
       registry.unregister(session.id);
       handedOver.add(session.tunnel);
-      void peers.releaseHolder(session).catch(() => {});
+      releaseHolder(session);
     }
     const closeTunnels = (which: (connection: TunnelConnection) => boolean) => {
       for (const connection of tunnel.tunnels)

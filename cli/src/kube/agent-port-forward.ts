@@ -39,16 +39,21 @@ function servable(pod: V1Pod): boolean {
   );
 }
 
-/**
- * The ready pods behind the Service, never one being deleted: a pod still Ready while it shuts
- * down would take the reconnect of the very sessions it just dropped.
- */
-async function readyAgentPods(core: CoreV1Api, namespace: string, service: string): Promise<string[]> {
+/** The Service's selector as a label selector (read once per session: it picks the agent's pods). */
+async function selectorOf(core: CoreV1Api, namespace: string, service: string): Promise<string> {
   const selector = (await core.readNamespacedService({ name: service, namespace })).spec?.selector ?? {};
   const labelSelector = Object.entries(selector)
     .map(([key, value]) => `${key}=${value}`)
     .join(',');
   if (labelSelector === '') throw new Error(`Service ${namespace}/${service} has no selector`);
+  return labelSelector;
+}
+
+/**
+ * The ready pods `labelSelector` picks, never one being deleted: a pod still Ready while it shuts
+ * down would take the reconnect of the very sessions it just dropped.
+ */
+async function readyAgentPods(core: CoreV1Api, namespace: string, labelSelector: string): Promise<string[]> {
   const pods = (await core.listNamespacedPod({ namespace, labelSelector })).items.filter(servable);
   const names = pods.flatMap((pod) => (pod.metadata?.name ? [pod.metadata.name] : []));
   if (names.length === 0) throw new Error(`no ready pod selected by ${labelSelector}`);
@@ -73,8 +78,18 @@ export async function forwardToAgent(
     lastError = explain(error, namespace, service);
     return lastError;
   };
-  const readyPods = () =>
-    readyAgentPods(core, namespace, service).catch((error) => Promise.reject(failed(error)));
+  let selector: Promise<string> | undefined;
+  const readyPods = async () => {
+    try {
+      selector ??= selectorOf(core, namespace, service).catch((error) => {
+        selector = undefined;
+        throw error;
+      });
+      return await readyAgentPods(core, namespace, await selector);
+    } catch (error) {
+      throw failed(error);
+    }
+  };
   return {
     address: `port-forward to ${namespace}/${service}:${agentTunnelPort}`,
     lastError: () => lastError,

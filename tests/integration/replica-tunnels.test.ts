@@ -61,19 +61,22 @@ describe('tunnels to every agent replica (ReplicaTunnels, real agents)', { timeo
         if (listing === 'fails') throw new Error('the apiserver answered 503');
         return [...ready];
       },
-      dial: async (pod) => {
-        const [host = '', port = ''] = (agents.get(pod)?.tunnel ?? '').split(':');
-        return dial(host, Number(port));
-      },
-      tunnelTo: (pod, connect) =>
-        tunnelTo(pod, connect, async (connection) => {
-          await connection.request('session.register', {
-            id,
-            filter: { headers: { 'x-dev': { exact: id } } },
-            mode: 'steal',
-            targetPort: 8080,
-          });
-        }),
+      tunnelTo: (pod) =>
+        tunnelTo(
+          pod,
+          () => {
+            const [host = '', port = ''] = (agents.get(pod)?.tunnel ?? '').split(':');
+            return dial(host, Number(port));
+          },
+          async (connection) => {
+            await connection.request('session.register', {
+              id,
+              filter: { headers: { 'x-dev': { exact: id } } },
+              mode: 'steal',
+              targetPort: 8080,
+            });
+          },
+        ),
       replicas,
       intervalMs: 60_000,
     });
@@ -168,8 +171,12 @@ describe('tunnels to every agent replica (ReplicaTunnels, real agents)', { timeo
     closed.close();
     const set = new ReplicaTunnels({
       readyPods: async () => ['gone'],
-      dial: () => dial('127.0.0.1', port),
-      tunnelTo: (pod, connect) => tunnelTo(pod, connect, async () => {}),
+      tunnelTo: (pod) =>
+        tunnelTo(
+          pod,
+          () => dial('127.0.0.1', port),
+          async () => {},
+        ),
       replicas: 'all',
     });
     await assert.rejects(set.start(), {

@@ -222,9 +222,8 @@ export class LocalSession {
   #replicaTunnels(portForward: AgentPortForward, token: string): ReplicaTunnels {
     const tunnels = new ReplicaTunnels({
       readyPods: () => portForward.readyPods(),
-      dial: (pod) => portForward.dial(pod),
-      tunnelTo: (pod, connect) =>
-        this.#createTunnel(`${portForward.address} (pod ${pod})`, token, connect, pod),
+      tunnelTo: (pod) =>
+        this.#createTunnel(`${portForward.address} (pod ${pod})`, token, () => portForward.dial(pod), pod),
       replicas: this.#options.tunnels,
     });
     tunnels.on('added', (pod) =>

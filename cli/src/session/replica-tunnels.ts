@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TunnelConnection } from '@detour/router/tunnel/index';
 import type { AgentTunnel, AgentTunnels } from './agent-tunnel.ts';
@@ -7,10 +6,8 @@ import type { AgentTunnel, AgentTunnels } from './agent-tunnel.ts';
 export interface ReplicaTunnelsOptions {
   /** The ready pods of the agent, by name. */
   readyPods: () => Promise<string[]>;
-  /** A tunnel (not started) whose connections go to `pod`. */
-  tunnelTo: (pod: string, connect: () => Promise<Duplex>) => AgentTunnel;
-  /** A port-forward stream to `pod`'s tunnel port. */
-  dial: (pod: string) => Promise<Duplex>;
+  /** A tunnel (not started) whose connections go to `pod`'s tunnel port. */
+  tunnelTo: (pod: string) => AgentTunnel;
   /** `all`: a tunnel to every ready replica; `one`: to a single one. */
   replicas: 'all' | 'one';
   /** How often the ready pods are listed again (also at once when a tunnel drops). */
@@ -43,7 +40,7 @@ export class ReplicaTunnels extends EventEmitter<ReplicaTunnelsEvents> implement
   /** Replicas a tunnel is being opened to (not yet in #tunnels). */
   readonly #opening = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
-  #reconciling: Promise<void> | undefined;
+  #reconciling = false;
   #again = false;
   #stopped = false;
 
@@ -96,8 +93,9 @@ export class ReplicaTunnels extends EventEmitter<ReplicaTunnelsEvents> implement
       this.#again = true;
       return;
     }
-    this.#reconciling = this.#reconcileOnce().finally(() => {
-      this.#reconciling = undefined;
+    this.#reconciling = true;
+    void this.#reconcileOnce().finally(() => {
+      this.#reconciling = false;
       if (this.#again) {
         this.#again = false;
         this.reconcile();
@@ -140,7 +138,7 @@ export class ReplicaTunnels extends EventEmitter<ReplicaTunnelsEvents> implement
 
   async #open(pod: string): Promise<TunnelConnection> {
     this.#opening.add(pod);
-    const tunnel = this.#options.tunnelTo(pod, () => this.#options.dial(pod));
+    const tunnel = this.#options.tunnelTo(pod);
     try {
       const connection = await tunnel.start();
       if (this.#stopped) {

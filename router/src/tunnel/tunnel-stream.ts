@@ -82,30 +82,51 @@ export class TunnelStream extends Duplex {
   }
 
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (chunk instanceof HeaderBlock) {
-      this.afterSend(
-        this.sink.send(FrameType.headers, 0, this.id, Buffer.from(JSON.stringify(chunk.value))),
-        callback,
-      );
-      return;
-    }
-    const data = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    this.sendData(data, 0, callback);
+    this.sendChunks([chunk], 0, 0, callback);
   }
 
-  private sendData(data: Buffer, offset: number, callback: (error?: Error | null) => void): void {
-    let congested = false;
-    while (offset < data.length) {
-      if (this.sendWindow <= 0) {
-        this.resumeWrite = () => this.sendData(data, offset, callback);
-        return;
+  /**
+   * What was written while the connection was congested leaves together: one DATA frame per turn
+   * of the event loop would make a bulk transfer one socket write (and one wakeup of every process
+   * down the port-forward) per chunk.
+   */
+  override _writev(chunks: Array<{ chunk: unknown }>, callback: (error?: Error | null) => void): void {
+    this.sendChunks(
+      chunks.map(({ chunk }) => chunk),
+      0,
+      0,
+      callback,
+    );
+  }
+
+  /** Sends chunks[index] from `offset` on, and the chunks after it, within the send window. */
+  private sendChunks(
+    chunks: unknown[],
+    index: number,
+    offset: number,
+    callback: (error?: Error | null) => void,
+  ): void {
+    let flowing = true;
+    for (let i = index, from = offset; i < chunks.length; i++, from = 0) {
+      const chunk = chunks[i];
+      if (chunk instanceof HeaderBlock) {
+        flowing = this.sink.send(FrameType.headers, 0, this.id, Buffer.from(JSON.stringify(chunk.value)));
+        continue;
       }
-      const size = Math.min(this.sendWindow, MAX_DATA_CHUNK, data.length - offset);
-      this.sendWindow -= size;
-      congested = !this.sink.send(FrameType.data, 0, this.id, data.subarray(offset, offset + size));
-      offset += size;
+      const data = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      while (from < data.length) {
+        if (this.sendWindow <= 0) {
+          const [at, left] = [i, from];
+          this.resumeWrite = () => this.sendChunks(chunks, at, left, callback);
+          return;
+        }
+        const size = Math.min(this.sendWindow, MAX_DATA_CHUNK, data.length - from);
+        this.sendWindow -= size;
+        flowing = this.sink.send(FrameType.data, 0, this.id, data.subarray(from, from + size));
+        from += size;
+      }
     }
-    this.afterSend(!congested, callback);
+    this.afterSend(flowing, callback);
   }
 
   private afterSend(flowing: boolean, callback: () => void): void {

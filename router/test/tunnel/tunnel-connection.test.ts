@@ -117,6 +117,38 @@ describe('tunnel connection', () => {
     await close();
   });
 
+  it('sends what a stream buffered while the socket was congested in one write, not one per turn', async () => {
+    const listener = net.createServer((socket) => {
+      TunnelConnection.accept(socket, { tokens: ['secret'], agent: 'test-agent' }).then(
+        (server) => server.on('stream', (stream) => stream.resume().on('end', () => stream.end())),
+        () => {},
+      );
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const socket = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
+    const client = await TunnelConnection.connect(socket, { token: 'secret', client: 'test-cli' });
+    // Counts the socket's writes (each is one writev or write syscall batch) from here on.
+    let writes = 0;
+    for (const method of ['_write', '_writev'] as const) {
+      const original = socket[method] as (...args: unknown[]) => void;
+      socket[method] = (...args: unknown[]) => {
+        writes++;
+        original.apply(socket, args);
+      };
+    }
+    try {
+      const stream = client.openStream(connectOpen);
+      // Eight chunks at once: the first fills the socket's buffer, the other seven wait in the stream.
+      for (let i = 0; i < 8; i++) stream.write(Buffer.alloc(64 * 1024, i));
+      stream.end();
+      await once(stream.resume(), 'end');
+      assert.ok(writes <= 4, `${writes} socket writes for 8 chunks written together (one per chunk before)`);
+    } finally {
+      client.close();
+      await new Promise((resolve) => listener.close(resolve));
+    }
+  });
+
   it('propagates a reset with its code to the peer', async () => {
     const { client, server, close } = await tunnelPair();
     server.on('stream', (stream) => stream.reset('ECONNREFUSED', 'connect ECONNREFUSED 198.18.0.9:80'));

@@ -87,8 +87,7 @@ export class TunnelStream extends Duplex {
 
   /**
    * What was written while the connection was congested leaves together: one DATA frame per turn
-   * of the event loop would make a bulk transfer one socket write (and one wakeup of every process
-   * down the port-forward) per chunk.
+   * of the event loop would make a bulk transfer one socket write per chunk.
    */
   override _writev(chunks: Array<{ chunk: unknown }>, callback: (error?: Error | null) => void): void {
     this.sendChunks(

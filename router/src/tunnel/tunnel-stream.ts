@@ -31,6 +31,11 @@ class HeaderBlock {
 }
 
 const emptyPayload = Buffer.alloc(0);
+
+/** A written chunk as it is framed: strings (object mode keeps them) are encoded once, here. */
+function frameable(chunk: unknown): Buffer | HeaderBlock {
+  return typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer | HeaderBlock);
+}
 /** Credit is returned in batches, not per frame, to keep WINDOW frames rare. */
 const creditBatch = INITIAL_STREAM_WINDOW / 4;
 
@@ -82,7 +87,7 @@ export class TunnelStream extends Duplex {
   }
 
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.sendChunks([chunk], 0, 0, callback);
+    this.sendChunks([frameable(chunk)], 0, 0, callback);
   }
 
   /**
@@ -91,7 +96,7 @@ export class TunnelStream extends Duplex {
    */
   override _writev(chunks: Array<{ chunk: unknown }>, callback: (error?: Error | null) => void): void {
     this.sendChunks(
-      chunks.map(({ chunk }) => chunk),
+      chunks.map(({ chunk }) => frameable(chunk)),
       0,
       0,
       callback,
@@ -100,28 +105,26 @@ export class TunnelStream extends Duplex {
 
   /** Sends chunks[index] from `offset` on, and the chunks after it, within the send window. */
   private sendChunks(
-    chunks: unknown[],
+    chunks: Array<Buffer | HeaderBlock>,
     index: number,
     offset: number,
     callback: (error?: Error | null) => void,
   ): void {
     let flowing = true;
     for (let i = index, from = offset; i < chunks.length; i++, from = 0) {
-      const chunk = chunks[i];
+      const chunk = chunks[i] as Buffer | HeaderBlock;
       if (chunk instanceof HeaderBlock) {
         flowing = this.sink.send(FrameType.headers, 0, this.id, Buffer.from(JSON.stringify(chunk.value)));
         continue;
       }
-      const data = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-      while (from < data.length) {
+      while (from < chunk.length) {
         if (this.sendWindow <= 0) {
-          const [at, left] = [i, from];
-          this.resumeWrite = () => this.sendChunks(chunks, at, left, callback);
+          this.resumeWrite = () => this.sendChunks(chunks, i, from, callback);
           return;
         }
-        const size = Math.min(this.sendWindow, MAX_DATA_CHUNK, data.length - from);
+        const size = Math.min(this.sendWindow, MAX_DATA_CHUNK, chunk.length - from);
         this.sendWindow -= size;
-        flowing = this.sink.send(FrameType.data, 0, this.id, data.subarray(from, from + size));
+        flowing = this.sink.send(FrameType.data, 0, this.id, chunk.subarray(from, from + size));
         from += size;
       }
     }

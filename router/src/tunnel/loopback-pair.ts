@@ -5,6 +5,8 @@ import { TunnelConnection, type TunnelConnectionOptions } from '@detour/router/t
 export async function tunnelPair(options: TunnelConnectionOptions = {}): Promise<{
   client: TunnelConnection;
   server: TunnelConnection;
+  /** The client's TCP socket, for tests that watch what the tunnel writes to it. */
+  clientSocket: net.Socket;
   close: () => Promise<void>;
 }> {
   const accepted = Promise.withResolvers<TunnelConnection>();
@@ -16,8 +18,9 @@ export async function tunnelPair(options: TunnelConnectionOptions = {}): Promise
   });
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
   const { port } = listener.address() as net.AddressInfo;
+  const clientSocket = net.connect(port, '127.0.0.1');
   const client = await TunnelConnection.connect(
-    net.connect(port, '127.0.0.1'),
+    clientSocket,
     { token: 'secret', client: 'test-cli' },
     options,
   );
@@ -25,6 +28,7 @@ export async function tunnelPair(options: TunnelConnectionOptions = {}): Promise
   return {
     client,
     server,
+    clientSocket,
     close: async () => {
       client.close();
       server.close();

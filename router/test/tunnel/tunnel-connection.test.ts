@@ -118,15 +118,8 @@ describe('tunnel connection', () => {
   });
 
   it('sends what a stream buffered while the socket was congested in one write, not one per turn', async () => {
-    const listener = net.createServer((socket) => {
-      TunnelConnection.accept(socket, { tokens: ['secret'], agent: 'test-agent' }).then(
-        (server) => server.on('stream', (stream) => stream.resume().on('end', () => stream.end())),
-        () => {},
-      );
-    });
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    const socket = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
-    const client = await TunnelConnection.connect(socket, { token: 'secret', client: 'test-cli' });
+    const { server, client, clientSocket: socket, close } = await tunnelPair();
+    server.on('stream', (stream) => stream.resume().on('end', () => stream.end()));
     // Counts the socket's writes (each is one writev or write syscall batch) from here on.
     let writes = 0;
     for (const method of ['_write', '_writev'] as const) {
@@ -144,8 +137,7 @@ describe('tunnel connection', () => {
       await once(stream.resume(), 'end');
       assert.ok(writes <= 4, `${writes} socket writes for 8 chunks written together (one per chunk before)`);
     } finally {
-      client.close();
-      await new Promise((resolve) => listener.close(resolve));
+      await close();
     }
   });
 

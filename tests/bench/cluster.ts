@@ -15,7 +15,10 @@
  *   share of the bulk path from the rest;
  * - CPU seconds per 1,000 requests of the CLI and the agent (/proc/<pid>/stat) on the 1-connection loops,
  *   and of every process on the bulk path per 256 MiB (CLI or kubectl, agents, sidecars, apiserver,
- *   kubelet, containerd, the harness's socat relays).
+ *   kubelet, containerd, the harness's socat relays);
+ * - per request, the whole machine's busy CPU and the time some task waited for a core (PSI), for
+ *   each path and shape: one machine holds the cluster and the developer's side, so a path's extra
+ *   CPU becomes queueing in every process it crosses, which is where the p99s go.
  *
  * Options: --runs N (default 1), --count N (requests per latency loop, default 1000),
  * --seconds S (cap per latency loop, default 60), --out FILE (default tests/bench/cluster-results.json).
@@ -24,13 +27,14 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { relay } from '../../cli/src/egress/relay.ts';
 import { openPortForward } from '../../cli/src/kube/port-forward-stream.ts';
 import { execInPod, kubeconfigPath } from '../cluster/cluster.ts';
 import { binaryPath, repoRoot } from '../cluster/paths.ts';
-import { cpuSeconds } from '../cluster/sample/hop.ts';
+import { cpuSeconds, type MachineUse, startMachineCount } from '../cluster/sample/hop.ts';
 import { waitFor } from '../cluster/wait.ts';
 import {
   agentHostPids,
@@ -82,6 +86,8 @@ interface Latency {
   p99: number;
   achievedRate: number;
   cpuSeconds: Record<string, number>;
+  /** The whole machine over the counted requests. */
+  machine: MachineUse;
 }
 interface Bulk {
   gbitPerSecond: number;
@@ -366,6 +372,36 @@ function records(results: RunResult[]): ResultRecord[] {
       ],
     );
   }
+  const machineRows = (
+    [
+      ['busySeconds', 'busy CPU'],
+      ['cpuWaitSeconds', 'CPU wait (PSI some)'],
+    ] as const
+  ).flatMap(([field, metric]) =>
+    shapes.flatMap(({ name }): Comparison[] => {
+      const perRequest = (latency: Latency) => (latency.machine[field] * 1000) / latency.requests;
+      return [
+        [
+          `egress under detour exec, ${name}`,
+          'caller pod → payments (mesh)',
+          metric,
+          'ms',
+          all((r) => perRequest(r.egress[name])),
+          all((r) => perRequest(r.pod[name])),
+          null,
+        ],
+        [
+          `steal (x-dev → local orders), ${name}`,
+          'caller pod → orders pod (mesh)',
+          metric,
+          'ms',
+          all((r) => perRequest(r.steal[name])),
+          all((r) => perRequest(r.mesh[name])),
+          null,
+        ],
+      ];
+    }),
+  );
   const perThousand = (latency: Latency, who: string) =>
     (spentBy(latency.cpuSeconds, who) ?? Number.NaN) * (1000 / latency.requests);
   const single = shapes[0].name;
@@ -424,6 +460,11 @@ function records(results: RunResult[]): ResultRecord[] {
       ),
     ],
     [
+      'machine per request',
+      'the whole machine (both cores: cluster, CLI, local app, loop) over the counted requests: /proc/stat busy time and the "some" total of /proc/pressure/cpu',
+      machineRows,
+    ],
+    [
       'CPU per 1,000 requests',
       'utime + stime from /proc/<pid>/stat over the 1-connection loop (the steal loop adds the kubectl exec around it)',
       (['cli', 'agent'] as const).flatMap((who): Comparison[] => [
@@ -440,6 +481,12 @@ const [payments] = await livePods('app=payments,version=v1');
 if (!payments) throw new Error('no live payments v1 pod in the sample namespace');
 const agents = Object.fromEntries((await agentHostPids()).map((pid, i) => [`agent-${i}`, pid]));
 const loadBefore = os.loadavg().map((x) => round(x, 2));
+// What the cluster costs with no request in flight (control plane, istiod, sidecars, agents): the
+// share of the per-request machine figures that is not the path's.
+const restSeconds = 5;
+const atRest = startMachineCount();
+await sleep(restSeconds * 1000);
+const rest = atRest();
 const startedAt = new Date().toISOString();
 const results: RunResult[] = [];
 for (let run = 1; run <= runs; run++) results.push(await oneRun(run, payments.name, agents));
@@ -450,6 +497,12 @@ const report = {
     endedAt: new Date().toISOString(),
     loadBefore,
     loadAfter: os.loadavg().map((x) => round(x, 2)),
+    machineAtRest: {
+      seconds: restSeconds,
+      busyCores: round(rest.busySeconds / restSeconds, 3),
+      cpuWaitShare: round(rest.cpuWaitSeconds / restSeconds, 3),
+      stolenCores: round(rest.stolenSeconds / restSeconds, 3),
+    },
     runs,
     requestsPerLoop: Number(options.count),
     commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim(),

@@ -38,6 +38,44 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** What the whole machine spent over a window (startMachineCount), in seconds. */
+export interface MachineUse {
+  busySeconds: number;
+  cpuWaitSeconds: number;
+  stolenSeconds: number;
+}
+
+/**
+ * The whole machine over a window: its busy CPU (every core, from /proc/stat, time stolen by the
+ * hypervisor left out) and how long some runnable task waited for a core (the "some" total of
+ * /proc/pressure/cpu). Both files are the host's, in a pod too, so every path is counted alike; the
+ * wait is what turns a path's extra CPU into tail latency on a machine with few cores.
+ */
+export function startMachineCount(): () => MachineUse {
+  const before = machineNow();
+  return () => {
+    const now = machineNow();
+    return {
+      busySeconds: now.busy - before.busy,
+      cpuWaitSeconds: now.wait - before.wait,
+      stolenSeconds: now.stolen - before.stolen,
+    };
+  };
+}
+
+function machineNow(): { busy: number; wait: number; stolen: number } {
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice (USER_HZ = 100)
+  const [, ...ticks] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = ticks.map(Number);
+  const some = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+  if (!some) throw new Error('/proc/pressure/cpu has no "some" line: the kernel lacks PSI (CONFIG_PSI)');
+  return {
+    busy: (user + nice + system + irq + softirq) / 100,
+    wait: Number(some[1]) / 1e6,
+    stolen: steal / 100,
+  };
+}
+
 /** `total` bytes of the pattern /bytes answers, in 64 KiB chunks (the same on both ends of a check). */
 export function* patternChunks(total: number): Generator<Buffer> {
   for (let sent = 0; sent < total; sent += block.length)

@@ -10,7 +10,8 @@
 //     R = 0: each connection sends as soon as its previous answer came. Stops after S seconds.
 //     Reports per-request latency percentiles (ms) and, for --cpu, the CPU seconds
 //     (/proc/<pid>/stat utime + stime) each named process used during the counted requests
-//     (match:REGEX: every process whose program, argv[0], matches, summed).
+//     (match:REGEX: every process whose program, argv[0], matches, summed), and the whole machine's
+//     busy CPU and CPU-pressure stall over the same requests (`machine`, see startMachineCount).
 //   loop.ts bulk URL --bytes B [--cpu ...]
 //     One GET of B bytes of /bytes's pattern, checked against the pattern's sha256; reports Gbit/s
 //     and, for --cpu, the CPU seconds of each named process during the transfer.
@@ -19,7 +20,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, patternChunks } from './hop.ts';
+import { cpuSeconds, patternChunks, startMachineCount } from './hop.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -129,6 +130,7 @@ async function latency(target: string) {
     }),
   );
   const cpuUsed = startCpuCount();
+  const machineUsed = startMachineCount();
   const started = performance.now();
   const deadline = started + Number(values['max-seconds']) * 1000;
   const interval = rate > 0 ? (1000 * connections) / rate : 0;
@@ -157,6 +159,7 @@ async function latency(target: string) {
   );
   const seconds = (performance.now() - started) / 1000;
   const cpuSpent = cpuUsed();
+  const machine = machineUsed();
   for (const agent of agents) agent.destroy();
   const sorted = latencies.sort((a, b) => a - b);
   return {
@@ -174,6 +177,7 @@ async function latency(target: string) {
     p99: percentile(sorted, 99),
     max: sorted.at(-1) ?? Number.NaN,
     cpuSeconds: cpuSpent,
+    machine,
   };
 }
 

@@ -372,35 +372,30 @@ function records(results: RunResult[]): ResultRecord[] {
       ],
     );
   }
+  const machinePaths = [
+    ['egress under detour exec', 'caller pod → payments (mesh)', 'egress', 'pod'],
+    ['steal (x-dev → local orders)', 'caller pod → orders pod (mesh)', 'steal', 'mesh'],
+  ] as const;
   const machineRows = (
     [
       ['busySeconds', 'busy CPU'],
       ['cpuWaitSeconds', 'CPU wait (PSI some)'],
     ] as const
   ).flatMap(([field, metric]) =>
-    shapes.flatMap(({ name }): Comparison[] => {
-      const perRequest = (latency: Latency) => (latency.machine[field] * 1000) / latency.requests;
-      return [
-        [
-          `egress under detour exec, ${name}`,
-          'caller pod → payments (mesh)',
+    shapes.flatMap(({ name }) =>
+      machinePaths.map(([subject, reference, path, referencePath]): Comparison => {
+        const perRequest = (latency: Latency) => (latency.machine[field] * 1000) / latency.requests;
+        return [
+          `${subject}, ${name}`,
+          reference,
           metric,
           'ms',
-          all((r) => perRequest(r.egress[name])),
-          all((r) => perRequest(r.pod[name])),
+          all((r) => perRequest(r[path][name])),
+          all((r) => perRequest(r[referencePath][name])),
           null,
-        ],
-        [
-          `steal (x-dev → local orders), ${name}`,
-          'caller pod → orders pod (mesh)',
-          metric,
-          'ms',
-          all((r) => perRequest(r.steal[name])),
-          all((r) => perRequest(r.mesh[name])),
-          null,
-        ],
-      ];
-    }),
+        ];
+      }),
+    ),
   );
   const perThousand = (latency: Latency, who: string) =>
     (spentBy(latency.cpuSeconds, who) ?? Number.NaN) * (1000 / latency.requests);

@@ -381,11 +381,11 @@ function records(results: RunResult[]): ResultRecord[] {
       ['busySeconds', 'busy CPU'],
       ['cpuWaitSeconds', 'CPU wait (PSI some)'],
     ] as const
-  ).flatMap(([field, metric]) =>
-    shapes.flatMap(({ name }) =>
-      machinePaths.map(([subject, reference, path, referencePath]): Comparison => {
-        const perRequest = (latency: Latency) => (latency.machine[field] * 1000) / latency.requests;
-        return [
+  ).flatMap(([field, metric]) => {
+    const perRequest = (latency: Latency) => (latency.machine[field] * 1000) / latency.requests;
+    return shapes.flatMap(({ name }) =>
+      machinePaths.map(
+        ([subject, reference, path, referencePath]): Comparison => [
           `${subject}, ${name}`,
           reference,
           metric,
@@ -393,10 +393,10 @@ function records(results: RunResult[]): ResultRecord[] {
           all((r) => perRequest(r[path][name])),
           all((r) => perRequest(r[referencePath][name])),
           null,
-        ];
-      }),
-    ),
-  );
+        ],
+      ),
+    );
+  });
   const perThousand = (latency: Latency, who: string) =>
     (spentBy(latency.cpuSeconds, who) ?? Number.NaN) * (1000 / latency.requests);
   const single = shapes[0].name;

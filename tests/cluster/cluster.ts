@@ -9,6 +9,7 @@ import { ClusterError } from './errors.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import {
   clusterDns,
+  ensureHostLink,
   ensureNetns,
   exposeSpecs,
   importImages,
@@ -186,8 +187,8 @@ function apiserverSpec(): ProcessSpec {
     '--enable-admission-plugins=NodeRestriction',
     `--kubelet-client-certificate=${pki('apiserver-kubelet-client.crt')}`,
     `--kubelet-client-key=${pki('apiserver-kubelet-client.key')}`,
-    // The node's Hostname resolves to loopback on the host, where a forwarder leads to the kubelet.
-    '--kubelet-preferred-address-types=Hostname,InternalIP',
+    // The node's address, routed from the host over the node's veth: no relay on the way to the kubelet.
+    '--kubelet-preferred-address-types=InternalIP',
     `--requestheader-client-ca-file=${pki('ca.crt')}`,
     '--requestheader-allowed-names=front-proxy-client',
     '--requestheader-username-headers=X-Remote-User',
@@ -515,6 +516,7 @@ async function nodeUp(log: (line: string) => void, build: boolean): Promise<stri
     writeKubeconfig(nodeKubeconfig('kube-proxy'), apiserverUrl, pkiDir, 'system:kube-proxy', 'kube-proxy');
     writeKubeconfig(nodeKubeconfig('scheduler'), apiserverUrl, pkiDir, 'system:kube-scheduler', 'scheduler');
     ensureNetns();
+    ensureHostLink();
     writeNodeConfig(pki, name);
     saveHostSysctls();
   });

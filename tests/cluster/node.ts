@@ -24,24 +24,27 @@ import { versions } from './versions.ts';
  * Tier 2: one node. containerd, kubelet, kube-proxy and every pod live in the network namespace
  * `detour-node`, which this code creates: its only addresses are loopback, the node address
  * 198.18.0.2 (a veth end) and the pod bridge 198.18.128.1/24. The control plane stays on the
- * host's loopback; socat joins the two through Unix sockets (a Unix socket is reachable from any
- * network namespace), so nothing listens on a host address other than 127.0.0.1.
+ * host's loopback and dials the kubelet over the veth (ensureHostLink); the node reaches the
+ * apiserver through socat and a Unix socket (reachable from any network namespace), so nothing
+ * listens on a host address other than 127.0.0.1.
  */
 export const nodeNetns = 'detour-node';
 export const nodeIp = '198.18.0.2';
+/** The host's address on the node's link: where the kubelet's replies to the apiserver go. */
+export const hostIp = '198.18.0.1';
+const hostLink = 'detour0-peer';
 export const podSubnet = '198.18.128.0/24';
 export const clusterDns = '198.19.0.10';
 
 export const sock = {
   containerd: join(nodeDir, 'containerd', 'containerd.sock'),
   apiserver: join(nodeDir, 'apiserver.sock'),
-  kubelet: join(nodeDir, 'kubelet.sock'),
 };
 
 /**
- * The node's name. The apiserver reaches a kubelet at the node's Hostname address; a name that
- * resolves to loopback on the host (this VM's /etc/hosts maps its hostname to 127.0.0.1) lets the
- * host-side forwarder on 127.0.0.1:<ports.kubelet> carry that connection into the namespace.
+ * The node's name: the host's when it resolves to loopback (this VM's /etc/hosts maps it to
+ * 127.0.0.1), else `localhost`. The apiserver dials the node's InternalIP, so the name only has to
+ * stay what clusters made before chose: it is in the kubelet's certificate and Node object.
  */
 export async function nodeName(): Promise<string> {
   const name = hostname().toLowerCase();
@@ -137,13 +140,12 @@ export function ensureNetns(): void {
   try {
     const ip = (...args: string[]) => run('ip', ['-n', nodeNetns, ...args]);
     ip('link', 'set', 'lo', 'up');
-    // The node's "NIC": a veth pair with both ends inside the namespace (this VM's kernel has no
-    // dummy driver). Nothing leaves the namespace: the default route only lets the kernel pick a
-    // source address for Service VIPs before kube-proxy's DNAT.
-    ip('link', 'add', 'detour0', 'type', 'veth', 'peer', 'name', 'detour0-peer');
+    // The node's "NIC": a veth pair whose other end, hostLink, is the control plane's way in
+    // (ensureHostLink). The default route lets the kernel pick a source address for Service VIPs
+    // before kube-proxy's DNAT; the host does not forward, so nothing leaves through it.
+    ip('link', 'add', 'detour0', 'type', 'veth', 'peer', 'name', hostLink);
     ip('addr', 'add', `${nodeIp}/32`, 'dev', 'detour0');
     ip('link', 'set', 'detour0', 'up');
-    ip('link', 'set', 'detour0-peer', 'up');
     ip('route', 'add', 'default', 'dev', 'detour0');
     const sysctl = (key: string, value: string) =>
       run('ip', ['netns', 'exec', nodeNetns, 'sysctl', '-q', '-w', `${key}=${value}`]);
@@ -153,6 +155,33 @@ export function ensureNetns(): void {
   } catch (error) {
     run('ip', ['netns', 'delete', nodeNetns]);
     throw error;
+  }
+}
+
+/**
+ * The host end of the node's veth, in the host's namespace with hostIp and a route to nodeIp, so
+ * the apiserver dials the kubelet (exec, logs, port-forward) straight, as in a real cluster: no
+ * relay on a port-forward's path. Idempotent; a namespace an older checkout made still holds the
+ * end, which is moved out here. It goes with the namespace (a veth pair dies with either end).
+ */
+export function ensureHostLink(): void {
+  if (!hostLinkExists()) run('ip', ['-n', nodeNetns, 'link', 'set', hostLink, 'netns', String(process.pid)]);
+  run('ip', ['addr', 'replace', `${hostIp}/32`, 'dev', hostLink]);
+  run('ip', ['link', 'set', hostLink, 'up']);
+  run('ip', ['route', 'replace', `${nodeIp}/32`, 'dev', hostLink, 'src', hostIp]);
+  // Pods may not reach the host's address; the node's own processes (the kubelet's replies) may.
+  const podsToHost = ['iif', 'cni0', 'to', `${hostIp}/32`, 'prohibit'];
+  if (!run('ip', ['-n', nodeNetns, 'rule', 'show']).includes('prohibit')) {
+    run('ip', ['-n', nodeNetns, 'rule', 'add', ...podsToHost]);
+  }
+}
+
+function hostLinkExists(): boolean {
+  try {
+    execFileSync('ip', ['link', 'show', hostLink], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -284,21 +313,6 @@ export function nodeSpecs(kubeconfig: (name: string) => string, name: string): P
       binary: '/usr/bin/socat',
       netns: nodeNetns,
       args: [`TCP-LISTEN:${ports.apiserver},fork,reuseaddr,nodelay`, `UNIX-CONNECT:${sock.apiserver}`],
-    },
-    // apiserver → kubelet (exec, logs, port-forward): host 127.0.0.1:<ports.kubelet> → kubelet in the namespace.
-    {
-      name: 'forward-kubelet-node',
-      binary: '/usr/bin/socat',
-      netns: nodeNetns,
-      args: [`UNIX-LISTEN:${sock.kubelet},fork,unlink-early`, `TCP:${nodeIp}:${ports.kubelet},nodelay`],
-    },
-    {
-      name: 'forward-kubelet-host',
-      binary: '/usr/bin/socat',
-      args: [
-        `TCP-LISTEN:${ports.kubelet},bind=127.0.0.1,fork,reuseaddr,nodelay`,
-        `UNIX-CONNECT:${sock.kubelet}`,
-      ],
     },
     {
       name: 'kube-scheduler',

@@ -1,13 +1,15 @@
 // Issue 11 on the real path: a `detour exec` session on the local cluster, its tunnel carried by
-// the apiserver's port-forward (CLI's WebSocket → apiserver → socat relays → kubelet → the agent's
-// pod). With a stolen request served (the local orders app calls payments through the agent),
-// every connected TCP socket of the CLI, of the layer in the local app, of the agent in its pod and
-// of the harness's socat relays must have TCP_NODELAY set, read from the kernel
-// (tests/support/tcp-nodelay.py); each hop must be among them, so the check cannot pass empty.
+// the apiserver's port-forward (CLI's WebSocket → apiserver → kubelet → the agent's pod). With a
+// stolen request served (the local orders app calls payments through the agent), every connected
+// TCP socket of the CLI, of the layer in the local app, of the agent in its pod, of the
+// apiserver ↔ kubelet hop and of the harness's socat relays must have TCP_NODELAY set, read from the
+// kernel (tests/support/tcp-nodelay.py); each hop must be among them, so the check cannot pass
+// empty. The apiserver must dial the kubelet itself, as in a real cluster: no relay on that hop.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { nodeIp } from '../cluster/node.ts';
 import { pidDir } from '../cluster/paths.ts';
 import { ports } from '../cluster/ports.ts';
 import { waitFor } from '../cluster/wait.ts';
@@ -18,11 +20,14 @@ import { agentHostPids, callerGet, execOrdersArgs, interrupt, startDetour, useSa
 
 const dev = `nodelay-${process.pid}`;
 
+const pidOf = (name: string) => Number(readFileSync(join(pidDir, `${name}.pid`), 'utf8'));
+const kubeletAddress = `${nodeIp}:${ports.kubelet}`;
+
 /** Every socat forwarder of the harness (pid files forward-*) and the relays each one forked. */
 function forwarderPids(): number[] {
   return readdirSync(pidDir)
     .filter((file) => file.startsWith('forward-') && file.endsWith('.pid'))
-    .map((file) => Number(readFileSync(join(pidDir, file), 'utf8')))
+    .map((file) => pidOf(file.slice(0, -'.pid'.length)))
     .flatMap((pid) => [pid, ...childPids(pid)]);
 }
 
@@ -49,20 +54,28 @@ describe('TCP_NODELAY on every socket of the port-forwarded path (issue 11)', ()
     await cli.exited;
   });
 
-  it('CLI, the layer, the agent and the socat relays: every connected socket has TCP_NODELAY', async () => {
+  it('CLI, the layer, the agent, apiserver ↔ kubelet and the socat relays: every connected socket has TCP_NODELAY', async () => {
     const cliPid = cli?.pid as number;
     const [appPid] = childPids(cliPid);
     assert.ok(appPid, 'the local orders app runs as the CLI child');
     // Every replica: the port-forward reaches whichever ready agent pod it picked.
     const agentPids = await agentHostPids();
     const relays = forwarderPids();
-    // The local app's own server sockets are the developer's code, not detour's: left out.
+    const [apiserverPid, kubeletPid] = [pidOf('kube-apiserver'), pidOf('kubelet')];
+    // The local app's own server sockets are the developer's code, not detour's: left out. Of the
+    // apiserver and the kubelet, only the hop between them (their other sockets are not the path).
     const listening = new Set(
       (await tcpSockets([appPid])).filter((s) => s.listening).map((s) => s.local?.replace(/^.*:/, '')),
     );
-    const sockets = (await tcpSockets([cliPid, appPid, ...agentPids, ...relays])).filter(
-      (s) => s.pid !== appPid || !listening.has(s.local?.replace(/^.*:/, '')),
-    );
+    const onPath = (s: TcpSocketState) =>
+      s.pid === appPid
+        ? !listening.has(s.local?.replace(/^.*:/, ''))
+        : s.pid === apiserverPid || s.pid === kubeletPid
+          ? s.local === kubeletAddress || s.peer === kubeletAddress
+          : true;
+    const sockets = (
+      await tcpSockets([cliPid, appPid, ...agentPids, apiserverPid, kubeletPid, ...relays])
+    ).filter(onPath);
     const of = (pids: number[]) => sockets.filter((s) => pids.includes(s.pid) && s.peer !== null);
     const has = (list: TcpSocketState[], what: string, match: (s: TcpSocketState) => boolean) =>
       assert.ok(list.some(match), `no ${what} among ${JSON.stringify(list)}`);
@@ -77,9 +90,26 @@ describe('TCP_NODELAY on every socket of the port-forwarded path (issue 11)', ()
     );
     has(of(agentPids), 'the tunnel accepted by the agent', (s) => s.local === '127.0.0.1:7700');
     has(
+      of([apiserverPid]),
+      "the apiserver's own connection to the kubelet",
+      (s) => s.peer === kubeletAddress,
+    );
+    has(
+      of([kubeletPid]),
+      "the kubelet's end of the apiserver's connection",
+      (s) => s.local === kubeletAddress,
+    );
+    has(
       of(relays),
-      'a relay to the kubelet',
-      (s) => s.local === `127.0.0.1:${ports.kubelet}` || s.peer?.endsWith(`:${ports.kubelet}`) === true,
+      "a relay (the node's way to the apiserver)",
+      (s) => s.peer === `127.0.0.1:${ports.apiserver}`,
+    );
+    assert.deepEqual(
+      of(relays).filter(
+        (s) => s.peer?.endsWith(`:${ports.kubelet}`) || s.local?.endsWith(`:${ports.kubelet}`),
+      ),
+      [],
+      'no relay on the apiserver → kubelet hop',
     );
     assert.deepEqual(withNagle(sockets), []);
   });

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterError } from './errors.ts';
 import { binaryPath, imageDir, nodeDir, pidDir, stateDir } from './paths.ts';
 import { ports } from './ports.ts';
-import { type ProcessSpec, runningPid, stopProcess } from './processes.ts';
+import { type ProcessSpec, runningPid, stopProcess, systemToolsEnv } from './processes.ts';
 import { versions } from './versions.ts';
 
 /**
@@ -59,7 +59,12 @@ export async function nodeName(): Promise<string> {
 
 function run(command: string, args: string[], input?: string): string {
   try {
-    return execFileSync(command, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+    return execFileSync(command, args, {
+      encoding: 'utf8',
+      input,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: systemToolsEnv,
+    });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ClusterError(

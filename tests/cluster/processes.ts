@@ -17,6 +17,16 @@ export interface ProcessSpec {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * The environment the cluster's processes and tools run with: the caller's, with /usr/sbin and /sbin
+ * on PATH. ip, sysctl, iptables and runc live there, and a non-login shell's PATH (`npm run demo`
+ * from an IDE's terminal, `env -i PATH=/usr/local/bin:/usr/bin:/bin`) lacks them.
+ */
+export const systemToolsEnv: NodeJS.ProcessEnv = {
+  ...process.env,
+  PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`,
+};
+
 function pidFile(pidDir: string, name: string): string {
   return join(pidDir, `${name}.pid`);
 }
@@ -98,7 +108,7 @@ export function startProcess(
   const child = spawn(command, args, {
     detached: true,
     stdio: ['ignore', log, log],
-    env: spec.env ?? process.env,
+    env: spec.env ?? systemToolsEnv,
   });
   closeSync(log);
   if (child.pid === undefined) throw new Error(`could not start ${spec.binary}`);

@@ -33,7 +33,9 @@ node tests/cluster/cli.ts status >/dev/null 2>&1 || started_cluster=1
 # Set before `up`: a start that fails half-way must not leave its components running either.
 # mesh.ts down: istiod and its relays (started by the e2e) too, then the cluster.
 if [ "$started_cluster" = 1 ]; then trap 'node tests/cluster/mesh.ts down || true' EXIT; fi
-node tests/cluster/cli.ts up --tier=2
+# Started without /usr/sbin and /sbin on PATH, as from a non-login shell (what `npm run demo` meets):
+# the harness must find its system tools itself.
+PATH="$(printf %s "$PATH" | tr ':' '\n' | grep -v sbin | paste -sd:)" node tests/cluster/cli.ts up --tier=2
 bash tests/cluster/build/istio/build.sh
 bash tests/cluster/build/istio/proxy-image.sh
 

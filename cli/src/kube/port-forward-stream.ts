@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -61,12 +62,46 @@ export async function openPortForward(
     });
     ws.once('error', fail);
     ws.once('unexpected-response', (req, res) => {
-      res.resume();
-      req.destroy();
-      fail(new Error(`the apiserver answered ${res.statusCode} ${res.statusMessage ?? ''}`.trim()));
+      void refusalDetail(res).then((detail) => {
+        req.destroy();
+        const status = `${res.statusCode} ${res.statusMessage ?? ''}`.trim();
+        fail(new Error(`the apiserver answered ${status}${detail ? `: ${detail}` : ''}`));
+      });
     });
   });
   return stream;
+}
+
+/** Most of a refusal's body read for its message. */
+const refusalBodyBytes = 4096;
+
+/**
+ * What a server that refused the upgrade said: the `message` of the apiserver's Status (which names
+ * the user and the verb RBAC denied), else the start of the body as text (a proxy's page).
+ */
+function refusalDetail(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      res.destroy();
+      const text = Buffer.concat(chunks).toString('utf8').slice(0, refusalBodyBytes);
+      try {
+        const status = JSON.parse(text) as { message?: unknown };
+        if (typeof status.message === 'string') return resolve(status.message);
+      } catch {
+        // not a Status: the text itself
+      }
+      resolve(text.replace(/\s+/g, ' ').trim().slice(0, 300));
+    };
+    res.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= refusalBodyBytes) done();
+    });
+    res.once('end', done);
+    res.once('error', done);
+  });
 }
 
 class PortForwardStream extends Duplex {

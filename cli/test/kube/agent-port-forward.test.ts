@@ -1,0 +1,101 @@
+// What a developer reads when the apiserver (or a proxy in front of it) refuses the port-forward's
+// WebSocket upgrade: a real HTTPS server on loopback answers the upgrade as a refusing server
+// would, and the CLI's dial to the agent fails with a code and the server's answer, not a bare
+// "the tunnel connection closed". The accepted upgrade is covered against the real apiserver by
+// tests/e2e (every session's tunnel).
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DetourError } from '@detour/router/errors';
+import { KubeConfig } from '@kubernetes/client-node';
+import { makeTestCertificate } from '../../../tests/support/test-certificate.ts';
+import { forwardToAgent } from '../../src/kube/agent-port-forward.ts';
+
+describe('port-forward refused by the server', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'detour-pf-'));
+  const cert = makeTestCertificate(dir, ['apiserver.test']);
+  let server: https.Server;
+  /** The status line and body the server answers every upgrade with: set per test. */
+  let refusal = { status: 400, body: '' };
+  const seen: string[] = [];
+  let kc: KubeConfig;
+
+  before(async () => {
+    server = https.createServer({ key: readFileSync(cert.keyFile), cert: readFileSync(cert.certFile) });
+    server.on('upgrade', (req, socket) => {
+      seen.push(`${req.method} ${req.url}`);
+      socket.end(
+        `HTTP/1.1 ${refusal.status} Refused\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(refusal.body)}\r\nconnection: close\r\n\r\n${refusal.body}`,
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [
+        {
+          name: 'test',
+          server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          caData: readFileSync(cert.certFile).toString('base64'),
+          tlsServerName: 'apiserver.test',
+        },
+      ],
+      users: [{ name: 'dev', token: 'not-a-real-token' }],
+      contexts: [{ name: 'test', cluster: 'test', user: 'dev' }],
+      currentContext: 'test',
+    });
+  });
+
+  after(() => {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const dialError = async (): Promise<DetourError> => {
+    const forward = await forwardToAgent(kc, 'staging', 'detour-agent');
+    const error = await forward.dial('detour-agent-0').then(
+      () => assert.fail('the dial succeeded against a refusing server'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof DetourError, `not a DetourError: ${String(error)}`);
+    assert.equal(forward.lastError(), error);
+    return error;
+  };
+
+  it('a refused upgrade (a proxy without WebSocket) names the Service, the answer and what to check', async () => {
+    refusal = { status: 400, body: '<html>\n  <h1>WebSocket upgrades are not allowed here</h1>\n</html>' };
+    const error = await dialError();
+    assert.equal(error.code, 'DETOUR_PORT_FORWARD');
+    assert.match(error.message, /staging\/detour-agent/);
+    assert.match(
+      error.message,
+      /answered 400 Refused: <html> <h1>WebSocket upgrades are not allowed here<\/h1> <\/html>/,
+    );
+    assert.match(error.message, /kubectl get pods -n staging/);
+    assert.equal(seen.at(-1), 'GET /api/v1/namespaces/staging/pods/detour-agent-0/portforward?ports=7700');
+  });
+
+  it('a 403 (RBAC) quotes the apiserver and says which verbs on pods/portforward the role needs', async () => {
+    // The apiserver's answer: a Status whose message names the user and the verb it lacks.
+    const message =
+      'pods "detour-agent-0" is forbidden: User "detour-dev" cannot get resource "pods/portforward" in API group "" in the namespace "staging"';
+    refusal = {
+      status: 403,
+      body: JSON.stringify({
+        kind: 'Status',
+        apiVersion: 'v1',
+        status: 'Failure',
+        message,
+        reason: 'Forbidden',
+        code: 403,
+      }),
+    };
+    const error = await dialError();
+    assert.equal(error.code, 'DETOUR_PORT_FORWARD_FORBIDDEN');
+    assert.ok(error.message.includes(`answered 403 Refused: ${message}`), error.message);
+    assert.match(error.message, /get and create on pods\/portforward in staging/);
+  });
+});

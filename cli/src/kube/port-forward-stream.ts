@@ -72,8 +72,9 @@ export async function openPortForward(
   return stream;
 }
 
-/** Most of a refusal's body read for its message. */
+/** Most of a refusal's body read for its message, and the longest wait for it. */
 const refusalBodyBytes = 4096;
+const refusalBodyMs = 2000;
 
 /**
  * What a server that refused the upgrade said: the `message` of the apiserver's Status (which names
@@ -83,7 +84,10 @@ function refusalDetail(res: IncomingMessage): Promise<string> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A server that keeps the refusal's connection open without ending its body gets cut off.
+    const timer = setTimeout(() => done(), refusalBodyMs);
     const done = () => {
+      clearTimeout(timer);
       res.destroy();
       const text = Buffer.concat(chunks).toString('utf8').slice(0, refusalBodyBytes);
       try {

@@ -19,8 +19,8 @@ describe('port-forward refused by the server', () => {
   const dir = mkdtempSync(join(tmpdir(), 'detour-pf-'));
   const cert = makeTestCertificate(dir, ['apiserver.test']);
   let server: https.Server;
-  /** The status line and body the server answers every upgrade with: set per test. */
-  let refusal = { status: 400, body: '' };
+  /** The status and body the server answers every upgrade with (`hold`: body cut, connection kept). */
+  let refusal: { status: number; body: string; hold?: boolean } = { status: 400, body: '' };
   const seen: string[] = [];
   let kc: KubeConfig;
 
@@ -28,9 +28,10 @@ describe('port-forward refused by the server', () => {
     server = https.createServer({ key: readFileSync(cert.keyFile), cert: readFileSync(cert.certFile) });
     server.on('upgrade', (req, socket) => {
       seen.push(`${req.method} ${req.url}`);
-      socket.end(
-        `HTTP/1.1 ${refusal.status} Refused\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(refusal.body)}\r\nconnection: close\r\n\r\n${refusal.body}`,
-      );
+      const length = Buffer.byteLength(refusal.body) + (refusal.hold ? 1000 : 0);
+      const answer = `HTTP/1.1 ${refusal.status} Refused\r\ncontent-type: text/plain\r\ncontent-length: ${length}\r\nconnection: close\r\n\r\n${refusal.body}`;
+      if (refusal.hold) socket.write(answer);
+      else socket.end(answer);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     kc = new KubeConfig();
@@ -50,6 +51,7 @@ describe('port-forward refused by the server', () => {
   });
 
   after(() => {
+    server.closeAllConnections();
     server.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -76,6 +78,15 @@ describe('port-forward refused by the server', () => {
     );
     assert.match(error.message, /kubectl get pods -n staging/);
     assert.equal(seen.at(-1), 'GET /api/v1/namespaces/staging/pods/detour-agent-0/portforward?ports=7700');
+  });
+
+  it('a refusal whose body never ends fails after a bounded wait, with what arrived', async () => {
+    refusal = { status: 502, body: 'upstream connect error', hold: true };
+    const started = Date.now();
+    const error = await dialError();
+    assert.equal(error.code, 'DETOUR_PORT_FORWARD');
+    assert.match(error.message, /answered 502 Refused: upstream connect error/);
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   });
 
   it('a 403 (RBAC) quotes the apiserver and says which verbs on pods/portforward the role needs', async () => {

@@ -648,10 +648,6 @@ export async function clusterStatus(): Promise<ComponentStatus[]> {
   });
 }
 
-export async function clusterRunning(): Promise<boolean> {
-  return (await clusterStatus()).every((component) => component.pid !== undefined);
-}
-
 /**
  * For test suites: requires built binaries (fails loudly naming `npm run cluster:up` otherwise),
  * starts the cluster if it is not running, and returns a function that stops it again only if this

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterError } from './errors.ts';
 import { binaryPath, imageDir, nodeDir, pidDir, stateDir } from './paths.ts';
 import { ports } from './ports.ts';
-import { type ProcessSpec, runningPid, stopProcess, systemToolsEnv } from './processes.ts';
+import { type ProcessSpec, stopProcess, systemToolsEnv } from './processes.ts';
 import { versions } from './versions.ts';
 
 /**
@@ -597,8 +597,4 @@ export async function nodeDown(specs: ProcessSpec[], log: (line: string) => void
     log(`deleted network namespace ${nodeNetns}`);
   }
   rmSync(ownerFile, { force: true });
-}
-
-export function nodeRunning(specs: ProcessSpec[]): boolean {
-  return specs.every((spec) => runningPid(pidDir, spec) !== undefined);
 }

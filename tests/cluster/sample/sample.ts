@@ -252,18 +252,6 @@ export async function deploySample(options: DeployOptions = {}): Promise<void> {
   log(`sample system (and agent) ready in ${((performance.now() - started) / 1000).toFixed(1)}s`);
 }
 
-/** Removes the sample namespace (everything in it). */
-export async function deleteSample(): Promise<void> {
-  await kubectl('admin', [
-    'delete',
-    'namespace',
-    sampleNamespace,
-    '--ignore-not-found',
-    '--wait=true',
-    '--timeout=60s',
-  ]);
-}
-
 export interface CallerAnswer {
   status: number;
   body: Record<string, unknown> & {

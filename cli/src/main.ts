@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { DetourError } from '@detour/router/errors';
+import { wantsJson } from './command-flags.ts';
 import { featureUsage } from './feature/feature-usage.ts';
 import { optionsHelp, sessionOptionsJsonSchema } from './options.ts';
 import { createReporter } from './reporter.ts';
@@ -24,6 +25,8 @@ ${featureUsage}
   detour version [--json]               the CLI's version, its tunnel protocol and the agent image it expects
                                         (also: detour --version)
   detour help                           this text
+
+Every command with --json also takes kubectl's -o json (--output json).
 
 Flags of exec and up (also DETOUR_* variables, and keys of detour.yaml / detour.json in the working
 directory or --config FILE; flags win over variables, variables over the file). A session takes
@@ -54,9 +57,7 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
     case '--version':
     case '-V':
-      process.stdout.write(
-        rest.includes('--json') ? `${JSON.stringify(versionInfo())}\n` : `${versionText()}\n`,
-      );
+      process.stdout.write(wantsJson(rest) ? `${JSON.stringify(versionInfo())}\n` : `${versionText()}\n`);
       return 0;
     case 'feature':
       return (await import('./commands/feature-command.ts')).featureCommand(rest);
@@ -80,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: Error & { code?: string }) => {
-    createReporter(process.argv.includes('--json')).fail(
+    createReporter(wantsJson(process.argv.slice(2))).fail(
       error instanceof DetourError ? error : Object.assign(error, { code: error.code ?? 'DETOUR_INTERNAL' }),
     );
     process.exit(error instanceof DetourError ? 2 : 1);

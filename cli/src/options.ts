@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { InvalidInputError } from '@detour/router/errors';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseFlags } from './command-flags.ts';
 import { contextNamespace } from './kube/kubeconfig.ts';
 
 /**
@@ -344,20 +344,7 @@ export function parseSessionOptions(
       },
     ]),
   );
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: { ...parseOptions, config: { type: 'string' } },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    throw new InvalidInputError(
-      'DETOUR_BAD_FLAG',
-      `${(error as Error).message}; run \`detour help\` for the flags`,
-    );
-  }
+  const parsed = parseFlags(argv, { ...parseOptions, config: { type: 'string' } }, { positionals: true });
   const config = readConfigFile((parsed.values.config as string | undefined) ?? env.DETOUR_CONFIG, cwd);
   const merged: Record<string, unknown> = { ...config?.values };
   const sources: Partial<Record<OptionKey, Source>> = {};
@@ -373,7 +360,7 @@ export function parseSessionOptions(
           : fromEnv;
       sources[key] = { kind: 'env' };
     }
-    const fromFlag = parsed.values[flagName(key)];
+    const fromFlag = (parsed.values as Record<string, unknown>)[flagName(key)];
     if (fromFlag !== undefined) {
       merged[key] = fromFlag;
       sources[key] = { kind: 'flag' };

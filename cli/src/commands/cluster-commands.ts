@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import {
   allAdapters,
   EGRESS_ONLY,
@@ -12,6 +11,7 @@ import {
 } from '@detour/mesh-adapters';
 import { QUERIES } from '@detour/mesh-adapters/adapter';
 import { formatFilter } from '@detour/router/match/index';
+import { parseFlags } from '../command-flags.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
 import { defaultNamespace } from '../options.ts';
 import { createReporter } from '../reporter.ts';
@@ -21,14 +21,10 @@ import { createReporter } from '../reporter.ts';
  * whether the session is alive (its Lease renewed) or waiting for a janitor.
  */
 export async function statusCommand(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      namespace: { type: 'string', short: 'n' },
-      'all-namespaces': { type: 'boolean', short: 'A' },
-      json: { type: 'boolean' },
-    },
-    strict: true,
+  const { values } = parseFlags(argv, {
+    namespace: { type: 'string', short: 'n' },
+    'all-namespaces': { type: 'boolean', short: 'A' },
+    json: { type: 'boolean' },
   });
   const client = kubeClient(loadKubeConfig());
   const namespace = values['all-namespaces'] ? undefined : (values.namespace ?? defaultNamespace());
@@ -83,10 +79,9 @@ export function formatAge(seconds: number | null): string {
  * is gone, in every namespace this identity may list, or in one.
  */
 export async function cleanCommand(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: { json: { type: 'boolean' }, namespace: { type: 'string', short: 'n' } },
-    strict: true,
+  const { values } = parseFlags(argv, {
+    json: { type: 'boolean' },
+    namespace: { type: 'string', short: 'n' },
   });
   const reporter = createReporter(values.json ?? false);
   const client = kubeClient(loadKubeConfig());

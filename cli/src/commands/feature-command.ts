@@ -1,4 +1,4 @@
-import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import {
   type FeatureSummary,
   featureSessionId,
@@ -17,6 +17,7 @@ import {
   validateFilter,
 } from '@detour/router/match/index';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { parseFlags } from '../command-flags.ts';
 import { parseDuration } from '../feature/duration.ts';
 import {
   FeatureNotFoundError,
@@ -40,14 +41,10 @@ function badOption(message: string): InvalidInputError {
 }
 
 function parse<O extends ParseArgsOptionsConfig>(argv: readonly string[], options: O) {
-  try {
-    return parseArgs({ args: [...argv], options, allowPositionals: true as const, strict: true as const });
-  } catch (error) {
-    throw new InvalidInputError(
-      'DETOUR_BAD_FLAG',
-      `${(error as Error).message}; run \`detour help\` for the flags of detour feature`,
-    );
-  }
+  return parseFlags(argv, options, {
+    positionals: true,
+    help: '`detour help` for the flags of detour feature',
+  });
 }
 
 function featureName(positionals: readonly string[], command: string): string {

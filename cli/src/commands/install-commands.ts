@@ -1,7 +1,8 @@
-import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { detectMesh, kubeClient } from '@detour/mesh-adapters';
 import { DetourError, InvalidInputError } from '@detour/router/errors';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { parseFlags } from '../command-flags.ts';
 import { agentManifests } from '../install/agent-manifests.ts';
 import { errorText, formatCheck, runDoctor } from '../install/doctor.ts';
 import {
@@ -19,14 +20,7 @@ import { createReporter } from '../reporter.ts';
 import { versionInfo } from '../version.ts';
 
 function parse<T extends ParseArgsOptionsConfig>(argv: readonly string[], options: T) {
-  try {
-    return parseArgs({ args: [...argv], options, strict: true }).values;
-  } catch (error) {
-    throw new InvalidInputError(
-      'DETOUR_BAD_FLAG',
-      `${(error as Error).message}; run \`detour help\` for the flags`,
-    );
-  }
+  return parseFlags(argv, options).values;
 }
 
 /** Runs `body` against the cluster; a cluster that does not answer is named with its context and server. */

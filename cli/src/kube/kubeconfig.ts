@@ -4,7 +4,11 @@ import { KubeConfig } from '@kubernetes/client-node';
 /** The user's kubeconfig as kubectl would read it ($KUBECONFIG, then ~/.kube/config, then in-cluster). */
 export function loadKubeConfig(): KubeConfig {
   const kc = new KubeConfig();
-  kc.loadFromDefault();
+  try {
+    kc.loadFromDefault();
+  } catch (error) {
+    throw unreadable(error as NodeJS.ErrnoException);
+  }
   const cluster = kc.getCurrentCluster();
   // Without any kubeconfig, client-node falls back to http://localhost:8080: say what is missing instead.
   if (
@@ -17,6 +21,20 @@ export function loadKubeConfig(): KubeConfig {
     );
   }
   return kc;
+}
+
+/** Why the kubeconfig could not be read, naming the file and what to do. */
+function unreadable(error: NodeJS.ErrnoException): DetourError {
+  const file = error.path ?? process.env.KUBECONFIG ?? '~/.kube/config';
+  if (error.code === 'ENOENT')
+    return new DetourError(
+      'DETOUR_NO_KUBECONFIG',
+      `the kubeconfig ${file} does not exist: point KUBECONFIG at your kubeconfig (as for kubectl), or pass --agent HOST:PORT to use an agent directly`,
+    );
+  return new DetourError(
+    'DETOUR_BAD_KUBECONFIG',
+    `the kubeconfig ${file} could not be read: ${error.message.split('\n')[0]}; check it with \`kubectl config view\``,
+  );
 }
 
 /**

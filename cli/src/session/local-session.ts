@@ -99,6 +99,8 @@ export class LocalSession {
   #leaseRef: { name: string; namespace: string } | undefined;
   #proxyAddress: { host: string; port: number } | undefined;
   #ephemeral: EphemeralAgent | undefined;
+  /** The start got as far as `session.ready`: only then did a session exist to end. */
+  #ready = false;
 
   constructor(options: SessionOptions, reporter: Reporter) {
     this.#options = options;
@@ -379,6 +381,7 @@ export class LocalSession {
     if (this.#routing && this.mode.kind !== 'egress-only') {
       await this.#waitUntilRouteLive(tunnel, this.mode, await this.#routing.route());
     }
+    this.#ready = true;
     const proxy = `egress proxy ${this.#proxyAddress.host}:${this.#proxyAddress.port}`;
     const agents = this.#tunnel.connections().map((connection) => connection.peerName);
     const common = {
@@ -565,6 +568,7 @@ export class LocalSession {
   }
 
   async stop(): Promise<void> {
+    const setUp = [this.#routing, this.#lease, this.#tunnel, this.#ephemeral].some(Boolean);
     // The route goes first, so the mesh stops sending requests before the session disappears.
     await this.#routing?.stop();
     await this.#lease?.delete();
@@ -580,6 +584,12 @@ export class LocalSession {
     await this.#proxy.close();
     // The copied files (Secrets among them with --env-secrets) do not outlive the session.
     rmSync(this.#sessionDir, { recursive: true, force: true });
-    this.#reporter.step('session.ended', `session ${this.id} ended`, { session: this.id });
+    if (this.#ready) this.#reporter.step('session.ended', `session ${this.id} ended`, { session: this.id });
+    else if (setUp)
+      this.#reporter.step(
+        'session.undone',
+        `session ${this.id} did not start; what its start had set up is undone`,
+        { session: this.id },
+      );
   }
 }

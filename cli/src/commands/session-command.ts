@@ -47,9 +47,15 @@ async function withSession(
       await session.stop().catch(() => {});
       throw error;
     }
+    // A session lost for good while it runs ends the command like a signal would, then fails with why.
+    let lost: Error | undefined;
+    void session.failed.then((error) => {
+      lost = error;
+      handler('SIGTERM');
+    });
     try {
       if (interrupted) return 130;
-      return await body({
+      const code = await body({
         session,
         env: session.processEnv(),
         rest,
@@ -58,6 +64,8 @@ async function withSession(
           handler = next;
         },
       });
+      if (lost) throw lost;
+      return code;
     } finally {
       await session.stop();
     }

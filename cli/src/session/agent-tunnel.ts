@@ -29,6 +29,8 @@ export interface AgentTunnels {
   readonly current: TunnelConnection | undefined;
   /** Every tunnel that is up (the session is registered on each). */
   connections(): TunnelConnection[];
+  /** Tunnels waiting to reconnect try now rather than after their backoff (the agent admits them again). */
+  retryNow(): void;
   stop(): void;
 }
 
@@ -56,6 +58,8 @@ export function dial(host: string, port: number): Promise<net.Socket> {
 export class AgentTunnel extends EventEmitter<AgentTunnelEvents> implements AgentTunnels {
   #current: TunnelConnection | undefined;
   #stopped = false;
+  /** Ends the wait before the next reconnection attempt. */
+  #wake: AbortController | undefined;
   readonly #options: AgentTunnelOptions;
 
   constructor(options: AgentTunnelOptions) {
@@ -108,7 +112,8 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> implements Agen
     let delayMs = 100;
     let refusal = '';
     for (let attempt = 1; !this.#stopped; attempt++) {
-      await sleep(delayMs);
+      this.#wake = new AbortController();
+      await sleep(delayMs, undefined, { signal: this.#wake.signal }).catch(() => {});
       if (this.#stopped) return;
       try {
         await this.#connect();
@@ -126,8 +131,13 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> implements Agen
     }
   }
 
+  retryNow(): void {
+    this.#wake?.abort();
+  }
+
   stop(): void {
     this.#stopped = true;
+    this.#wake?.abort();
     this.#current?.close();
   }
 }

@@ -24,7 +24,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
 import type { ResolvedTarget } from '../kube/target.ts';
 import type { Reporter } from '../reporter.ts';
-import { SessionLease } from './session-lease.ts';
+import { type LeaseInterruption, SessionLease } from './session-lease.ts';
 
 export interface ClusterRoutingOptions {
   kc: KubeConfig;
@@ -37,6 +37,8 @@ export interface ClusterRoutingOptions {
   mesh?: MeshKind;
   leaseSeconds: number;
   reporter: Reporter;
+  /** The Lease was renewed late, or found gone (see SessionLease). */
+  onLeaseInterrupted: (interruption: LeaseInterruption) => void;
 }
 
 /**
@@ -91,42 +93,58 @@ export class ClusterRouting {
       reason: detection.reason,
     });
     this.#adapter = adapterFor(detection.mesh);
+    await this.#createLease(this.#adapter, tokenSha256);
+  }
 
+  /**
+   * After the Lease was found gone: what a janitor may not have reverted yet of the old route is
+   * removed, the filter is checked again (someone may have taken it meanwhile: FilterHeldError),
+   * and a new Lease is created with the same token. `route()` then writes the route again.
+   */
+  async reacquireLease(tokenSha256: string): Promise<void> {
+    if (!this.#adapter) throw new Error('reacquireLease() before acquireLease()');
+    this.#lease = undefined;
+    await revertSession(this.#client, this.#adapter, this.#options.sessionId);
+    await this.#createLease(this.#adapter, tokenSha256);
+  }
+
+  async #createLease(adapter: MeshAdapter, tokenSha256: string): Promise<void> {
     const intent = this.#intent(undefined);
-    const leases = leasesOf(await this.#client.list({ ...QUERIES.leases, namespace }));
+    const leases = leasesOf(
+      await this.#client.list({ ...QUERIES.leases, namespace: this.#options.target.namespace }),
+    );
     checkFilterConflict(leases, intent, new Date());
     this.#lease = await SessionLease.create(
       this.#client,
       buildLease(intent, new Date(), {
         durationSeconds: this.#options.leaseSeconds,
-        adapter: detection.mesh,
+        adapter: adapter.kind,
         tokenSha256,
       }),
-      reporter,
+      this.#options.reporter,
+      this.#options.onLeaseInterrupted,
     );
   }
 
-  /** Writes the route through the mesh adapter (the Lease must be held); resolves with when the write began. */
+  /**
+   * Writes the route through the mesh adapter (the Lease must be held); resolves with when the write
+   * began. Idempotent: run again, it writes only what is missing. A failure leaves undoing to stop().
+   */
   async route(): Promise<number> {
     const began = Date.now();
     const { reporter, sessionId } = this.#options;
     if (!this.#adapter || !this.#lease) throw new Error('route() before acquireLease()');
-    try {
-      const result = await applySession(this.#client, this.#adapter, this.#intent(this.#lease.uid));
-      for (const warning of result.warnings) reporter.warn('route.warning', warning);
-      reporter.step(
-        'route.applied',
-        `route for session ${sessionId} written to ${result.applied.map(describeWrite).join(', ') || 'nothing new'}`,
-        {
-          writes: result.applied.length,
-          attempts: result.attempts,
-        },
-      );
-      return began;
-    } catch (error) {
-      await this.stop().catch(() => {});
-      throw error;
-    }
+    const result = await applySession(this.#client, this.#adapter, this.#intent(this.#lease.uid));
+    for (const warning of result.warnings) reporter.warn('route.warning', warning);
+    reporter.step(
+      'route.applied',
+      `route for session ${sessionId} written to ${result.applied.map(describeWrite).join(', ') || 'nothing new'}`,
+      {
+        writes: result.applied.length,
+        attempts: result.attempts,
+      },
+    );
+    return began;
   }
 
   async #governingVirtualService(crds: readonly string[]): Promise<KubeObject | undefined> {

@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { homedir, hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { layerEnv } from '@detour/layer';
 import {
   buildEgressOnlyLease,
@@ -45,7 +46,7 @@ import { ClusterRouting, type ClusterRoutingOptions } from './cluster-routing.ts
 import { EphemeralAgent } from './ephemeral-agent.ts';
 import { sessionProcessEnv } from './process-env.ts';
 import { ReplicaTunnels } from './replica-tunnels.ts';
-import { SessionLease } from './session-lease.ts';
+import { type LeaseInterruption, SessionLease } from './session-lease.ts';
 import { type RoutedMode, SAFE_METHODS, type SessionMode, sessionModeFromOptions } from './session-mode.ts';
 
 export interface PortMapping {
@@ -101,6 +102,13 @@ export class LocalSession {
   #ephemeral: EphemeralAgent | undefined;
   /** The start got as far as `session.ready`: only then did a session exist to end. */
   #ready = false;
+  /** Aborted when the session stops: ends the waits of a resume. */
+  readonly #stopping = new AbortController();
+  /** What a cluster session's Lease is made from again when it was lost. */
+  #leaseInputs: { kc: KubeConfig; target: ResolvedWorkload | undefined; tokenHash: string } | undefined;
+  /** Bringing the session back after its Lease was interrupted (one at a time). */
+  #resuming: Promise<void> | undefined;
+  readonly #failure = Promise.withResolvers<DetourError>();
 
   constructor(options: SessionOptions, reporter: Reporter) {
     this.#options = options;
@@ -124,6 +132,14 @@ export class LocalSession {
         local: new DirectDialer(),
       }),
     });
+  }
+
+  /**
+   * Settles if the session is lost for good while it runs (its Lease ended and its filter taken by
+   * another session meanwhile, say): the command should end, with this error.
+   */
+  get failed(): Promise<DetourError> {
+    return this.#failure.promise;
   }
 
   /** The requests this session takes; undefined for an egress-only session. */
@@ -275,7 +291,7 @@ export class LocalSession {
       return;
     }
     let last = '';
-    while (Date.now() - writeBegan < timeoutMs) {
+    while (Date.now() - writeBegan < timeoutMs && !this.#stopping.signal.aborted) {
       const answer = await tunnel
         .request('route.probe', {
           url: `http://${service.host}:${service.port}${probe.path}`,
@@ -308,6 +324,7 @@ export class LocalSession {
       last = result.detail;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+    if (this.#stopping.signal.aborted) return;
     this.#reporter.warn(
       'route.unverified',
       `the mesh did not route a probe to this session within ${this.#options.routeTimeout} s (last: ${last}); requests may reach the pods until it does`,
@@ -341,6 +358,7 @@ export class LocalSession {
       const agent = await this.#agentService(kc, namespace, ephemeral);
       token ??= randomBytes(24).toString('base64url');
       this.#leaseRef = { name: leaseName(this.id), namespace };
+      this.#leaseInputs = { kc, target, tokenHash: tokenSha256(token) };
       if (this.mode.kind === 'egress-only')
         this.#lease = await this.#acquireEgressLease(kc, target, tokenSha256(token));
       else
@@ -536,6 +554,7 @@ export class LocalSession {
         { durationSeconds: this.#options.leaseSeconds, tokenSha256: tokenHash },
       ),
       this.#reporter,
+      (interruption) => this.#leaseInterrupted(interruption),
     );
   }
 
@@ -562,12 +581,112 @@ export class LocalSession {
       ...(this.#options.mesh ? { mesh: this.#options.mesh } : {}),
       leaseSeconds: this.#options.leaseSeconds,
       reporter: this.#reporter,
+      onLeaseInterrupted: (interruption) => this.#leaseInterrupted(interruption),
     });
     await routing.acquireLease(tokenHash);
     return routing;
   }
 
+  #leaseInterrupted(interruption: LeaseInterruption): void {
+    if (!this.#ready || this.#stopping.signal.aborted || this.#resuming) return;
+    this.#resuming = this.#resume(interruption).finally(() => {
+      this.#resuming = undefined;
+    });
+  }
+
+  /**
+   * The session back after its Lease went unrenewed past its expiry (a laptop asleep, a network
+   * gone): a Lease found gone is created again (the agent admits the tunnels again, which
+   * reconnect at once), and a routed session's route is written again and probed, since a janitor
+   * may have reverted it. Trouble reaching the apiserver is retried; anything else (the filter
+   * taken by someone else meanwhile, a permission, an ephemeral agent that went with the Lease)
+   * ends the session with DETOUR_SESSION_LOST.
+   */
+  async #resume({ gone, sinceRenewalMs }: LeaseInterruption): Promise<void> {
+    const lease = `${this.#leaseRef?.namespace}/${this.#leaseRef?.name}`;
+    const away = `${Math.round(sinceRenewalMs / 1000)} s after its last renewal`;
+    const routed = this.mode.kind === 'egress-only' ? undefined : this.mode;
+    const consequence = routed ? 'its route was reverted' : 'the agent admits none of its tunnels';
+    const what = gone
+      ? `the session's Lease ${lease} was ended by the agent or a janitor (found ${away}: this machine asleep or offline?), so ${consequence}`
+      : `the session's Lease ${lease} was renewed ${away}, past its expiry`;
+    this.#reporter.warn('lease.interrupted', `${what}; bringing session ${this.id} back`, {
+      gone,
+      sinceRenewalSeconds: Math.round(sinceRenewalMs / 1000),
+    });
+    let leaseBack = !gone;
+    let lastProblem = '';
+    for (let delayMs = 1_000; !this.#stopping.signal.aborted; delayMs = Math.min(delayMs * 2, 10_000)) {
+      try {
+        if (!leaseBack) {
+          if (this.#ephemeral)
+            throw new DetourError(
+              'DETOUR_SESSION_LOST',
+              'its ephemeral agent was owned by that Lease and is removed with it: start the session again',
+            );
+          await this.#leaseAgain();
+          leaseBack = true;
+          this.#tunnel?.retryNow();
+        }
+        const tunnel = await this.#tunnelUp();
+        // Replicas whose tunnel outlived the Lease record themselves on the new one.
+        if (gone)
+          for (const connection of this.#tunnel?.connections() ?? [])
+            await connection.request('session.register', this.#registration());
+        if (this.#routing && routed)
+          await this.#waitUntilRouteLive(tunnel, routed, await this.#routing.route());
+        this.#reporter.step(
+          'session.resumed',
+          `session ${this.id} is back${gone ? ' with a new Lease' : ''}${routed ? `: ${this.describe()} reaches this machine again` : ''}`,
+          { session: this.id, lease: this.#routing?.lease ?? this.#lease?.ref },
+        );
+        return;
+      } catch (error) {
+        const cause = error as Error;
+        if (this.#stopping.signal.aborted) return;
+        if (cause instanceof DetourError) {
+          this.#failure.resolve(
+            new DetourError(
+              'DETOUR_SESSION_LOST',
+              `session ${this.id} cannot come back: ${what}, and ${cause.message}`,
+              { cause },
+            ),
+          );
+          return;
+        }
+        if (cause.message !== lastProblem)
+          this.#reporter.warn(
+            'session.resume-retry',
+            `could not bring session ${this.id} back yet (${cause.message}); retrying`,
+          );
+        lastProblem = cause.message;
+        await sleep(delayMs, undefined, { signal: this.#stopping.signal }).catch(() => {});
+      }
+    }
+  }
+
+  /** A new Lease for a session whose Lease is gone (the same token: the tunnels are admitted again). */
+  async #leaseAgain(): Promise<void> {
+    const inputs = this.#leaseInputs;
+    if (!inputs) throw new Error('a Lease to renew without a cluster session');
+    if (this.#routing) await this.#routing.reacquireLease(inputs.tokenHash);
+    else this.#lease = await this.#acquireEgressLease(inputs.kc, inputs.target, inputs.tokenHash);
+  }
+
+  /** A tunnel that is up, waited for while the tunnels reconnect. */
+  async #tunnelUp(timeoutMs = 30_000): Promise<TunnelConnection> {
+    const began = Date.now();
+    for (; Date.now() - began < timeoutMs && !this.#stopping.signal.aborted; await sleep(100)) {
+      const current = this.#tunnel?.current;
+      if (current) return current;
+    }
+    throw new Error(`no tunnel to the agent came up within ${timeoutMs / 1000} s`);
+  }
+
   async stop(): Promise<void> {
+    this.#stopping.abort();
+    // A resume under way ends at its next step; what it created is then removed below.
+    await this.#resuming;
     const setUp = [this.#routing, this.#lease, this.#tunnel, this.#ephemeral].some(Boolean);
     // The route goes first, so the mesh stops sending requests before the session disappears.
     await this.#routing?.stop();

@@ -156,6 +156,11 @@ export class ReplicaTunnels extends EventEmitter<ReplicaTunnelsEvents> implement
     }
   }
 
+  retryNow(): void {
+    for (const tunnel of this.#tunnels.values()) tunnel.retryNow();
+    this.reconcile();
+  }
+
   stop(): void {
     this.#stopped = true;
     clearInterval(this.#timer);

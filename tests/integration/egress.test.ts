@@ -149,4 +149,32 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
     assert.equal(payments.headers['x-dev'], 'feature-x', 'the carried header');
     assert.match(result.stderr, /"event":"session.ready".*"mode":"egress-only"/);
   });
+
+  test('detour exec exits as its command did: its code, or 128 + the signal that ended it (as a shell)', async () => {
+    for (const [command, expected] of [
+      ['exit 7', 7],
+      ['kill -TERM $$', 143],
+      ['kill -INT $$', 130],
+    ] as const) {
+      const result = await run(
+        rig.topology.exec(
+          'laptop',
+          rig.cli([
+            'exec',
+            '--egress-only',
+            '--agent',
+            `${addresses.pod}:${ports.tunnel}`,
+            '--token',
+            token,
+            '--',
+            'sh',
+            '-c',
+            command,
+          ]),
+        ),
+        { timeoutMs: 40_000, what: `detour exec -- sh -c '${command}'` },
+      );
+      assert.equal(result.code, expected, `${command}:\n${result.stderr}`);
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { constants } from 'node:os';
 import { InvalidInputError } from '@detour/router/errors';
 import { parseSessionOptions } from '../options.ts';
 import { createReporter, type Reporter } from '../reporter.ts';
@@ -88,7 +89,8 @@ export function execCommand(argv: readonly string[]): Promise<number> {
     onSignal((signal) => child.kill(signal));
     const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
     reporter.step('process.exit', `${command} exited with ${signal ?? code}`, { exitCode: code, signal });
-    return code ?? 1;
+    // As a shell reports it: a command ended by a signal exits 128 + its number (Ctrl-C: 130).
+    return code ?? 128 + (signal ? constants.signals[signal] : 0);
   });
 }
 

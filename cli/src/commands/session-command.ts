@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { InvalidInputError } from '@detour/router/errors';
 import { parseSessionOptions } from '../options.ts';
 import { createReporter, type Reporter } from '../reporter.ts';
@@ -25,8 +27,11 @@ interface SessionContext {
 async function withSession(
   argv: readonly string[],
   body: (context: SessionContext) => Promise<number>,
+  /** Checks the arguments after `--` before anything is created in the cluster. */
+  checkRest: (rest: readonly string[]) => void = () => {},
 ): Promise<number> {
   const { options, rest } = parseSessionOptions(argv);
+  checkRest(rest);
   const reporter = createReporter(options.json);
   const session = new LocalSession(options, reporter);
   let interrupted: NodeJS.Signals | undefined;
@@ -77,54 +82,95 @@ async function withSession(
 
 /** `detour exec [flags] -- cmd args...`: the session lives as long as the command. */
 export function execCommand(argv: readonly string[]): Promise<number> {
-  return withSession(argv, async ({ env, rest, reporter, onSignal }) => {
-    const [command, ...args] = rest;
-    if (!command)
-      throw new InvalidInputError(
-        'DETOUR_NO_COMMAND',
-        'detour exec needs a command after --, e.g. `detour exec --header x-dev=me --port 8080 -- npm start`',
-      );
-    reporter.step('process.start', `running ${[command, ...args].join(' ')}`);
-    const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...env } });
-    onSignal((signal) => child.kill(signal));
-    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-    reporter.step('process.exit', `${command} exited with ${signal ?? code}`, { exitCode: code, signal });
-    // As a shell reports it: a command ended by a signal exits 128 + its number (Ctrl-C: 130).
-    return code ?? 128 + (signal ? constants.signals[signal] : 0);
+  return withSession(
+    argv,
+    async ({ env, rest, reporter, onSignal }) => {
+      const [command = '', ...args] = rest;
+      reporter.step('process.start', `running ${[command, ...args].join(' ')}`);
+      const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+      onSignal((signal) => child.kill(signal));
+      const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+      reporter.step('process.exit', `${command} exited with ${signal ?? code}`, { exitCode: code, signal });
+      // As a shell reports it: a command ended by a signal exits 128 + its number (Ctrl-C: 130).
+      return code ?? 128 + (signal ? constants.signals[signal] : 0);
+    },
+    (rest) => {
+      const [command] = rest;
+      if (command === undefined)
+        throw new InvalidInputError(
+          'DETOUR_NO_COMMAND',
+          'detour exec needs a command after --, e.g. `detour exec --header x-dev=me --port 8080 -- npm start`',
+        );
+      if (!isRunnable(command))
+        throw new InvalidInputError(
+          'DETOUR_COMMAND_NOT_FOUND',
+          command.includes('/')
+            ? `${command} is not an executable file: check the path (or run it through its interpreter, e.g. -- node ${command})`
+            : `${command}: no such command on PATH (${process.env.PATH ?? ''}): check its name, or give its path`,
+        );
+    },
+  );
+}
+
+/** A path to an executable file, or a name PATH finds one for (what spawn will run). */
+function isRunnable(command: string): boolean {
+  const candidates = command.includes('/')
+    ? [command]
+    : (process.env.PATH ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, command));
+  return candidates.some((file) => {
+    try {
+      accessSync(file, fsConstants.X_OK);
+      return statSync(file).isFile();
+    } catch {
+      return false;
+    }
   });
 }
 
 /** `detour up [flags]`: the session lives until Ctrl-C; `detour env` prints its environment. */
 export function upCommand(argv: readonly string[]): Promise<number> {
-  return withSession(argv, async ({ session, env, reporter, onSignal }) => {
-    const unpublish = publishSession({
-      id: session.id,
-      pid: process.pid,
-      startedAt: new Date().toISOString(),
-      agent: session.agentAddress,
-      filter: session.describe(),
-      env,
-    });
-    try {
-      reporter.step(
-        'session.env',
-        `session ${session.id} is up; launch your process with \`detour env --format dotenv|json|intellij|vscode|shell\` (Ctrl-C ends the session)`,
-        // Values from Secrets stay out of the output (`detour env` gives them to the IDE).
-        {
-          env: Object.fromEntries(
-            Object.entries(env).map(([name, value]) => [
-              name,
-              session.secretVariables.has(name) ? '(from a Secret; `detour env` prints it)' : value,
-            ]),
-          ),
-        },
-      );
-      const ended = Promise.withResolvers<void>();
-      onSignal(() => ended.resolve());
-      await ended.promise;
-      return 0;
-    } finally {
-      unpublish();
-    }
-  });
+  return withSession(
+    argv,
+    async ({ session, env, reporter, onSignal }) => {
+      const unpublish = publishSession({
+        id: session.id,
+        pid: process.pid,
+        startedAt: new Date().toISOString(),
+        agent: session.agentAddress,
+        filter: session.describe(),
+        env,
+      });
+      try {
+        reporter.step(
+          'session.env',
+          `session ${session.id} is up; launch your process with \`detour env --format dotenv|json|intellij|vscode|shell\` (Ctrl-C ends the session)`,
+          // Values from Secrets stay out of the output (`detour env` gives them to the IDE).
+          {
+            env: Object.fromEntries(
+              Object.entries(env).map(([name, value]) => [
+                name,
+                session.secretVariables.has(name) ? '(from a Secret; `detour env` prints it)' : value,
+              ]),
+            ),
+          },
+        );
+        const ended = Promise.withResolvers<void>();
+        onSignal(() => ended.resolve());
+        await ended.promise;
+        return 0;
+      } finally {
+        unpublish();
+      }
+    },
+    (rest) => {
+      if (rest.length > 0)
+        throw new InvalidInputError(
+          'DETOUR_BAD_OPTION',
+          `detour up runs no command (it was given ${rest.join(' ')}): launch it with the session's env (\`detour env\`), or run it under \`detour exec -- ${rest.join(' ')}\``,
+        );
+    },
+  );
 }

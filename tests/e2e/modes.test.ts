@@ -512,4 +512,43 @@ describe('issue 9: egress-only, filters, detour.yaml, --env-secrets (developer i
     assert.deepEqual(await routingVersions(), versions);
     assert.deepEqual(await detourLeases(), []);
   });
+
+  it('a namespace the cluster does not have (a typo in -n) is named, with the ones it has, by every command', async () => {
+    const versions = await routingVersions();
+    const typo = `${sampleNamespace.slice(0, -1)}`;
+    const named = new RegExp(
+      `namespace ${typo} does not exist in context \\S+ \\(it has [^)]*\\b${sampleNamespace}\\b[^)]*\\): check -n`,
+    );
+    for (const args of [
+      ['exec', '--target', 'deploy/orders', '-n', typo, '--header', 'x-dev=me', '--', 'true'],
+      ['exec', '--egress-only', '-n', typo, '--', 'true'],
+      ['status', '-n', typo],
+      ['clean', '-n', typo],
+      [
+        'feature',
+        'up',
+        'typo',
+        '-n',
+        typo,
+        '--header',
+        'x-dev=typo',
+        '--workload',
+        'payments=deploy/payments-v2',
+      ],
+    ]) {
+      // --json before -- (after it, it would be the wrapped command's).
+      const n = args.indexOf('-n');
+      const result = await runDetour([...args.slice(0, n), '--json', ...args.slice(n)], { env });
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      const failure = JSON.parse(result.stderr.trim().split('\n').at(-1) ?? '{}') as Record<string, string>;
+      assert.equal(failure.code, 'DETOUR_NO_NAMESPACE', `${args.join(' ')}: ${result.stderr}`);
+      assert.match(String(failure.message), named);
+    }
+    const doctor = await runDetour(['doctor', '-n', typo], { env });
+    assert.equal(doctor.code, 1, doctor.stdout);
+    assert.match(doctor.stdout, new RegExp(`FAIL  mesh: ${named.source}`));
+    assert.match(doctor.stdout, new RegExp(`skip  agent: skipped: no namespace ${typo}`));
+    assert.deepEqual(await routingVersions(), versions);
+    assert.deepEqual(await detourLeases(), []);
+  });
 });

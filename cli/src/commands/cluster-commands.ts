@@ -13,6 +13,7 @@ import { QUERIES } from '@detour/mesh-adapters/adapter';
 import { formatFilter } from '@detour/router/match/index';
 import { parseFlags } from '../command-flags.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
+import { requireNamespace } from '../kube/namespace.ts';
 import { defaultNamespace } from '../options.ts';
 import { createReporter } from '../reporter.ts';
 
@@ -26,8 +27,10 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
     'all-namespaces': { type: 'boolean', short: 'A' },
     json: { type: 'boolean' },
   });
-  const client = kubeClient(loadKubeConfig());
+  const kc = loadKubeConfig();
+  const client = kubeClient(kc);
   const namespace = values['all-namespaces'] ? undefined : (values.namespace ?? defaultNamespace());
+  if (namespace) await requireNamespace(kc, namespace);
   const now = new Date();
   const sessions = leasesOf(await client.list({ ...QUERIES.leases, ...(namespace ? { namespace } : {}) }))
     .filter(isDetourLease)
@@ -84,7 +87,9 @@ export async function cleanCommand(argv: readonly string[]): Promise<number> {
     namespace: { type: 'string', short: 'n' },
   });
   const reporter = createReporter(values.json ?? false);
-  const client = kubeClient(loadKubeConfig());
+  const kc = loadKubeConfig();
+  const client = kubeClient(kc);
+  if (values.namespace) await requireNamespace(kc, values.namespace);
   const scoped = values.namespace ? namespacedClient(client, values.namespace) : client;
   const result = await runJanitor(scoped, allAdapters(), () => new Date());
   for (const warning of result.warnings) reporter.warn('clean.warning', warning);

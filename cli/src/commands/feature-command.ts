@@ -28,6 +28,7 @@ import {
 } from '../feature/feature-environment.ts';
 import { featureUsage } from '../feature/feature-usage.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
+import { requireNamespace } from '../kube/namespace.ts';
 import { defaultNamespace } from '../options.ts';
 import { createReporter } from '../reporter.ts';
 
@@ -154,6 +155,7 @@ async function up(argv: readonly string[]): Promise<number> {
   const options = parseFeatureUp(argv);
   const reporter = createReporter(options.json);
   const kc = loadKubeConfig();
+  await requireNamespace(kc, options.namespace);
   const statuses = await featureUp(kc, options, reporter);
   const [summary] = (await listFeatures(kc, options.namespace)).filter((f) => f.name === options.name);
   const live = statuses.filter((s) => s.status === 'live').length;

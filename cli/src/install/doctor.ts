@@ -24,6 +24,7 @@ import {
 import { AuthenticationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { discoverMesh } from '../kube/mesh-discovery.ts';
+import { requireNamespace } from '../kube/namespace.ts';
 import { agentVersionFix, cliVersion, versionInfo } from '../version.ts';
 import { AGENT_NAME_LABEL } from './agent-manifests.ts';
 import { isPodReady, listPods, meshIdentity, podProblem } from './installer.ts';
@@ -189,6 +190,13 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
       ['mesh', 'rbac', 'agent', 'port-forward', 'tunnel', 'route-probe'],
       'the cluster does not answer',
     );
+  }
+
+  try {
+    await requireNamespace(kc, namespace);
+  } catch (error) {
+    add(check('mesh', 'fail', (error as Error).message));
+    return skipRest(['rbac', 'agent', 'port-forward', 'tunnel', 'route-probe'], `no namespace ${namespace}`);
   }
 
   let mesh: MeshKind = 'service';

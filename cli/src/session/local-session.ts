@@ -31,6 +31,7 @@ import { EgressRouter } from '../egress/egress-router.ts';
 import { ephemeralAgentObjects, ephemeralAgentService } from '../install/agent-manifests.ts';
 import { type AgentPortForward, forwardToAgent } from '../kube/agent-port-forward.ts';
 import { loadKubeConfig } from '../kube/kubeconfig.ts';
+import { requireNamespace } from '../kube/namespace.ts';
 import {
   type ResolvedTarget,
   type ResolvedWorkload,
@@ -354,6 +355,7 @@ export class LocalSession {
     if (this.#inCluster) {
       const kc = loadKubeConfig();
       const { namespace } = this.#options;
+      await requireNamespace(kc, namespace);
       const target = this.#options.target ? await this.#resolveTarget(kc) : undefined;
       const agent = await this.#agentService(kc, namespace, ephemeral);
       token ??= randomBytes(24).toString('base64url');

@@ -117,6 +117,43 @@ describe('inbound: cluster caller → agent → tunnel → CLI → local app', {
     assert.ok(chat.every((m) => m.app === 'local-grpc'));
   });
 
+  test('no local app on the mapped port: the caller gets a 502 with the fix, and the CLI says so once per 10 s', async () => {
+    const cli = await rig.startSession({
+      name: 'dev-noapp',
+      headers: ['x-dev=dev-noapp'],
+      port: '8080:3999',
+    });
+    for (let i = 0; i < 3; i++) {
+      const result = await rig.curl('cluster', [
+        '-sS',
+        '-w',
+        '\n%{http_code}',
+        ...inbound(`/noapp/${i}`, 'dev-noapp'),
+      ]);
+      const lines = result.stdout.trim().split('\n');
+      assert.equal(lines.at(-1), '502', result.stdout);
+      assert.match(
+        lines.join('\n'),
+        /nothing answered on 127\.0\.0\.1:3999 \(ECONNREFUSED\): start your app on port 3999/,
+      );
+    }
+    const warned = await cli.waitForLine(
+      'stderr',
+      (line) => line.event === 'request.failed',
+      'request.failed',
+    );
+    assert.match(
+      String((warned as { message: string }).message),
+      /^GET \/noapp\/0 for session dev-noapp reached this machine, but nothing answered on 127\.0\.0\.1:3999 \(ECONNREFUSED\): start your app/,
+    );
+    assert.equal(
+      cli.jsonLines('stderr').filter((line) => line.event === 'request.failed').length,
+      1,
+      'the next two within 10 s are counted, not printed',
+    );
+    await cli.stop(5_000);
+  });
+
   test('WebSocket upgrade: text and binary messages echo through the tunnel', async () => {
     const { json } = await rig.client('cluster', 'ws-client.ts', [
       '--url',

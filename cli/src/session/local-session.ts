@@ -16,7 +16,7 @@ import { DirectDialer } from '@detour/router/egress/direct-dialer';
 import { EgressPolicy } from '@detour/router/egress/egress-policy';
 import { TunnelDialer } from '@detour/router/egress/tunnel-dialer';
 import { DetourError, InvalidInputError } from '@detour/router/errors';
-import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
+import { type LocalAppFailure, LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
 import { exampleRequest, formatFilter, type RouteFilter } from '@detour/router/match/index';
 import {
   type RouteProbeParams,
@@ -65,6 +65,9 @@ export function parsePortMapping(value: string): PortMapping {
   return mapping;
 }
 
+/** The shortest time between two warnings of requests the local app did not answer. */
+const localAppWarningMs = 10_000;
+
 function defaultSessionId(): string {
   const user =
     userInfo()
@@ -110,6 +113,8 @@ export class LocalSession {
   /** Bringing the session back after its Lease was interrupted (one at a time). */
   #resuming: Promise<void> | undefined;
   readonly #failure = Promise.withResolvers<DetourError>();
+  /** When a failed request was last reported, and how many failed since. */
+  #failureWarned = { at: 0, since: 0 };
 
   constructor(options: SessionOptions, reporter: Reporter) {
     this.#options = options;
@@ -123,7 +128,10 @@ export class LocalSession {
     }
     if (options.port) this.#ports = parsePortMapping(options.port);
     this.id = options.session ?? defaultSessionId();
-    this.#forwarder = new LocalAppForwarder({ localPort: () => this.ports.local });
+    this.#forwarder = new LocalAppForwarder({
+      localPort: () => this.ports.local,
+      onFailure: (failure) => this.#localAppFailed(failure),
+    });
     const policy = new EgressPolicy({ include: options.egressInclude, exclude: options.egressExclude });
     this.#proxy = new EgressProxy({
       port: options.proxyPort,
@@ -141,6 +149,25 @@ export class LocalSession {
    */
   get failed(): Promise<DetourError> {
     return this.#failure.promise;
+  }
+
+  /**
+   * A request the local app did not answer: its caller got the 502 and the fix, and so does the
+   * developer here, at most every 10 s (a retrying client must not flood the terminal).
+   */
+  #localAppFailed({ method, path, text, code }: LocalAppFailure): void {
+    const now = Date.now();
+    if (now - this.#failureWarned.at < localAppWarningMs) {
+      this.#failureWarned.since++;
+      return;
+    }
+    const more = this.#failureWarned.since;
+    this.#failureWarned = { at: now, since: 0 };
+    this.#reporter.warn(
+      'request.failed',
+      `${method} ${path} for session ${this.id} reached this machine, but ${text}${more > 0 ? ` (${more} more failed since the last warning)` : ''}`,
+      { method, path, code, more },
+    );
   }
 
   /** The requests this session takes; undefined for an egress-only session. */

@@ -22,6 +22,17 @@ export interface LocalAppForwarderOptions {
   host?: string;
   /** The local port for a session's target port (`--port 8080:3000`). Default: the same port. */
   localPort?: (targetPort: number, session: string) => number;
+  /** A request the local app did not answer (the caller got a 502 or a cut response): the session tells its user. */
+  onFailure?: (failure: LocalAppFailure) => void;
+}
+
+export interface LocalAppFailure {
+  session: string;
+  method: string;
+  path: string;
+  /** What the caller was told, with the fix. */
+  text: string;
+  code: string;
 }
 
 /**
@@ -31,6 +42,7 @@ export interface LocalAppForwarderOptions {
 export class LocalAppForwarder {
   private readonly host: string;
   private readonly localPort: (targetPort: number, session: string) => number;
+  private readonly onFailure: ((failure: LocalAppFailure) => void) | undefined;
   private readonly agent = http1Agent(256);
   private readonly h2 = new H2cSessionPool();
   private readonly targets = new Map<number, UpstreamTarget>();
@@ -38,6 +50,7 @@ export class LocalAppForwarder {
   constructor(options: LocalAppForwarderOptions = {}) {
     this.host = options.host ?? '127.0.0.1';
     this.localPort = options.localPort ?? ((port) => port);
+    this.onFailure = options.onFailure;
   }
 
   /** Serves every `http` stream the tunnel's peer opens (other kinds are left to other listeners). */
@@ -83,19 +96,24 @@ export class LocalAppForwarder {
   }
 
   private failure(open: HttpStreamOpen, port: number, error: Error, headSent: boolean) {
-    if (headSent)
-      return {
-        status: 502,
-        text: `the local app on port ${port} failed mid-response: ${errorMessage(error)}`,
-        code: errorCode(error),
-      };
-    const unreachable = new LocalAppUnreachableError(
-      this.host,
-      port,
-      open.targetPort,
-      error as { code?: string },
-    );
-    return { status: 502, text: unreachable.message, code: unreachable.code };
+    const unreachable = headSent
+      ? undefined
+      : new LocalAppUnreachableError(this.host, port, open.targetPort, error as { code?: string });
+    const failure = unreachable
+      ? { status: 502, text: unreachable.message, code: unreachable.code }
+      : {
+          status: 502,
+          text: `the local app on port ${port} failed mid-response: ${errorMessage(error)}`,
+          code: errorCode(error),
+        };
+    this.onFailure?.({
+      session: open.session,
+      method: open.method,
+      path: open.path,
+      text: failure.text,
+      code: failure.code,
+    });
+    return failure;
   }
 
   private serveUpgrade(stream: TunnelStream, open: HttpStreamOpen, port: number): void {

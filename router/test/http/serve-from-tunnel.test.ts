@@ -4,7 +4,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
+import { type LocalAppFailure, LocalAppForwarder } from '@detour/router/http/serve-from-tunnel';
 import {
   type HttpStreamOpen,
   TunnelCode,
@@ -114,7 +114,11 @@ describe('LocalAppForwarder (CLI side), driven through a real tunnel', () => {
   });
 
   it('local app down: resets with DETOUR_LOCAL_APP_UNREACHABLE naming the port and the fix', async () => {
-    const down = new LocalAppForwarder({ localPort: () => 1 });
+    const failures: LocalAppFailure[] = [];
+    const down = new LocalAppForwarder({
+      localPort: () => 1,
+      onFailure: (failure) => failures.push(failure),
+    });
     const other = await tunnelPair();
     down.attach(other.client);
     try {
@@ -125,6 +129,11 @@ describe('LocalAppForwarder (CLI side), driven through a real tunnel', () => {
       assert.match(
         error.message,
         /nothing answered on 127\.0\.0\.1:1 \(ECONNREFUSED\): start your app on port 1 \(the session maps port 8080 to it/,
+      );
+      // The session hears of it too, to tell its user.
+      assert.deepEqual(
+        failures.map(({ method, path, code, text }) => ({ method, path, code, text })),
+        [{ method: 'GET', path: '/', code: TunnelCode.upstream, text: error.message }],
       );
     } finally {
       down.close();

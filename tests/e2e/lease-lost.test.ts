@@ -16,7 +16,7 @@ import {
   detourLeases,
   execOrdersArgs,
   interrupt,
-  localOrdersApp,
+  localOrders,
   routingObjects,
   startDetour,
   untouchedRoutingObjects,
@@ -34,18 +34,8 @@ async function ordersFor(dev: string): Promise<string | undefined> {
 /** `detour exec` stealing `x-dev: dev` to a local orders app named `name`, once it serves. */
 async function serving(dev: string, session: string, name: string): Promise<ManagedProcess> {
   const local = await freePort();
-  const app = [
-    process.execPath,
-    localOrdersApp,
-    '--port',
-    String(local),
-    '--version',
-    'local',
-    '--name',
-    name,
-  ];
   return whenServing(
-    startDetour(execOrdersArgs(dev, local, ['--json', '--session', session], app)),
+    startDetour(execOrdersArgs(dev, local, ['--json', '--session', session], localOrders(local, name))),
     `x-dev: ${dev} to be answered by the local app ${name}`,
     async () => (await ordersFor(dev)) === name,
   );

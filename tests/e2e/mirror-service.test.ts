@@ -16,7 +16,7 @@ import {
   detourLeases,
   execOrdersArgs,
   interrupt,
-  localOrdersApp,
+  localOrders,
   routingObjects,
   sampleNamespace,
   startDetour,
@@ -46,20 +46,6 @@ async function endExec(cli: ManagedProcess): Promise<void> {
   );
 }
 
-function localOrders(port: number): string[] {
-  return [
-    process.execPath,
-    localOrdersApp,
-    '--port',
-    String(port),
-    '--version',
-    'local',
-    '--name',
-    'laptop',
-    '--log',
-  ];
-}
-
 /** The paths the local app served (its `--log` lines, on the CLI's stdout). */
 function served(cli: ManagedProcess): string[] {
   return cli.jsonLines('stdout').flatMap((line) => (typeof line.served === 'string' ? [line.served] : []));
@@ -80,7 +66,9 @@ describe('detour exec --mirror through the mesh (issue 9)', () => {
 
   it('the real pod answers x-dev: e2e-mirror and a copy reaches the local app; other requests never do', async () => {
     const port = await freePort();
-    cli = await startExec(execOrdersArgs('e2e-mirror', port, ['--mirror', '--json'], localOrders(port)));
+    cli = await startExec(
+      execOrdersArgs('e2e-mirror', port, ['--mirror', '--json'], localOrders(port, 'laptop', ['--log'])),
+    );
     const live = cli.jsonLines('stderr').find((line) => line.event === 'route.live');
     assert.ok(
       live,
@@ -161,7 +149,7 @@ describe('detour exec --mesh service in a namespace without Istio (issue 9)', ()
       `8080:${port}`,
       '--json',
       '--',
-      ...localOrders(port),
+      ...localOrders(port, 'laptop', ['--log']),
     ]);
     assert.ok(
       cli.jsonLines('stderr').some((line) => line.event === 'route.live'),

@@ -29,7 +29,7 @@ import {
   developerKubectl,
   getVirtualService,
   interrupt,
-  localOrdersApp,
+  localOrders,
   routingObjects,
   runDetour,
   sampleNamespace,
@@ -127,16 +127,7 @@ async function execLocalOrders(
   cwd?: string,
 ): Promise<ManagedProcess> {
   const local = await freePort();
-  const app = [
-    process.execPath,
-    localOrdersApp,
-    '--port',
-    String(local),
-    '--version',
-    'local',
-    '--name',
-    'laptop',
-  ];
+  const app = localOrders(local);
   const args = cwd
     ? ['exec', '--port', `8080:${local}`, '--', ...app]
     : [

@@ -249,7 +249,22 @@ export function interrupt(cli: ManagedProcess): void {
 }
 
 /** The sample's orders app, for running on this machine under detour exec. */
-export const localOrdersApp = join(repoRoot, 'tests', 'cluster', 'sample', 'orders.ts');
+const localOrdersApp = join(repoRoot, 'tests', 'cluster', 'sample', 'orders.ts');
+
+/** The sample's orders app on this machine, on `port`, answering as version `local` from pod `name`. */
+export function localOrders(port: number, name = 'laptop', extra: readonly string[] = []): string[] {
+  return [
+    process.execPath,
+    localOrdersApp,
+    '--port',
+    String(port),
+    '--version',
+    'local',
+    '--name',
+    name,
+    ...extra,
+  ];
+}
 
 /**
  * `detour exec` arguments that steal `x-dev: <dev>` for deploy/orders in the sample namespace to
@@ -260,16 +275,7 @@ export function execOrdersArgs(
   dev: string,
   localPort: number,
   flags: readonly string[] = [],
-  command: readonly string[] = [
-    process.execPath,
-    localOrdersApp,
-    '--port',
-    String(localPort),
-    '--version',
-    'local',
-    '--name',
-    'laptop',
-  ],
+  command: readonly string[] = localOrders(localPort),
 ): string[] {
   return [
     'exec',

@@ -116,9 +116,9 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
     );
   });
 
-  test('--egress-only: a process that takes no requests calls the cluster service through the agent, carrying --carry-header', async () => {
-    const script = `const r = await fetch('http://${paymentsName}:${ports.payments}/egress-only'); console.log(JSON.stringify(await r.json()));`;
-    const result = await run(
+  /** `detour exec --egress-only <flags> -- <command>` in the laptop namespace, run to its end. */
+  const execEgressOnly = (flags: string[], command: string[]) =>
+    run(
       rig.topology.exec(
         'laptop',
         rig.cli([
@@ -128,19 +128,19 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
           `${addresses.pod}:${ports.tunnel}`,
           '--token',
           token,
-          '--session',
-          'eo-1',
-          '--carry-header',
-          'x-dev=feature-x',
-          '--json',
+          ...flags,
           '--',
-          process.execPath,
-          '--input-type=module',
-          '-e',
-          script,
+          ...command,
         ]),
       ),
-      { timeoutMs: 40_000, what: 'detour exec --egress-only -- node ...' },
+      { timeoutMs: 40_000, what: `detour exec --egress-only -- ${command.join(' ')}` },
+    );
+
+  test('--egress-only: a process that takes no requests calls the cluster service through the agent, carrying --carry-header', async () => {
+    const script = `const r = await fetch('http://${paymentsName}:${ports.payments}/egress-only'); console.log(JSON.stringify(await r.json()));`;
+    const result = await execEgressOnly(
+      ['--session', 'eo-1', '--carry-header', 'x-dev=feature-x', '--json'],
+      [process.execPath, '--input-type=module', '-e', script],
     );
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
     const payments = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}');
@@ -156,24 +156,7 @@ describe('egress: local app → CLI → tunnel → agent → cluster service', {
       ['kill -TERM $$', 143],
       ['kill -INT $$', 130],
     ] as const) {
-      const result = await run(
-        rig.topology.exec(
-          'laptop',
-          rig.cli([
-            'exec',
-            '--egress-only',
-            '--agent',
-            `${addresses.pod}:${ports.tunnel}`,
-            '--token',
-            token,
-            '--',
-            'sh',
-            '-c',
-            command,
-          ]),
-        ),
-        { timeoutMs: 40_000, what: `detour exec -- sh -c '${command}'` },
-      );
+      const result = await execEgressOnly([], ['sh', '-c', command]);
       assert.equal(result.code, expected, `${command}:\n${result.stderr}`);
     }
   });

@@ -34,8 +34,18 @@ requests by --header/--path/--method/--baggage, all with --steal-all, or none wi
 ${optionsHelp()}
 `;
 
+/** `--help` or `-h` among a command's own flags (not the wrapped command's, after `--`). */
+function asksForHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === '--help' || arg === '-h');
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (asksForHelp(rest)) {
+    process.stdout.write(usage);
+    return 0;
+  }
   switch (command) {
     // Commands load their modules on demand: `detour env` runs in an IDE's launch path.
     case 'exec':

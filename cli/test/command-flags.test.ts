@@ -68,4 +68,38 @@ describe('command flags', () => {
     assert.equal(failure.code, 'DETOUR_BAD_FLAG');
     assert.match(failure.message ?? '', /^-o yaml is not an output detour has/);
   });
+
+  it("the CLI: `detour <command> --help` (or -h) prints the help; a --help after -- is the command's", () => {
+    const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+    for (const args of [
+      ['exec', '--help'],
+      ['up', '-h'],
+      ['status', '--help'],
+      ['feature', 'up', '--help'],
+    ]) {
+      const help = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8' });
+      assert.equal(help.status, 0, `${args.join(' ')}: ${help.stderr}`);
+      assert.match(help.stdout, /^detour — run one service/);
+      assert.match(help.stdout, /Flags of exec and up/);
+    }
+    const wrapped = spawnSync(
+      process.execPath,
+      [
+        main,
+        'exec',
+        '--agent',
+        '127.0.0.1:1',
+        '--token',
+        't',
+        '--egress-only',
+        '--json',
+        '--',
+        'true',
+        '--help',
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(wrapped.stdout, '', 'no help printed');
+    assert.match(wrapped.stderr, /DETOUR_AGENT_UNREACHABLE/);
+  });
 });

@@ -1,10 +1,11 @@
 /**
  * The agent dies under a running CLI (pod restarted, port-forward broken): the CLI says it lost
- * the tunnel, reconnects when the agent is back, re-registers the session, and requests flow again.
+ * the tunnel, reconnects when the agent is back, re-registers the session, and requests flow again;
+ * an outbound call the app makes meanwhile waits for the tunnel and goes through.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { inbound, ports, Rig } from '../support/detour.ts';
+import { inbound, paymentsName, ports, Rig } from '../support/detour.ts';
 import { addresses } from '../support/netns.ts';
 import type { ManagedProcess } from '../support/processes.ts';
 import { waitFor } from '../support/wait.ts';
@@ -23,6 +24,7 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
   before(async () => {
     rig = new Rig('rc');
     await rig.startApp('cluster', 'remote', { port: ports.remoteApp, host: addresses.cluster });
+    await rig.startApp('cluster', 'payments', { port: ports.payments, host: addresses.cluster });
     await rig.startAgent();
     cli = await rig.startLocalAppSession('dev-a', 'dev-a');
     up = await rig.startSession({
@@ -65,6 +67,20 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
       );
       assert.equal(cli.status, undefined, 'the CLI keeps running while the agent is away');
 
+      // The app calls the cluster while no tunnel is up (through the session's proxy, as the layer does).
+      const ready = cli.jsonLines('stderr').find((l) => l.event === 'session.ready') as {
+        proxy: { host: string; port: number };
+      };
+      const during = rig.curl(
+        'laptop',
+        [
+          '-sS',
+          '--socks5-hostname',
+          `${ready.proxy.host}:${ready.proxy.port}`,
+          `http://${paymentsName}:${ports.payments}/while-reconnecting`,
+        ],
+        15_000,
+      );
       await rig.startAgent();
       const restored = await cli.waitForLine(
         'stderr',
@@ -79,6 +95,13 @@ describe('the agent restarted under the CLI', { timeout: 120_000 }, () => {
         async () => ((await answerFor('dev-a')) === 'local' ? true : undefined),
       );
       assert.equal(await answerFor(), 'remote');
+      const called = await during;
+      assert.equal(
+        called.code,
+        0,
+        `the call made while the tunnel was down: ${called.stderr}\n${cli.tail(10)}`,
+      );
+      assert.equal(JSON.parse(called.stdout).path, '/while-reconnecting');
 
       // The human form, on stderr.
       await up.waitForLine(

@@ -65,6 +65,9 @@ export function parsePortMapping(value: string): PortMapping {
   return mapping;
 }
 
+/** How long an outbound call waits for a tunnel that is reconnecting, rather than failing at once. */
+const tunnelReconnectWaitMs = 5_000;
+
 /** The shortest time between two warnings of requests the local app did not answer. */
 const localAppWarningMs = 10_000;
 
@@ -137,7 +140,8 @@ export class LocalSession {
       port: options.proxyPort,
       router: new EgressRouter({
         policy,
-        remote: new TunnelDialer(() => this.#tunnel?.current),
+        // A call made while the tunnel reconnects waits for it rather than failing.
+        remote: new TunnelDialer(() => this.#tunnel?.current, { reconnectWaitMs: tunnelReconnectWaitMs }),
         local: new DirectDialer(),
       }),
     });

@@ -58,7 +58,16 @@ export async function openPortForward(
     ws.once('open', () => {
       ws.off('error', fail);
       stream.opened();
-      resolve();
+      // The kubelet's first messages come with the upgrade: the port, or at once an error (nothing
+      // listens on the pod's port: an agent starting or stopping). Read them before handing the
+      // stream over, so such an error fails this dial instead of a stream nobody listens to yet.
+      const early = (error: Error) => reject(error);
+      stream.once('error', early);
+      setImmediate(() => {
+        stream.off('error', early);
+        if (stream.destroyed) reject(stream.errored ?? new Error('the port-forward closed at once'));
+        else resolve();
+      });
     });
     ws.once('error', fail);
     ws.once('unexpected-response', (req, res) => {

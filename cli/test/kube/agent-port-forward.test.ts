@@ -1,8 +1,10 @@
 // What a developer reads when the apiserver (or a proxy in front of it) refuses the port-forward's
 // WebSocket upgrade: a real HTTPS server on loopback answers the upgrade as a refusing server
 // would, and the CLI's dial to the agent fails with a code and the server's answer, not a bare
-// "the tunnel connection closed". The accepted upgrade is covered against the real apiserver by
-// tests/e2e (every session's tunnel).
+// "the tunnel connection closed". Also an upgrade the kubelet accepts and at once reports that
+// nothing listens on the pod's port (an agent starting or stopping): the dial fails with that, and
+// the CLI does not crash on an 'error' nobody listened to yet. The accepted upgrade is covered
+// against the real apiserver by tests/e2e (every session's tunnel).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DetourError } from '@detour/router/errors';
 import { KubeConfig } from '@kubernetes/client-node';
+import { WebSocketServer } from 'ws';
 import { makeTestCertificate } from '../../../tests/support/test-certificate.ts';
 import { forwardToAgent } from '../../src/kube/agent-port-forward.ts';
 
@@ -21,13 +24,23 @@ describe('port-forward refused by the server', () => {
   let server: https.Server;
   /** The status and body the server answers every upgrade with (`hold`: body cut, connection kept). */
   let refusal: { status: number; body: string; hold?: boolean } = { status: 400, body: '' };
+  /** When set, the upgrade is accepted and this is what the "kubelet" sends right after it. */
+  let accepted: Buffer[] | undefined;
+  const websockets = new WebSocketServer({ noServer: true, handleProtocols: () => 'v4.channel.k8s.io' });
   const seen: string[] = [];
   let kc: KubeConfig;
 
   before(async () => {
     server = https.createServer({ key: readFileSync(cert.keyFile), cert: readFileSync(cert.certFile) });
-    server.on('upgrade', (req, socket) => {
+    server.on('upgrade', (req, socket, head) => {
       seen.push(`${req.method} ${req.url}`);
+      const messages = accepted;
+      if (messages) {
+        websockets.handleUpgrade(req, socket, head, (ws) => {
+          for (const message of messages) ws.send(message);
+        });
+        return;
+      }
       const length = Buffer.byteLength(refusal.body) + (refusal.hold ? 1000 : 0);
       const answer = `HTTP/1.1 ${refusal.status} Refused\r\ncontent-type: text/plain\r\ncontent-length: ${length}\r\nconnection: close\r\n\r\n${refusal.body}`;
       if (refusal.hold) socket.write(answer);
@@ -108,5 +121,25 @@ describe('port-forward refused by the server', () => {
     assert.equal(error.code, 'DETOUR_PORT_FORWARD_FORBIDDEN');
     assert.ok(error.message.includes(`answered 403 Refused: ${message}`), error.message);
     assert.match(error.message, /get and create on pods\/portforward in staging/);
+  });
+
+  it('accepted, then nothing listens on the pod’s port: the dial fails with the kubelet’s words', async () => {
+    const port = Buffer.alloc(2);
+    port.writeUInt16LE(7700);
+    const kubelet =
+      'error forwarding port 7700 to pod 43f5f025, uid : failed to connect to localhost:7700 inside namespace "43f5f025", IPv4: dial tcp4 127.0.0.1:7700: connect: connection refused';
+    // The port on the data and the error channel, then the error: what the kubelet sends at once.
+    accepted = [
+      Buffer.concat([Buffer.of(0), port]),
+      Buffer.concat([Buffer.of(1), port]),
+      Buffer.from(`\x01${kubelet}`),
+    ];
+    try {
+      const error = await dialError();
+      assert.equal(error.code, 'DETOUR_PORT_FORWARD');
+      assert.ok(error.message.includes(`port-forward failed: ${kubelet}`), error.message);
+    } finally {
+      accepted = undefined;
+    }
   });
 });

@@ -358,6 +358,52 @@ describe('detour install, doctor, uninstall and --agent ephemeral', () => {
         { timeoutMs: 30_000, intervalMs: 500 },
       );
     });
+
+    it('a laptop that slept through its Lease: on waking, a new Lease and a new agent, served locally again', async () => {
+      const session = await steal('eph-c', flags('eph-c'));
+      const firstAgent = (
+        await admin(['get', 'pod', 'detour-agent-eph-c', '-n', namespace, '-o', 'jsonpath={.metadata.uid}'])
+      ).trim();
+      session.signal('SIGSTOP');
+      try {
+        await waitFor(
+          'the agent to end the sleeping session’s Lease, and garbage collection to remove the agent',
+          async () =>
+            (await ephemeralObjects('eph-c')).length === 0 && (await objectNames('leases')).length === 0,
+          { timeoutMs: 120_000, intervalMs: 1000 },
+        );
+      } finally {
+        session.signal('SIGCONT');
+      }
+      const woke = Date.now();
+      await waitFor(
+        'x-dev: eph-c to reach the local app again',
+        async () => (await callerGet(ordersAt, { 'x-dev': 'eph-c' })).body.pod === 'laptop',
+        { timeoutMs: 90_000, intervalMs: 500 },
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}\n${session.tail(20)}`);
+      });
+      console.log(`# awake -> a new ephemeral agent, served locally again: ${Date.now() - woke} ms`);
+      const secondAgent = (
+        await admin(['get', 'pod', 'detour-agent-eph-c', '-n', namespace, '-o', 'jsonpath={.metadata.uid}'])
+      ).trim();
+      assert.notEqual(secondAgent, firstAgent, 'a new agent pod');
+      assert.ok(
+        session.jsonLines('stderr').some((line) => line.event === 'session.resumed'),
+        session.tail(20),
+      );
+      interrupt(session);
+      await session.exited;
+      await waitFor(
+        'the second agent to be gone',
+        async () => (await ephemeralObjects('eph-c')).length === 0,
+        {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+        },
+      );
+      assert.deepEqual(await objectNames('leases'), []);
+    });
   });
 
   it('the optional installer role is enough: install and uninstall as an identity bound only to it', async () => {

@@ -73,6 +73,24 @@ export class EphemeralAgent {
     }
   }
 
+  /**
+   * Resolves once the pod is gone: deleted by stop(), or by the garbage collector after its Lease
+   * ended. Only then can an agent of the same name start again.
+   */
+  async waitGone(timeoutMs: number): Promise<void> {
+    const pod = this.#pod;
+    const namespace = pod.metadata.namespace ?? '';
+    for (const began = Date.now(); ; await sleep(200)) {
+      const pods = await listPods(this.#client, namespace, pod.metadata.labels ?? {});
+      if (!pods.some((candidate) => candidate.metadata.name === pod.metadata.name)) return;
+      if (Date.now() - began > timeoutMs)
+        throw new DetourError(
+          'DETOUR_EPHEMERAL_AGENT',
+          `the ephemeral agent ${namespace}/${pod.metadata.name} was still terminating after ${Math.round(timeoutMs / 1000)} s; see kubectl describe pod -n ${namespace} ${pod.metadata.name}`,
+        );
+    }
+  }
+
   /** Deletes what start created, the pod first (the Lease's garbage collection would, later). */
   async stop(): Promise<void> {
     const created = this.#created.splice(0).reverse();

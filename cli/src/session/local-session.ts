@@ -550,7 +550,12 @@ export class LocalSession {
     return { ...ephemeralAgentService(this.id), namespace, ephemeral: true };
   }
 
-  async #startEphemeralAgent(kc: KubeConfig, namespace: string, lease: LeaseRef): Promise<void> {
+  async #startEphemeralAgent(
+    kc: KubeConfig,
+    namespace: string,
+    lease: LeaseRef,
+    why = `no agent installed in ${namespace}: starting one for this session (--agent ephemeral)`,
+  ): Promise<void> {
     this.#ephemeral = new EphemeralAgent(
       kubeClient(kc),
       ephemeralAgentObjects({
@@ -561,10 +566,7 @@ export class LocalSession {
       }),
       this.#reporter,
     );
-    this.#reporter.step(
-      'agent.ephemeral',
-      `no agent installed in ${namespace}: starting one for this session (--agent ephemeral)`,
-    );
+    this.#reporter.step('agent.ephemeral', why);
     await this.#ephemeral.start(60_000);
   }
 
@@ -631,9 +633,9 @@ export class LocalSession {
    * The session back after its Lease went unrenewed past its expiry (a laptop asleep, a network
    * gone): a Lease found gone is created again (the agent admits the tunnels again, which
    * reconnect at once), and a routed session's route is written again and probed, since a janitor
-   * may have reverted it. Trouble reaching the apiserver is retried; anything else (the filter
-   * taken by someone else meanwhile, a permission, an ephemeral agent that went with the Lease)
-   * ends the session with DETOUR_SESSION_LOST.
+   * may have reverted it; an ephemeral agent, removed with the Lease it was owned by, is started
+   * again, owned by the new one. Trouble reaching the apiserver is retried; anything else (the
+   * filter taken by someone else meanwhile, a permission) ends the session with DETOUR_SESSION_LOST.
    */
   async #resume({ gone, sinceRenewalMs }: LeaseInterruption): Promise<void> {
     const lease = `${this.#leaseRef?.namespace}/${this.#leaseRef?.name}`;
@@ -648,19 +650,32 @@ export class LocalSession {
       sinceRenewalSeconds: Math.round(sinceRenewalMs / 1000),
     });
     let leaseBack = !gone;
+    // An ephemeral agent was owned by the ended Lease: the garbage collector removes it.
+    let agentBack = !gone || !this.#ephemeral;
     let lastProblem = '';
     for (let delayMs = 1_000; !this.#stopping.signal.aborted; delayMs = Math.min(delayMs * 2, 10_000)) {
       try {
         if (!leaseBack) {
-          if (this.#ephemeral)
-            throw new DetourError(
-              'DETOUR_SESSION_LOST',
-              'its ephemeral agent was owned by that Lease and is removed with it: start the session again',
-            );
+          if (this.#ephemeral) {
+            await this.#ephemeral.stop();
+            await this.#ephemeral.waitGone(60_000);
+          }
           await this.#leaseAgain();
           leaseBack = true;
-          this.#tunnel?.retryNow();
         }
+        if (!agentBack) {
+          const lease = this.#routing?.lease ?? this.#lease?.ref;
+          const kc = this.#leaseInputs?.kc;
+          if (!lease || !kc) throw new Error('an ephemeral agent to start again without its Lease');
+          await this.#startEphemeralAgent(
+            kc,
+            lease.namespace,
+            lease,
+            'the ephemeral agent went with the ended Lease: starting it again, owned by the new one',
+          );
+          agentBack = true;
+        }
+        this.#tunnel?.retryNow();
         const tunnel = await this.#tunnelUp();
         // Replicas whose tunnel outlived the Lease record themselves on the new one.
         if (gone)

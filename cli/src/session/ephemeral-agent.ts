@@ -27,8 +27,11 @@ export class EphemeralAgent {
     return pod;
   }
 
-  /** Creates the agent and resolves with the milliseconds from the first create to the pod's readiness. */
-  async start(timeoutMs: number): Promise<number> {
+  /**
+   * Creates the agent and resolves with the milliseconds from the first create to the pod's
+   * readiness; `signal` (the session stopping) ends the wait, with what was created left to stop().
+   */
+  async start(timeoutMs: number, signal?: AbortSignal): Promise<number> {
     const began = Date.now();
     const pod = this.#pod;
     const namespace = pod.metadata.namespace ?? '';
@@ -69,7 +72,9 @@ export class EphemeralAgent {
           'DETOUR_EPHEMERAL_AGENT',
           `the ephemeral agent was not ready within ${Math.round(timeoutMs / 1000)} s (${problem.text}); ${fix}`,
         );
-      await sleep(200);
+      await sleep(200, undefined, { signal }).catch(() => {});
+      if (signal?.aborted)
+        throw new DetourError('DETOUR_EPHEMERAL_AGENT', 'stopped while waiting for the ephemeral agent');
     }
   }
 
@@ -77,10 +82,14 @@ export class EphemeralAgent {
    * Resolves once the pod is gone: deleted by stop(), or by the garbage collector after its Lease
    * ended. Only then can an agent of the same name start again.
    */
-  async waitGone(timeoutMs: number): Promise<void> {
+  async waitGone(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const pod = this.#pod;
     const namespace = pod.metadata.namespace ?? '';
-    for (const began = Date.now(); ; await sleep(200)) {
+    for (
+      const began = Date.now();
+      !signal?.aborted;
+      await sleep(200, undefined, { signal }).catch(() => {})
+    ) {
       const pods = await listPods(this.#client, namespace, pod.metadata.labels ?? {});
       if (!pods.some((candidate) => candidate.metadata.name === pod.metadata.name)) return;
       if (Date.now() - began > timeoutMs)

@@ -567,7 +567,7 @@ export class LocalSession {
       this.#reporter,
     );
     this.#reporter.step('agent.ephemeral', why);
-    await this.#ephemeral.start(60_000);
+    await this.#ephemeral.start(60_000, this.#stopping.signal);
   }
 
   /** An egress-only session's Lease: it admits the tunnel and shows who is connected; nothing is routed. */
@@ -658,7 +658,8 @@ export class LocalSession {
         if (!leaseBack) {
           if (this.#ephemeral) {
             await this.#ephemeral.stop();
-            await this.#ephemeral.waitGone(60_000);
+            await this.#ephemeral.waitGone(60_000, this.#stopping.signal);
+            if (this.#stopping.signal.aborted) return;
           }
           await this.#leaseAgain();
           leaseBack = true;

@@ -115,6 +115,8 @@ export class LocalSession {
   #leaseInputs: { kc: KubeConfig; target: ResolvedWorkload | undefined; tokenHash: string } | undefined;
   /** Bringing the session back after its Lease was interrupted (one at a time). */
   #resuming: Promise<void> | undefined;
+  /** An interruption heard while a resume ran: handled once it ends. */
+  #interruptedMeanwhile: LeaseInterruption | undefined;
   readonly #failure = Promise.withResolvers<DetourError>();
   /** When a failed request was last reported, and how many failed since. */
   #failureWarned = { at: 0, since: 0 };
@@ -403,7 +405,7 @@ export class LocalSession {
           tokenSha256(token),
         );
       if (!agentAddress) {
-        const lease = this.#routing?.lease ?? this.#lease?.ref;
+        const lease = this.#heldLease;
         if (agent.ephemeral && lease) await this.#startEphemeralAgent(kc, namespace, lease);
         this.#portForward = await forwardToAgent(kc, namespace, agent.name);
         agentAddress = this.#portForward.address;
@@ -623,10 +625,24 @@ export class LocalSession {
   }
 
   #leaseInterrupted(interruption: LeaseInterruption): void {
-    if (!this.#ready || this.#stopping.signal.aborted || this.#resuming) return;
+    if (!this.#ready || this.#stopping.signal.aborted) return;
+    if (this.#resuming) {
+      // A resume under way sees a Lease that went meanwhile at its next attempt; one that had
+      // finished its attempts hears of it here once it is done.
+      this.#interruptedMeanwhile = interruption;
+      return;
+    }
     this.#resuming = this.#resume(interruption).finally(() => {
       this.#resuming = undefined;
+      const next = this.#interruptedMeanwhile;
+      this.#interruptedMeanwhile = undefined;
+      if (next) this.#leaseInterrupted(next);
     });
+  }
+
+  /** The session's Lease as held now: undefined once it was found gone, until it is made again. */
+  get #heldLease(): LeaseRef | undefined {
+    return this.#routing?.lease ?? this.#lease?.ref;
   }
 
   /**
@@ -649,23 +665,25 @@ export class LocalSession {
       gone,
       sinceRenewalSeconds: Math.round(sinceRenewalMs / 1000),
     });
-    let leaseBack = !gone;
-    // An ephemeral agent was owned by the ended Lease: the garbage collector removes it.
-    let agentBack = !gone || !this.#ephemeral;
+    // Whether the ephemeral agent (if any) is owned by the Lease held now.
+    let agentBack = true;
+    let newLease = false;
     let lastProblem = '';
     for (let delayMs = 1_000; !this.#stopping.signal.aborted; delayMs = Math.min(delayMs * 2, 10_000)) {
       try {
-        if (!leaseBack) {
+        if (!this.#heldLease) {
+          // An ephemeral agent was owned by the ended Lease: the garbage collector removes it.
           if (this.#ephemeral) {
             await this.#ephemeral.stop();
             await this.#ephemeral.waitGone(60_000, this.#stopping.signal);
             if (this.#stopping.signal.aborted) return;
+            agentBack = false;
           }
           await this.#leaseAgain();
-          leaseBack = true;
+          newLease = true;
         }
         if (!agentBack) {
-          const lease = this.#routing?.lease ?? this.#lease?.ref;
+          const lease = this.#heldLease;
           const kc = this.#leaseInputs?.kc;
           if (!lease || !kc) throw new Error('an ephemeral agent to start again without its Lease');
           await this.#startEphemeralAgent(
@@ -679,15 +697,15 @@ export class LocalSession {
         this.#tunnel?.retryNow();
         const tunnel = await this.#tunnelUp();
         // Replicas whose tunnel outlived the Lease record themselves on the new one.
-        if (gone)
+        if (newLease)
           for (const connection of this.#tunnel?.connections() ?? [])
             await connection.request('session.register', this.#registration());
         if (this.#routing && routed)
           await this.#waitUntilRouteLive(tunnel, routed, await this.#routing.route());
         this.#reporter.step(
           'session.resumed',
-          `session ${this.id} is back${gone ? ' with a new Lease' : ''}${routed ? `: ${this.describe()} reaches this machine again` : ''}`,
-          { session: this.id, lease: this.#routing?.lease ?? this.#lease?.ref },
+          `session ${this.id} is back${newLease ? ' with a new Lease' : ''}${routed ? `: ${this.describe()} reaches this machine again` : ''}`,
+          { session: this.id, lease: this.#heldLease },
         );
         return;
       } catch (error) {
